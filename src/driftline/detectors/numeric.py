@@ -1,0 +1,204 @@
+"""Numeric feature sketch over reference-quantile fine bins.
+
+The reference fixes ``B + 1`` edges at its quantiles ``k / B`` (``numpy.quantile``, default
+method), so with ``B`` a multiple of the PSI bin count the reference deciles are exact fine
+edges and PSI is a sum of fine counts, equal to binning the raw values directly.
+
+    >>> import numpy as np
+    >>> bins = NumericBins.fit(np.arange(100.0), bins=10, psi_bins=10)
+    >>> s = NumericSketch(bins).update(np.array([5.0, 50.0, np.nan, 1000.0]))
+    >>> s.n, s.n_missing, s.out_of_range
+    (3, 1, 1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+
+from driftline.detectors import _codec
+from driftline.detectors._kernels import MAX_TABLE, SMALL_TABLE, fold_numeric
+
+DEFAULT_FINE_BINS = 1000
+DEFAULT_PSI_BINS = 10
+
+
+@dataclass(frozen=True, eq=False)
+class NumericBins:
+    """Bin edges learned from a reference sample: ``edges[k] = quantile(reference, k / B)``."""
+
+    edges: np.ndarray
+    psi_bins: int = DEFAULT_PSI_BINS
+
+    def __post_init__(self) -> None:
+        b = len(self.edges) - 1
+        if b < 1 or b + 1 > MAX_TABLE:
+            raise ValueError(f"need between 2 and {MAX_TABLE} edges, got {b + 1}")
+        if b % self.psi_bins:
+            raise ValueError(f"fine bins ({b}) must be a multiple of psi_bins ({self.psi_bins})")
+        if not np.all(np.isfinite(self.edges)) or np.any(np.diff(self.edges) < 0):
+            raise ValueError("edges must be finite and sorted")
+
+    @classmethod
+    def fit(
+        cls,
+        reference: npt.ArrayLike,
+        bins: int = DEFAULT_FINE_BINS,
+        psi_bins: int = DEFAULT_PSI_BINS,
+    ) -> NumericBins:
+        x = np.asarray(reference, dtype=np.float64)
+        x = x[~np.isnan(x)]
+        if x.size == 0:
+            raise ValueError("cannot fit bins: the reference has no non-missing values")
+        if np.isinf(x).any():
+            raise ValueError("cannot fit bins: the reference contains infinite values")
+        return cls(np.quantile(x, np.arange(bins + 1) / bins), psi_bins)
+
+    @property
+    def fine_bins(self) -> int:
+        return len(self.edges) - 1
+
+    @cached_property
+    def digest(self) -> bytes:
+        """Identity of the binning; sketches merge only with sketches of the same digest."""
+        h = hashlib.sha256(_codec.f64(self.edges) + self.psi_bins.to_bytes(4, "little"))
+        return h.digest()[:16]
+
+    @cached_property
+    def table(self) -> np.ndarray:
+        """Edges padded with +inf to a power of two, as the binning kernel wants them."""
+        size = max(SMALL_TABLE, 1 << math.ceil(math.log2(len(self.edges))))
+        t = np.full(size, np.inf)
+        t[: len(self.edges)] = self.edges
+        return t
+
+    @cached_property
+    def coarse_of_fine(self) -> np.ndarray:
+        """Map from fine count index (0..B+1) to PSI bin (0..psi_bins-1).
+
+        Fine index i means i edges are <= x; decile edge j (1..psi_bins-1) is fine edge
+        j*step, which is <= x exactly when j*step < i. So the PSI bin is a function of i alone,
+        and summing fine counts equals ``searchsorted(deciles, x, "right")`` even with ties.
+        """
+        step = self.fine_bins // self.psi_bins
+        i = np.arange(self.fine_bins + 2)
+        return np.clip((i - 1) // step, 0, self.psi_bins - 1).astype(np.int64)
+
+    @property
+    def psi_edges(self) -> np.ndarray:
+        step = self.fine_bins // self.psi_bins
+        return self.edges[step : self.fine_bins : step]
+
+    def to_bytes(self) -> bytes:
+        return _codec.encode(
+            _codec.KIND_NUMERIC, [b"bins", _codec.f64(self.edges), _codec.i64(np.array([self.psi_bins]))]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NumericBins:
+        tag, edges, psi = _codec.decode(data, _codec.KIND_NUMERIC)
+        if tag != b"bins":
+            raise _codec.SketchFormatError("these bytes are a numeric sketch, not its bins")
+        return cls(_codec.from_f64(edges), int(_codec.from_i64(psi)[0]))
+
+
+class NumericSketch:
+    """Counts per fine bin plus missing count, type errors, min, max, sum and sum of squares.
+
+    The sums of the values below and above the reference range are kept too: they make the
+    Wasserstein contribution of the tails exact instead of guessing how the tail is spread.
+    """
+
+    __slots__ = ("bins", "counts", "hits", "moments", "n_missing", "type_errors")
+
+    def __init__(self, bins: NumericBins) -> None:
+        self.bins = bins
+        b = bins.fine_bins
+        self.counts = np.zeros(b + 2, np.int64)
+        self.hits = np.zeros(b + 1, np.int64)
+        # min, max, sum, sum of squares, sum below the reference range, sum at/above its max
+        self.moments = np.array([np.inf, -np.inf, 0.0, 0.0, 0.0, 0.0])
+        self.n_missing = 0
+        self.type_errors = 0
+
+    def update(self, values: npt.ArrayLike, type_errors: int = 0) -> Self:
+        """Fold a column (NaN = missing; ±inf counts as out of range). Returns self."""
+        x = np.ascontiguousarray(values, dtype=np.float64)
+        table = self.bins.table
+        self.n_missing += fold_numeric(x, table, len(self.bins.edges), self.counts, self.hits, self.moments)
+        self.type_errors += type_errors
+        return self
+
+    def merge(self, other: NumericSketch) -> NumericSketch:
+        if other.bins.digest != self.bins.digest:
+            raise ValueError("cannot merge numeric sketches built on different reference bins")
+        out = NumericSketch(self.bins)
+        out.counts = self.counts + other.counts
+        out.hits = self.hits + other.hits
+        out.moments = self.moments + other.moments
+        out.moments[0] = min(self.moments[0], other.moments[0])
+        out.moments[1] = max(self.moments[1], other.moments[1])
+        out.n_missing = self.n_missing + other.n_missing
+        out.type_errors = self.type_errors + other.type_errors
+        return out
+
+    @property
+    def n(self) -> int:
+        """Non-missing values."""
+        return int(self.counts.sum())
+
+    @property
+    def out_of_range(self) -> int:
+        """Values below the reference minimum or above its maximum."""
+        return int(self.counts[0] + self.counts[-1] - self.hits[-1])
+
+    @property
+    def mean(self) -> float | None:
+        return float(self.moments[2] / self.n) if self.n else None
+
+    @property
+    def std(self) -> float | None:
+        """Population standard deviation (ddof=0), from the sum and sum of squares."""
+        if not self.n:
+            return None
+        mean = self.moments[2] / self.n
+        return math.sqrt(max(0.0, self.moments[3] / self.n - mean * mean))
+
+    def psi_counts(self) -> np.ndarray:
+        return np.bincount(self.bins.coarse_of_fine, weights=self.counts, minlength=self.bins.psi_bins)
+
+    def to_bytes(self) -> bytes:
+        return _codec.encode(
+            _codec.KIND_NUMERIC,
+            [
+                b"sketch",
+                self.bins.digest,
+                _codec.i64(self.counts),
+                _codec.i64(self.hits),
+                _codec.f64(self.moments),
+                _codec.i64(np.array([self.n_missing, self.type_errors])),
+            ],
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, bins: NumericBins) -> NumericSketch:
+        tag, digest, counts, hits, moments, scalars = _codec.decode(data, _codec.KIND_NUMERIC)
+        if tag != b"sketch":
+            raise _codec.SketchFormatError("these bytes are numeric bins, not a sketch")
+        if digest != bins.digest:
+            raise ValueError("sketch was built on other reference bins than the ones given")
+        s = cls(bins)
+        s.counts, s.hits, s.moments = _codec.from_i64(counts), _codec.from_i64(hits), _codec.from_f64(moments)
+        s.n_missing, s.type_errors = (int(v) for v in _codec.from_i64(scalars))
+        return s
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NumericSketch) and self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # type: ignore[assignment]

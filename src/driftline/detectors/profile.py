@@ -1,0 +1,223 @@
+"""A model's sketches together: the columnar batch they fold, the reference, the drift report.
+
+``Batch`` is the seam between the edges (Kafka decoder, HTTP ingest, file readers) and the pure
+statistics: columns of one model's events as numpy arrays. ``ModelSketch`` folds batches for
+one set of events (a pane, a window, a reference); ``drift_report`` compares two of them and
+returns the JSON document that ``driftline compare`` and ``driftline stats`` print.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from driftline.detectors import stats
+from driftline.detectors.categorical import CategoricalSketch, Vocabulary, dictionary_encode
+from driftline.detectors.fairness import DEFAULT_MIN_SUPPORT, FairnessSketch, fairness_metrics
+from driftline.detectors.latency import LatencySketch
+from driftline.detectors.numeric import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS, NumericBins, NumericSketch
+
+Kind = Literal["numeric", "categorical"]
+FeatureSketch = NumericSketch | CategoricalSketch
+# A numeric column is float64 (NaN = missing); a categorical one is (names, codes) as
+# produced by dictionary_encode or a columnar dictionary.
+Column = np.ndarray | tuple[Sequence[str | None], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Effect-size thresholds for the drift verdict, and the fairness support guard."""
+
+    psi: float = 0.2
+    ks: float = 0.1
+    min_support: int = DEFAULT_MIN_SUPPORT
+
+
+@dataclass
+class Batch:
+    """Columns of ``n`` events of one model. Every array has length ``n``."""
+
+    n: int
+    features: dict[str, Column]
+    type_errors: dict[str, int] = field(default_factory=dict)
+    latency_ms: np.ndarray | None = None
+    segments: dict[str, Column] = field(default_factory=dict)
+    positive: np.ndarray | None = None  # 1 / 0 / -1 per event, see fairness.to_outcome
+    label: np.ndarray | None = None  # 1 / 0 / -1 (unknown)
+
+
+@dataclass(frozen=True, eq=False)
+class Binning:
+    """How each feature is binned: fixed by the reference, shared by every sketch compared to it."""
+
+    numeric: dict[str, NumericBins]
+    categorical: dict[str, Vocabulary]
+
+    @classmethod
+    def fit(
+        cls,
+        columns: Mapping[str, Column],
+        kinds: Mapping[str, Kind],
+        fine_bins: int = DEFAULT_FINE_BINS,
+        psi_bins: int = DEFAULT_PSI_BINS,
+    ) -> Binning:
+        numeric, categorical = {}, {}
+        for name, kind in kinds.items():
+            column = columns[name]
+            if kind == "numeric" and not isinstance(column, tuple):
+                numeric[name] = NumericBins.fit(column, fine_bins, psi_bins)
+            else:
+                categorical[name] = Vocabulary.fit(column)
+        return cls(numeric, categorical)
+
+    def kind(self, feature: str) -> Kind:
+        return "numeric" if feature in self.numeric else "categorical"
+
+    @property
+    def features(self) -> list[str]:
+        return sorted([*self.numeric, *self.categorical])
+
+    def new_sketch(self, feature: str) -> FeatureSketch:
+        if feature in self.numeric:
+            return NumericSketch(self.numeric[feature])
+        return CategoricalSketch(self.categorical[feature])
+
+
+class ModelSketch:
+    """Sketches of every feature, latency and fairness for one set of a model's events."""
+
+    def __init__(self, binning: Binning) -> None:
+        self.binning = binning
+        self.n_events = 0
+        self.features: dict[str, FeatureSketch] = {f: binning.new_sketch(f) for f in binning.features}
+        self.latency = LatencySketch()
+        self.fairness = FairnessSketch()
+
+    def update(self, batch: Batch, threads: int = 1) -> ModelSketch:
+        """Fold a batch. Features missing from the batch count as missing values."""
+        self.n_events += batch.n
+        names = list(self.features)
+        if threads > 1 and len(names) > 1:
+            # The kernels release the GIL, so features fold in parallel on threads.
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda name: self._fold(name, batch), names))
+        else:
+            for name in names:
+                self._fold(name, batch)
+        if batch.latency_ms is not None:
+            self.latency.update(batch.latency_ms)
+        if batch.segments and batch.positive is not None:
+            label = batch.label if batch.label is not None else np.full(batch.n, -1, np.int8)
+            self.fairness.update(batch.segments, batch.positive, label)
+        return self
+
+    def _fold(self, name: str, batch: Batch) -> None:
+        sketch, column = self.features[name], batch.features.get(name)
+        errors = batch.type_errors.get(name, 0)
+        if isinstance(sketch, NumericSketch):
+            if isinstance(column, tuple):
+                raise TypeError(f"feature {name!r} is numeric but the batch holds categories")
+            sketch.update(np.full(batch.n, np.nan) if column is None else column, type_errors=errors)
+            return
+        names, codes = ([None], np.zeros(batch.n, np.int64)) if column is None else _coded(column)
+        sketch.update_coded(names, codes)
+        sketch.type_errors += errors
+
+    def merge(self, other: ModelSketch) -> ModelSketch:
+        out = ModelSketch(self.binning)
+        out.n_events = self.n_events + other.n_events
+        out.features = {f: _merge(s, other.features[f]) for f, s in self.features.items()}
+        out.latency = self.latency.merge(other.latency)
+        out.fairness = self.fairness.merge(other.fairness)
+        return out
+
+
+def _coded(column: Column) -> tuple[Sequence[str | None], np.ndarray]:
+    return column if isinstance(column, tuple) else dictionary_encode(column)
+
+
+def _merge(a: FeatureSketch, b: FeatureSketch) -> FeatureSketch:
+    return a.merge(b)  # type: ignore[arg-type]
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[str, Any]:
+    """Statistics of one feature; ``drift`` and adjusted p-values are filled by drift_report."""
+    missing = cur.n_missing
+    out: dict[str, Any] = {
+        "n": cur.n,
+        "null_rate": missing / n_rows if n_rows else None,
+        "type_errors": cur.type_errors,
+    }
+    if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
+        r, c = stats.proportions(ref.psi_counts()), stats.proportions(cur.psi_counts())
+        ks = stats.ks(ref, cur)
+        out |= {
+            "kind": "numeric",
+            "psi": stats.psi(r, c) if cur.n and ref.n else None,
+            "ks": None
+            if ks is None
+            else {"statistic": ks.statistic, "statistic_upper": ks.statistic_upper, "p_value": ks.p_value},
+            "js": stats.js_distance(r, c) if cur.n and ref.n else None,
+            "wasserstein": _finite(stats.wasserstein(ref, cur)),
+            "out_of_range_rate": cur.out_of_range / cur.n if cur.n else None,
+            "mean": _finite(cur.mean),
+            "std": _finite(cur.std),
+            "min": _finite(float(cur.moments[0])) if cur.n else None,
+            "max": _finite(float(cur.moments[1])) if cur.n else None,
+        }
+    elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
+        rc, cc = ref.counts[:-1], cur.counts[:-1]
+        r, c = stats.proportions(rc), stats.proportions(cc)
+        chi = stats.chi2(rc, cc)
+        out |= {
+            "kind": "categorical",
+            "psi": stats.psi(r, c) if cur.n and ref.n else None,
+            "js": stats.js_distance(r, c) if cur.n and ref.n else None,
+            "chi2": None if chi is None else {"statistic": chi.statistic, "p_value": chi.p_value, "dof": chi.dof},
+            "unseen": [[name, count] for name, count in cur.top_unseen()],
+            "unseen_rate": int(cur.counts[-2]) / cur.n if cur.n else None,
+        }
+    return out
+
+
+def drift_report(reference: ModelSketch, current: ModelSketch, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    """The JSON document of ``driftline compare`` / ``driftline stats``."""
+    features = {
+        name: feature_report(reference.features[name], sketch, current.n_events)
+        for name, sketch in sorted(current.features.items())
+    }
+    tests = [(f["ks"] if f["kind"] == "numeric" else f.get("chi2")) for f in features.values()]
+    adjusted = stats.benjamini_hochberg([t["p_value"] if t else math.nan for t in tests])
+    for f, test, p_adj in zip(features.values(), tests, adjusted, strict=True):
+        if test is not None:
+            test["p_value_adjusted"] = p_adj
+        ks_d = f["ks"]["statistic"] if f["kind"] == "numeric" and f["ks"] else None
+        f["drift"] = bool(
+            (f["psi"] is not None and f["psi"] > thresholds.psi)
+            or (ks_d is not None and ks_d > thresholds.ks)
+        )
+    report: dict[str, Any] = {
+        "n_reference": reference.n_events,
+        "n_current": current.n_events,
+        "features": features,
+        "drifted_features": [name for name, f in features.items() if f["drift"]],
+        "thresholds": {"psi": thresholds.psi, "ks": thresholds.ks},
+        "latency": None,
+        "fairness": {},
+    }
+    if current.latency.count or reference.latency.count:
+        report["latency"] = current.latency.summary() | {"reference": reference.latency.summary()}
+    report["fairness"] = {
+        attr: fairness_metrics(table, thresholds.min_support)
+        for attr, table in sorted(current.fairness.tables.items())
+    }
+    return report

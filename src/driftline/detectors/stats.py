@@ -1,0 +1,187 @@
+"""Drift statistics as pure functions of sketches (and of plain proportions, for the formulas).
+
+Definitions (the tests hold them to independent oracles):
+
+* PSI = Σ (cur − ref) · ln(cur / ref) over PSI bins, proportions floored at 1e-4.
+* KS D = sup |F_ref − F_cur| of the empirical CDFs (``scipy.stats.ks_2samp``), p-value as
+  ``ks_2samp(method="auto")`` reports it for that D and those sample sizes.
+* Jensen–Shannon distance, base 2 (in [0, 1]), over the PSI bins or the categories.
+* Wasserstein-1 distance divided by the reference's standard deviation.
+* Chi-square test of homogeneity on the 2 × K table of reference/current category counts.
+
+    >>> round(psi(np.array([0.5, 0.5]), np.array([0.9, 0.1])), 4)
+    0.8789
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from driftline.detectors.numeric import NumericSketch
+
+PSI_FLOOR = 1e-4
+# ks_2samp(method="auto") is exact up to this many observations per sample, asymptotic above.
+KS_EXACT_MAX_N = 10_000
+
+
+def proportions(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total else np.zeros(len(counts))
+
+
+def psi(ref: np.ndarray, cur: np.ndarray, floor: float = PSI_FLOOR) -> float:
+    """Population stability index of two proportion vectors."""
+    r = np.maximum(ref, floor)
+    c = np.maximum(cur, floor)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def js_distance(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Jensen–Shannon distance (base 2) between two proportion vectors."""
+    m = (ref + cur) / 2
+    div = special.rel_entr(ref, m).sum() + special.rel_entr(cur, m).sum()
+    return float(math.sqrt(max(0.0, div / 2) / math.log(2)))
+
+
+@dataclass(frozen=True)
+class KSResult:
+    """D from the sketch grid, a guaranteed lower bound of the exact D, and its upper bound.
+
+    ``statistic`` is D evaluated at the fine-bin edges; the exact D lies in
+    ``[statistic, statistic_upper]``. Their gap is at most the largest reference mass strictly
+    inside one fine bin (≈ 1/B for continuous data). The p-value is computed from the lower
+    bound, so it is never smaller than the exact one: a sketch can under-flag, never over-flag.
+    """
+
+    statistic: float
+    statistic_upper: float
+    p_value: float
+
+
+def ks_p_value(d: float, n1: int, n2: int) -> float:
+    """Two-sided p-value of D for sample sizes n1, n2, as ``scipy.stats.ks_2samp`` computes it."""
+    if n1 == 0 or n2 == 0:
+        return math.nan
+    if max(n1, n2) <= KS_EXACT_MAX_N:
+        p = _exact_ks_p_value(d, n1, n2)
+        if p is not None:
+            return p
+    m, n = sorted((float(n1), float(n2)), reverse=True)
+    return float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0.0, 1.0))
+
+
+def _exact_ks_p_value(d: float, n1: int, n2: int) -> float | None:
+    # scipy keeps its exact two-sample null distribution private; use it when present and fall
+    # back to the asymptotic formula (as ks_2samp itself does when the exact path fails).
+    from scipy.stats import _stats_py
+
+    exact = getattr(_stats_py, "_attempt_exact_2kssamp", None)
+    if exact is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ok, _, p = exact(n1, n2, math.gcd(n1, n2), d, "two-sided")
+    return float(np.clip(p, 0.0, 1.0)) if ok else None
+
+
+def _cdf_grid(s: NumericSketch) -> tuple[np.ndarray, np.ndarray]:
+    """F just below each edge and F at each edge (right-continuous), as fractions."""
+    n = max(s.n, 1)
+    below = np.cumsum(s.counts)[:-1]  # values < edge k
+    return below / n, (below + s.hits) / n
+
+
+def ks(ref: NumericSketch, cur: NumericSketch) -> KSResult | None:
+    if ref.n == 0 or cur.n == 0:
+        return None
+    lt1, le1 = _cdf_grid(ref)
+    lt2, le2 = _cdf_grid(cur)
+    d = float(max(np.abs(lt1 - lt2).max(), np.abs(le1 - le2).max()))
+    # Inside an open bin between grid points (a, b) -> (a', b'), F1 - F2 <= a' - b and
+    # F2 - F1 <= b' - a: both CDFs are monotone. Outer bins run from 0 and up to 1.
+    a = np.concatenate(([0.0], le1))
+    b = np.concatenate(([0.0], le2))
+    a2 = np.concatenate((lt1, [1.0]))
+    b2 = np.concatenate((lt2, [1.0]))
+    upper = float(max(d, (a2 - b).max(), (b2 - a).max()))
+    # D is a multiple of 1/lcm(n1, n2): round away float noise from the cumulative sums.
+    d = round(d * ref.n * cur.n) / (ref.n * cur.n)
+    return KSResult(d, min(1.0, upper), ks_p_value(d, ref.n, cur.n))
+
+
+def wasserstein(ref: NumericSketch, cur: NumericSketch) -> float | None:
+    """W1 = ∫|F_ref − F_cur| dx, divided by the reference standard deviation.
+
+    Inside the reference range both sketches share the fine edges; within a bin the mass off
+    the edges is taken as spread evenly, so the error is at most bin width × CDF change inside
+    the bin summed over bins (well under 1% on continuous data). Outside the range the sketches
+    keep the sum of their tail values, so the tail term E[(x − max)+] is exact when one CDF
+    dominates the other there (always true against the reference, which has no tail mass).
+    """
+    if ref.n == 0 or cur.n == 0:
+        return None
+    edges = ref.bins.edges
+    xs, first = np.unique(edges, return_index=True)
+    last = np.r_[first[1:] - 1, len(edges) - 1]
+    lt1, le1 = _cdf_grid(ref)
+    lt2, le2 = _cdf_grid(cur)
+    d0 = (le1[last] - le2[last])[:-1]  # just right of each distinct edge
+    d1 = (lt1[first] - lt2[first])[1:]  # just left of the next
+    w = np.diff(xs)
+    same_sign = d0 * d1 >= 0
+    spread = np.where(same_sign, 1.0, np.abs(d0) + np.abs(d1))
+    area = np.where(same_sign, w * (np.abs(d0) + np.abs(d1)) / 2, w * (d0**2 + d1**2) / (2 * spread))
+    tails = abs(_under_excess(ref) - _under_excess(cur)) + abs(_over_excess(ref) - _over_excess(cur))
+    dist = float(area.sum()) + tails
+    std = ref.std
+    return dist / std if std else (0.0 if dist == 0 else math.inf)
+
+
+def _under_excess(s: NumericSketch) -> float:
+    """E[(min_edge − x)+]: how far, on average, values fall below the reference range."""
+    return float(s.counts[0] * s.bins.edges[0] - s.moments[4]) / s.n
+
+
+def _over_excess(s: NumericSketch) -> float:
+    """E[(x − max_edge)+]; values equal to the maximum add zero."""
+    return float(s.moments[5] - s.counts[-1] * s.bins.edges[-1]) / s.n
+
+
+@dataclass(frozen=True)
+class Chi2Result:
+    statistic: float
+    p_value: float
+    dof: int
+
+
+def chi2(ref_counts: np.ndarray, cur_counts: np.ndarray) -> Chi2Result | None:
+    """Chi-square test of homogeneity on the 2 × K table (columns empty in both dropped)."""
+    table = np.vstack([ref_counts, cur_counts]).astype(np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return None
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    dof = table.shape[1] - 1
+    return Chi2Result(statistic, float(stats.chi2.sf(statistic, dof)), dof)
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """Benjamini–Hochberg adjusted p-values (NaN entries stay NaN and are not counted)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    ok = ~np.isnan(p)
+    out = np.full(len(p), np.nan)
+    m = int(ok.sum())
+    if m:
+        order = np.argsort(p[ok])
+        ranked = p[ok][order] * m / np.arange(1, m + 1)
+        adjusted = np.minimum.accumulate(ranked[::-1])[::-1].clip(0, 1)
+        vals = np.empty(m)
+        vals[order] = adjusted
+        out[ok] = vals
+    return out.tolist()

@@ -1,0 +1,91 @@
+"""Event-time panes, windows and watermarks as pure functions and small state objects.
+
+A pane is a tumbling interval of event time ``[start, start + pane_ms)``; a window is the merge
+of the panes it covers. The watermark of a partition is its largest event time minus the
+allowed lateness; a pane is final once the smallest watermark over the active partitions has
+passed its end. An event whose pane is already final is *late*: it is kept, in a correction
+sketch for that pane, never dropped.
+
+    >>> pane_start(125_000, 60_000)
+    120000
+    >>> w = Watermark(lateness_ms=5_000)
+    >>> w.observe(partition=0, max_event_ms=130_000, now_ms=0)
+    >>> w.current(now_ms=0), is_final(60_000, 60_000, w.current(now_ms=0))
+    (125000, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+
+def pane_start(ts_ms: int, pane_ms: int) -> int:
+    return ts_ms - ts_ms % pane_ms
+
+
+def pane_starts(ts_ms: npt.ArrayLike, pane_ms: int) -> np.ndarray:
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    return ts - ts % pane_ms
+
+
+def window_panes(start_ms: int, end_ms: int, pane_ms: int) -> range:
+    """Starts of the panes whose intervals lie in ``[start_ms, end_ms)``, aligned to panes."""
+    first = -(-start_ms // pane_ms) * pane_ms  # round up: a partial pane is not in the window
+    return range(first, end_ms - pane_ms + 1, pane_ms)
+
+
+def sliding_windows(pane: int, pane_ms: int, window_ms: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of every window (sliding by one pane) that contains the pane."""
+    k = window_ms // pane_ms
+    return [(pane - i * pane_ms, pane - i * pane_ms + window_ms) for i in range(k)]
+
+
+def is_final(pane_start_ms: int, pane_ms: int, watermark_ms: int | None) -> bool:
+    return watermark_ms is not None and pane_start_ms + pane_ms <= watermark_ms
+
+
+def late_mask(ts_ms: npt.ArrayLike, pane_ms: int, watermark_ms: int | None) -> np.ndarray:
+    """True for events whose pane was already final when they arrived."""
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    if watermark_ms is None:
+        return np.zeros(ts.shape, bool)
+    return pane_starts(ts, pane_ms) + pane_ms <= watermark_ms
+
+
+@dataclass
+class Watermark:
+    """Min over partitions of (max event time − lateness), ignoring idle partitions.
+
+    A partition idle for ``idle_ms`` of processing time stops holding the watermark back, so one
+    quiet partition cannot stall every pane; when it speaks again it counts again. The value
+    never moves backwards: panes already declared final stay final.
+    """
+
+    lateness_ms: int
+    idle_ms: int = 30_000
+    _max_event: dict[int, int] = field(default_factory=dict)
+    _last_seen: dict[int, int] = field(default_factory=dict)
+    _emitted: int | None = None
+
+    def observe(self, partition: int, max_event_ms: int, now_ms: int) -> None:
+        self._max_event[partition] = max(self._max_event.get(partition, max_event_ms), max_event_ms)
+        self._last_seen[partition] = now_ms
+
+    def forget(self, partition: int) -> None:
+        """A partition revoked from this consumer no longer holds the watermark."""
+        self._max_event.pop(partition, None)
+        self._last_seen.pop(partition, None)
+
+    def current(self, now_ms: int) -> int | None:
+        active = [m for p, m in self._max_event.items() if now_ms - self._last_seen[p] < self.idle_ms]
+        # All idle: nothing more is arriving, so let every pane seen so far close.
+        candidates = active or ([max(self._max_event.values())] if self._max_event else [])
+        if not candidates:
+            return self._emitted
+        value = min(candidates) - self.lateness_ms
+        if self._emitted is None or value > self._emitted:
+            self._emitted = value
+        return self._emitted

@@ -1,0 +1,123 @@
+"""Parquet/CSV files to columnar batches (polars at the edge, numpy into the detectors)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from driftline.detectors.fairness import to_outcome
+from driftline.detectors.profile import Batch, Column, Kind
+
+
+class TableError(ValueError):
+    """A file that cannot be used: missing, unreadable, empty, or without a named column."""
+
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise TableError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pl.read_parquet(p)
+        elif suffix in (".csv", ".tsv"):
+            df = pl.read_csv(p, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10_000)
+        elif suffix in (".ndjson", ".jsonl"):
+            df = pl.read_ndjson(p)
+        else:
+            raise TableError(f"{p}: unknown file type {suffix!r} (use .parquet, .csv, .tsv or .ndjson)")
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TableError(f"{p}: cannot read: {str(exc).splitlines()[0]}") from None
+    if df.height == 0:
+        raise TableError(f"{p}: the file has no rows")
+    return df
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Which columns play which role. Features default to every column not given a role."""
+
+    features: Sequence[str] | None = None
+    exclude: Sequence[str] = ()
+    kinds: Mapping[str, Kind] = field(default_factory=dict)
+    segments: Sequence[str] = ()
+    prediction: str | None = None
+    label: str | None = None
+    latency: str | None = None
+    positive_threshold: float = 0.5
+    positive_class: str = "1"
+
+    def roles(self) -> list[str]:
+        return [c for c in (*self.segments, self.prediction, self.label, self.latency) if c]
+
+    def check(self, df: pl.DataFrame, path: str | Path) -> None:
+        wanted = [*self.roles(), *(self.features or ()), *self.kinds]
+        missing = [c for c in wanted if c not in df.columns]
+        if missing:
+            raise TableError(f"{path}: no column named {', '.join(map(repr, missing))}")
+
+    def feature_kinds(self, df: pl.DataFrame) -> dict[str, Kind]:
+        taken = {*self.roles(), *self.exclude}
+        names = list(self.features) if self.features else [c for c in df.columns if c not in taken]
+        if not names:
+            raise TableError("no feature columns left (every column has another role)")
+        return {c: self.kinds.get(c) or infer_kind(df.schema[c]) for c in names}
+
+
+def infer_kind(dtype: pl.DataType) -> Kind:
+    return "numeric" if dtype.is_numeric() else "categorical"
+
+
+def numeric_column(s: pl.Series) -> tuple[np.ndarray, int]:
+    """float64 values (NaN = missing) and the number of values that were not numbers."""
+    as_float = s.cast(pl.Float64, strict=False)
+    type_errors = as_float.null_count() - s.null_count()
+    return as_float.fill_null(np.nan).to_numpy().astype(np.float64, copy=False), type_errors
+
+
+def coded_column(s: pl.Series) -> tuple[list[str | None], np.ndarray]:
+    """Dictionary encoding via Arrow: each distinct value converted once, codes per row."""
+    arr = s.cast(pl.String).to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    encoded = pc.dictionary_encode(arr)
+    names: list[str | None] = [*encoded.dictionary.to_pylist(), None]
+    codes = encoded.indices.fill_null(len(names) - 1).to_numpy(zero_copy_only=False)
+    return names, codes.astype(np.int64)
+
+
+def to_batch(df: pl.DataFrame, spec: TableSpec, kinds: Mapping[str, Kind]) -> Batch:
+    features: dict[str, Column] = {}
+    type_errors: dict[str, int] = {}
+    for name, kind in kinds.items():
+        if name not in df.columns:
+            continue  # counted as missing by the sketch
+        if kind == "numeric":
+            features[name], type_errors[name] = numeric_column(df[name])
+        else:
+            features[name] = coded_column(df[name])
+    batch = Batch(n=df.height, features=features, type_errors=type_errors)
+    if spec.latency:
+        batch.latency_ms = numeric_column(df[spec.latency])[0]
+    if spec.prediction:
+        batch.positive = _outcome(df[spec.prediction], spec)
+        batch.label = _outcome(df[spec.label], spec) if spec.label else None
+        batch.segments = {s: coded_column(df[s]) for s in spec.segments}
+    return batch
+
+
+def _outcome(s: pl.Series, spec: TableSpec) -> np.ndarray:
+    if s.dtype.is_numeric():
+        values = numeric_column(s)[0]
+    elif s.dtype == pl.Boolean:
+        values = s.cast(pl.Float64).fill_null(np.nan).to_numpy()
+    else:
+        values = s.cast(pl.String).to_numpy()
+    return to_outcome(values, spec.positive_threshold, spec.positive_class)

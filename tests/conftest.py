@@ -1,0 +1,32 @@
+"""Shared fixtures. Unit tests cannot reach the network: unless a test is marked
+``integration``, any socket connection (loopback included) raises."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
+
+_real_connect = socket.socket.connect
+
+
+@pytest.fixture(autouse=True)
+def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+
+    def guarded(self: socket.socket, address: object) -> None:
+        if self.family == socket.AF_UNIX:
+            return _real_connect(self, address)
+        raise RuntimeError(
+            f"unit test tried to open a network connection to {address!r}; mark it integration"
+        )
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield

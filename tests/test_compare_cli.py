@@ -1,0 +1,192 @@
+"""`driftline compare` end to end on files, checked against oracles computed from the raw columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+from scipy import stats as sps
+
+from driftline.cli import main
+from driftline.detectors.profile import Binning, ModelSketch, drift_report
+from driftline.ingest.files import TableSpec, read_table, to_batch
+from driftline.simulate import FILE_DROP, Traffic, generate
+
+from .test_numeric_stats import oracle_psi
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("cmp")
+    ref = generate(Traffic(n=20_000, seed=1)).drop(FILE_DROP)
+    cur = generate(
+        Traffic(
+            n=15_000,
+            seed=2,
+            drift_at=0.0,
+            drift_features=["f00_normal", "plan"],
+            fairness_regression="region=south",
+        )
+    ).drop(FILE_DROP)
+    ref.write_parquet(d / "ref.parquet")
+    cur.write_csv(d / "cur.csv")
+    return d / "ref.parquet", d / "cur.csv"
+
+
+ROLES = [
+    "--segments",
+    "region,gender",
+    "--prediction",
+    "prediction",
+    "--label",
+    "label",
+    "--latency",
+    "latency_ms",
+]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert main(["compare", *args, "--json"]) == 0
+    return orjson.loads(capsys.readouterr().out)
+
+
+def test_compare_json_matches_oracles(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    ref_path, cur_path = files
+    report = run_json(capsys, "--reference", str(ref_path), "--current", str(cur_path), *ROLES)
+    ref, cur = pl.read_parquet(ref_path), pl.read_csv(cur_path)
+    assert (report["n_reference"], report["n_current"]) == (ref.height, cur.height)
+    assert set(report["features"]) == {
+        c for c in ref.columns if c not in {"region", "gender", "prediction", "label", "latency_ms"}
+    }
+
+    for name in ("f00_normal", "f02_exponential", "f04_poisson"):
+        f = report["features"][name]
+        r = ref[name].drop_nulls().to_numpy()
+        c = cur[name].drop_nulls().to_numpy()
+        assert f["kind"] == "numeric"
+        assert f["psi"] == pytest.approx(oracle_psi(r, c), rel=1e-9)
+        exact = sps.ks_2samp(r, c)
+        assert f["ks"]["statistic"] <= exact.statistic <= f["ks"]["statistic_upper"] + 1e-12
+        assert abs(f["ks"]["statistic"] - exact.statistic) <= 0.005
+        assert f["null_rate"] == pytest.approx(cur[name].null_count() / cur.height)
+    assert report["features"]["f00_normal"]["drift"] is True
+    assert report["features"]["f02_exponential"]["drift"] is False
+    assert report["features"]["plan"]["kind"] == "categorical" and report["features"]["plan"]["drift"] is True
+    assert set(report["drifted_features"]) == {"f00_normal", "plan"}
+
+    lat = report["latency"]
+    true_p99 = np.quantile(cur["latency_ms"].to_numpy(), 0.99)
+    assert lat["p99"] == pytest.approx(true_p99, rel=0.011)
+    assert lat["count"] == cur.height
+
+    region = report["fairness"]["region"]
+    for group in ("north", "south"):
+        rows = cur.filter(pl.col("region") == group)
+        pos = (rows["prediction"] >= 0.5).to_numpy()
+        lab = rows["label"].to_numpy() == 1
+        assert region["groups"][group]["n"] == rows.height
+        assert region["groups"][group]["positive_rate"] == pytest.approx(pos.mean())
+        assert region["groups"][group]["tpr"] == pytest.approx((pos & lab).sum() / lab.sum())
+    rates = [g["positive_rate"] for g in region["groups"].values()]
+    assert region["disparate_impact"] == pytest.approx(min(rates) / max(rates))
+    assert region["disparate_impact"] < 0.8
+
+
+def test_compare_identical_files_reports_no_drift(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref_path, _ = files
+    report = run_json(capsys, "--reference", str(ref_path), "--current", str(ref_path))
+    assert report["drifted_features"] == []
+    for f in report["features"].values():
+        assert f["psi"] == pytest.approx(0.0, abs=1e-12)
+        if f["kind"] == "numeric":
+            assert f["ks"]["statistic"] == 0.0 and f["ks"]["p_value"] == 1.0
+
+
+def test_compare_table_output(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    ref_path, cur_path = files
+    assert main(["compare", "--reference", str(ref_path), "--current", str(cur_path), *ROLES]) == 0
+    out = capsys.readouterr().out
+    assert "DRIFT" in out and "f00_normal" in out and "disparate impact" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--reference", "/nonexistent/ref.parquet"], "/nonexistent/ref.parquet: no such file"),
+        (["--segments", "planet"], "no column named 'planet'"),
+        (["--kind", "plan=ordinal"], "expected COLUMN=numeric or COLUMN=categorical"),
+    ],
+)
+def test_compare_errors_are_one_line_exit_2(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    ref_path, cur_path = files
+    args = ["compare", "--reference", str(ref_path), "--current", str(cur_path), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_compare_empty_input_is_an_error(
+    tmp_path: Path, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref_path, _ = files
+    empty = tmp_path / "empty.csv"
+    empty.write_text("f00_normal,plan\n")
+    assert main(["compare", "--reference", str(ref_path), "--current", str(empty)]) == 2
+    assert "has no rows" in capsys.readouterr().err
+
+
+def test_kind_override_counts_type_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pl.DataFrame({"x": ["1", "2", "3", "4"]}).write_csv(tmp_path / "r.csv")
+    pl.DataFrame({"x": ["1", "oops", "3", None]}).write_csv(tmp_path / "c.csv")
+    report = run_json(
+        capsys,
+        "--reference",
+        str(tmp_path / "r.csv"),
+        "--current",
+        str(tmp_path / "c.csv"),
+        "--kind",
+        "x=numeric",
+    )
+    f = report["features"]["x"]
+    assert (f["kind"], f["n"], f["type_errors"]) == ("numeric", 2, 1)
+    assert f["null_rate"] == pytest.approx(0.5)
+
+
+def test_model_sketch_of_halves_merges_to_the_whole(files: tuple[Path, Path]) -> None:
+    ref_path, cur_path = files
+    spec = TableSpec(
+        segments=["region", "gender"], prediction="prediction", label="label", latency="latency_ms"
+    )
+    ref, cur = read_table(ref_path), read_table(cur_path)
+    kinds = spec.feature_kinds(ref)
+    ref_batch = to_batch(ref, spec, kinds)
+    binning = Binning.fit(ref_batch.features, kinds, 1000, 10)
+    reference = ModelSketch(binning).update(ref_batch)
+    whole = ModelSketch(binning).update(to_batch(cur, spec, kinds), threads=2)
+    a = ModelSketch(binning).update(to_batch(cur[:7000], spec, kinds))
+    b = ModelSketch(binning).update(to_batch(cur[7000:], spec, kinds))
+    assert_close(drift_report(reference, b.merge(a)), drift_report(reference, whole))
+
+
+def assert_close(a: object, b: object, path: str = "$") -> None:
+    """Equal structure and values; floats to 1e-9 relative (float sums depend on order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path

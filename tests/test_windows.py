@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from driftline.detectors.windows import (
+    Watermark,
+    is_final,
+    late_mask,
+    pane_start,
+    pane_starts,
+    sliding_windows,
+    window_panes,
+)
+
+
+@given(st.integers(0, 10**13), st.sampled_from([1_000, 60_000, 300_000]))
+def test_pane_contains_its_timestamp(ts: int, pane: int) -> None:
+    start = pane_start(ts, pane)
+    assert start <= ts < start + pane and start % pane == 0
+    assert pane_starts(np.array([ts]), pane)[0] == start
+
+
+def test_window_panes_cover_only_whole_panes() -> None:
+    assert list(window_panes(0, 180_000, 60_000)) == [0, 60_000, 120_000]
+    assert list(window_panes(30_000, 180_000, 60_000)) == [60_000, 120_000]
+    assert list(window_panes(0, 59_999, 60_000)) == []
+
+
+def test_sliding_windows_containing_a_pane() -> None:
+    wins = sliding_windows(600_000, 60_000, 180_000)
+    assert wins == [(600_000, 780_000), (540_000, 720_000), (480_000, 660_000)]
+    assert all(s <= 600_000 and e >= 660_000 for s, e in wins)
+
+
+def test_watermark_min_over_partitions_with_lateness() -> None:
+    w = Watermark(lateness_ms=5_000, idle_ms=10_000)
+    assert w.current(now_ms=0) is None
+    w.observe(0, 100_000, now_ms=0)
+    w.observe(1, 70_000, now_ms=0)
+    assert w.current(now_ms=1_000) == 65_000
+    assert is_final(0, 60_000, 65_000) and not is_final(60_000, 60_000, 65_000)
+
+
+def test_idle_partition_stops_holding_back_and_never_regresses() -> None:
+    w = Watermark(lateness_ms=0, idle_ms=10_000)
+    w.observe(0, 100_000, now_ms=0)
+    w.observe(1, 50_000, now_ms=0)
+    w.observe(0, 200_000, now_ms=15_000)
+    assert w.current(now_ms=15_000) == 200_000  # partition 1 idle for 15 s
+    w.observe(1, 60_000, now_ms=16_000)  # it speaks again, far behind
+    assert w.current(now_ms=16_000) == 200_000  # panes already final stay final
+    w.forget(0)
+    w.forget(1)
+    assert w.current(now_ms=17_000) == 200_000
+
+
+def test_all_idle_lets_last_panes_close() -> None:
+    w = Watermark(lateness_ms=1_000, idle_ms=5_000)
+    w.observe(0, 100_000, now_ms=0)
+    w.observe(1, 40_000, now_ms=0)
+    assert w.current(now_ms=1_000) == 39_000
+    assert w.current(now_ms=60_000) == 99_000
+
+
+def test_late_mask() -> None:
+    ts = np.array([10_000, 59_999, 60_000, 125_000])
+    assert late_mask(ts, 60_000, None).tolist() == [False] * 4
+    assert late_mask(ts, 60_000, 120_000).tolist() == [True, True, True, False]
