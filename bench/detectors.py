@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -55,8 +56,10 @@ from driftline.detectors.profile import Batch, Binning, ModelSketch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "detectors.json"
 EVIDENTLY_PYTHON = "/tmp/evidently-venv/bin/python"
+# evidently 0.7.23 declares pandas>=1.3.5 but fails to import under pandas 3 (it imports
+# pandas.core.dtypes.common.infer_dtype_from_object, removed in 3.0): pin pandas<3 in its venv.
 EVIDENTLY_INSTALL = (
-    "python -m venv /tmp/evidently-venv && /tmp/evidently-venv/bin/pip install evidently pandas"
+    "python -m venv /tmp/evidently-venv && /tmp/evidently-venv/bin/pip install evidently 'pandas<3'"
 )
 
 PSI_FLOOR = 1e-4
@@ -193,13 +196,55 @@ def end_to_end_serial(
         t2 = time.perf_counter()
         cs = NumericSketch(bins).update(cur[f])
         t3 = time.perf_counter()
-        out.append(sketch_stats(rs, cs))
+        psi = stats.psi(stats.proportions(rs.psi_counts()), stats.proportions(cs.psi_counts()))
         t4 = time.perf_counter()
+        ks = stats.ks(rs, cs)
+        t5 = time.perf_counter()
+        assert ks is not None
+        out.append({"psi": psi, "ks_d": ks.statistic, "ks_d_upper": ks.statistic_upper, "ks_p": ks.p_value})
         phases["quantile_fit"] += t1 - t0
         phases["fold_reference"] += t2 - t1
         phases["fold_current"] += t3 - t2
-        phases["stats"] += t4 - t3
+        phases["stats_psi"] += t4 - t3
+        phases["stats_ks"] += t5 - t4
     return out
+
+
+def p_value_cost(
+    base: list[dict[str, float]], dl: list[dict[str, float]], n1: int, n2: int, repeat: int
+) -> dict[str, Any]:
+    """Time the KS p-value alone, which both sides compute with scipy.stats.kstwo.sf.
+
+    For n > 10,000 ``ks_2samp(method="auto")`` returns ``kstwo.sf(D, round(n1 n2 / (n1 + n2)))``
+    and ``stats.ks_p_value`` makes the same call, whose cost depends strongly on D and n (from
+    ~0.1 ms to ~0.5 s per call at n = 1M). Re-running it here for the D each side found
+    shows how much of each step is that shared call.
+    """
+
+    def run(rows: list[dict[str, float]]) -> tuple[float, list[float], list[float]]:
+        per, ps = [], []
+        for r in rows:
+            t = time.perf_counter()
+            ps.append(stats.ks_p_value(r["ks_d"], n1, n2))
+            per.append(time.perf_counter() - t)
+        return sum(per), per, ps
+
+    dl_runs = [run(dl) for _ in range(repeat)]
+    base_runs = [run(base) for _ in range(repeat)]
+    # stats.ks_p_value at scipy's own D must reproduce scipy's p-value
+    mismatch = [
+        i
+        for i, (p, b) in enumerate(zip(base_runs[-1][2], base, strict=True))
+        if not math.isclose(p, b["ks_p"], rel_tol=1e-9, abs_tol=1e-300)
+    ]
+    return {
+        "driftline_s": statistics.median(t for t, _, _ in dl_runs),
+        "scipy_s": statistics.median(t for t, _, _ in base_runs),
+        "driftline_per_feature_s": dl_runs[-1][1],
+        "scipy_per_feature_s": base_runs[-1][1],
+        "ks_p_value_at_scipy_d_mismatches": mismatch,
+        "note": p_value_cost.__doc__.split("\n\n")[1].replace("\n", " ").strip(),
+    }
 
 
 def end_to_end_api(
@@ -307,7 +352,7 @@ def run_evidently(
         tail = probe.stderr.strip().splitlines()[-1:] or ["(no stderr)"]
         return {"skipped": f"`import evidently` failed in {python}: {tail[0]}"}
 
-    out: dict[str, Any] = {"python": python, "rows": rows}
+    out: dict[str, Any] = {"python": python, "rows": rows, "install": EVIDENTLY_INSTALL}
     if rows < ref.shape[1]:
         out["rows_note"] = (
             f"Evidently ran on the first {rows:,} of {ref.shape[1]:,} rows (a full-size run takes"
@@ -482,6 +527,18 @@ def print_table(result: dict[str, Any]) -> None:
     print("baseline, where the time goes:")
     for k, v in bprof["fractions"].items():
         print(f"  {k:<16} {bprof['seconds'][k]:>8.4f} s  {100 * v:5.1f}%")
+    pc = result["ks_p_value_cost"]
+    print(
+        f"KS p-value alone (scipy.stats.kstwo.sf, same call on both sides): driftline "
+        f"{pc['driftline_s']:.4f} s, scipy {pc['scipy_s']:.4f} s per run over all features"
+    )
+    print(
+        f"  excluding it (estimate): baseline {pc['baseline_excluding_p_value_s']:.4f} s, "
+        f"driftline stats step {pc['driftline_stats_step_serial_excluding_p_value_s']:.4f} s "
+        f"({pc['ratio_stats_step_excluding_p_value']:.1f}x), end to end "
+        f"{pc['driftline_end_to_end_serial_excluding_p_value_s']:.4f} s "
+        f"({pc['ratio_end_to_end_excluding_p_value']:.1f}x)"
+    )
     cs = result["numba_cold_start"]
     if "error" in cs:
         print(f"\nnumba cold start: ERROR {cs['error']}")
@@ -642,6 +699,13 @@ def main(argv: list[str] | None = None) -> int:
     ):
         failures += same_numbers(label, res, dl_step)
 
+    print("KS p-value cost ...", flush=True)
+    pcost = p_value_cost(base, dl_step, args.rows, args.rows, args.repeat)
+    failures += [
+        f"{names[i]}: stats.ks_p_value(scipy D) != scipy p-value"
+        for i in pcost["ks_p_value_at_scipy_d_mismatches"]
+    ]
+
     print("numba cold start ...", flush=True)
     try:
         cold = numba_cold_start()
@@ -654,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     evidently = run_evidently(ref, cur, names, ev_rows, args)
 
     base_s = steps["baseline_scipy_numpy"]["median_s"]
+    dl_step_s = steps["driftline_stats_step_serial"]["median_s"]
+    dl_e2e_s = steps["driftline_end_to_end_serial"]["median_s"]
     e2e_total = sum(e2e_seconds.values())
     base_total = sum(base_seconds.values())
     result: dict[str, Any] = {
@@ -686,11 +752,24 @@ def main(argv: list[str] | None = None) -> int:
             "fractions": {k: v / e2e_total for k, v in e2e_seconds.items()},
             "note": "mean per run over warm-up + repeats, accumulated per feature inside the"
             " serial end-to-end loop; quantile_fit = NumericBins.fit (np.quantile at"
-            f" {args.fine_bins + 1} points, a partial sort of the reference)",
+            f" {args.fine_bins + 1} points, a partial sort of the reference); stats_ks includes"
+            " the p-value (scipy.stats.kstwo.sf), see ks_p_value_cost",
         },
         "profile_baseline": {
             "seconds": base_seconds,
             "fractions": {k: v / base_total for k, v in base_seconds.items()},
+        },
+        "ks_p_value_cost": pcost
+        | {
+            "baseline_excluding_p_value_s": base_s - pcost["scipy_s"],
+            "driftline_stats_step_serial_excluding_p_value_s": dl_step_s - pcost["driftline_s"],
+            "driftline_end_to_end_serial_excluding_p_value_s": dl_e2e_s - pcost["driftline_s"],
+            "ratio_stats_step_excluding_p_value": (base_s - pcost["scipy_s"])
+            / (dl_step_s - pcost["driftline_s"]),
+            "ratio_end_to_end_excluding_p_value": (base_s - pcost["scipy_s"])
+            / (dl_e2e_s - pcost["driftline_s"]),
+            "estimate": "derived by subtracting the separately timed p-value calls from the"
+            " step medians; an estimate, not a measured step",
         },
         "checks": {
             "psi_tolerance": PSI_TOL,

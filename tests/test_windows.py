@@ -68,3 +68,23 @@ def test_late_mask() -> None:
     ts = np.array([10_000, 59_999, 60_000, 125_000])
     assert late_mask(ts, 60_000, None).tolist() == [False] * 4
     assert late_mask(ts, 60_000, 120_000).tolist() == [True, True, True, False]
+
+
+def test_assigned_silent_partition_holds_watermark_until_idle() -> None:
+    w = Watermark(lateness_ms=0, idle_ms=10_000)
+    w.assign("b", now_ms=0)
+    w.observe("a", 500_000, now_ms=0)
+    assert w.current(now_ms=1_000) is None  # "b" may still deliver old events
+    w.observe("b", 100_000, now_ms=2_000)
+    assert w.current(now_ms=2_000) == 100_000
+    assert w.current(now_ms=30_000) == 500_000  # both idle: the latest event time counts
+
+
+def test_marks_judge_each_event_of_a_batch_in_order() -> None:
+    w = Watermark(lateness_ms=60_000)
+    ts = np.array([600_000, 610_000, 30_000, 700_000, 560_000])
+    marks = w.marks("p", ts, now_ms=0)
+    assert marks.tolist()[1:] == [540_000, 550_000, 550_000, 640_000]
+    assert late_mask(ts, 60_000, marks).tolist() == [False, False, True, False, True]
+    w.observe("q", 100_000, now_ms=0)  # another partition far behind caps the marks
+    assert w.marks("p", ts, now_ms=0).max() == 40_000

@@ -20,6 +20,9 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from driftline import logs
+
+    logs.setup(args.log_level)
     try:
         return int(args.run(args) or 0)
     except UsageError as exc:
@@ -31,54 +34,144 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="driftline", description="Model monitoring and drift detection.")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser(
+    def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+    c = command(
         "compare",
-        help="compare a current data set with a reference (Parquet/CSV)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  driftline compare --reference train.parquet --current today.parquet \\\n"
+        "compare a current data set with a reference (Parquet/CSV/NDJSON)",
+        "driftline compare --reference train.parquet --current today.parquet \\\n"
         "      --segments region,gender --prediction score --label label --latency latency_ms --json",
     )
     c.add_argument("--reference", required=True, help="reference data (.parquet, .csv, .tsv, .ndjson)")
     c.add_argument("--current", required=True, help="current data, same columns")
-    c.add_argument("--features", type=_csv, default=None, help="feature columns (default: all others)")
-    c.add_argument("--exclude", type=_csv, default=[], help="columns that are not features")
-    c.add_argument(
-        "--kind",
+    _add_table_args(c)
+    _add_threshold_args(c)
+    c.add_argument("--json", action="store_true", help="print one JSON document")
+    c.set_defaults(run=_compare)
+
+    s = command(
+        "simulate",
+        "generate seeded traffic with drift: to files (--out) or to a Kafka topic (--bootstrap)",
+        "driftline simulate --bootstrap 127.0.0.1:9092 --topic predictions --model churn \\\n"
+        "      --events 100000 --drift-at 0.5 --drift-features f00_normal,plan --bad-fraction 0.01",
+    )
+    dest = s.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", help="directory for reference.parquet and current.parquet")
+    dest.add_argument("--bootstrap", help="Kafka bootstrap servers")
+    s.add_argument("--topic", default="predictions")
+    s.add_argument("--model", default="churn")
+    s.add_argument("--events", type=int, default=100_000, help="events (per file with --out)")
+    s.add_argument("--rate", type=float, default=None, help="events/s to send (default: as fast as possible)")
+    s.add_argument(
+        "--start", default=None, help="event time of the first event (default: now - events/1000 s)"
+    )
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--drift-at", type=float, default=None, help="fraction of the stream where drift starts")
+    s.add_argument("--drift-features", type=_csv, default=["f00_normal", "f01_lognormal", "plan"])
+    s.add_argument("--fairness-regression", default="region=south", help="ATTR=GROUP, or '' for none")
+    s.add_argument("--bad-fraction", type=float, default=0.0, help="fraction of malformed messages")
+    s.add_argument(
+        "--reference-out", default=None, help="also write a reference file of the undrifted traffic"
+    )
+    s.set_defaults(run=_simulate)
+
+    r = command(
+        "reference",
+        "build a model's reference from a file and store it",
+        "driftline reference --store chdb:///var/lib/driftline --model churn --file train.parquet \\\n"
+        "      --segments region,gender --prediction prediction --label label --latency latency_ms",
+    )
+    r.add_argument("action", choices=["build"], help="build: fit bins on the file and store them")
+    r.add_argument("--store", required=True, help="chdb:///dir or http(s)://user:pass@host:8123/db")
+    r.add_argument("--model", required=True)
+    r.add_argument("--file", required=True)
+    _add_table_args(r)
+    r.set_defaults(run=_reference)
+
+    k = command(
+        "consume",
+        "consume events from Kafka into pane sketches in ClickHouse (runs until SIGTERM)",
+        "driftline consume --bootstrap 127.0.0.1:9092 --topic predictions --group driftline \\\n"
+        "      --store chdb:///var/lib/driftline --reference churn=train.parquet",
+    )
+    k.add_argument("--bootstrap", required=True)
+    k.add_argument("--topic", type=_csv, required=True, help="topic or comma-separated topics")
+    k.add_argument("--group", default="driftline")
+    k.add_argument("--store", required=True)
+    k.add_argument(
+        "--reference",
         action="append",
         default=[],
-        metavar="COL=numeric|categorical",
-        help="override an inferred feature kind (repeatable)",
+        metavar="MODEL=PATH",
+        help="build and store MODEL's reference from PATH before consuming (repeatable)",
     )
+    k.add_argument("--segments", type=_csv, default=[],
+                   help="segment columns of the --reference files (not features)")  # fmt: skip
+    k.add_argument("--pane", type=_duration, default=60_000, help="pane length (e.g. 60s, 1m)")
+    k.add_argument("--window", type=_duration, default=3_600_000, help="drift window length (e.g. 1h)")
+    k.add_argument("--lateness", type=_duration, default=300_000, help="allowed lateness (e.g. 5m)")
+    k.add_argument("--idle", type=_duration, default=30_000, help="partition idle timeout for watermarks")
+    k.add_argument("--flush-interval", type=_duration, default=5_000, help="flush open panes this often")
+    k.add_argument("--batch-size", type=int, default=5000)
+    k.add_argument("--workers", type=int, default=1, help="group members as threads in this process")
+    k.add_argument("--instance-id", default=None, help="static group membership id (fast restarts)")
+    k.add_argument("--dlq-suffix", default=".dlq")
+    k.add_argument("--idle-exit", type=_duration, default=None, help="stop after this long without messages")
+    _add_threshold_args(k)
+    k.set_defaults(run=_consume)
+
+    t = command(
+        "stats",
+        "merge stored pane sketches over a time range and compare with the model's reference",
+        "driftline stats --store chdb:///var/lib/driftline --model churn \\\n"
+        "      --from 2026-01-01T00:00:00Z --to 2026-01-01T06:00:00Z --json",
+    )
+    t.add_argument("--store", required=True)
+    t.add_argument("--model", required=True)
+    t.add_argument("--version", default=None, help="model version (default: all versions)")
+    t.add_argument("--from", dest="start", default=None, help="RFC 3339 or epoch ms (default: beginning)")
+    t.add_argument("--to", dest="end", default=None, help="RFC 3339 or epoch ms, exclusive (default: now)")
+    _add_threshold_args(t)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(run=_stats)
+    return p
+
+
+def _add_table_args(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--features", type=_csv, default=None, help="feature columns (default: all others)")
+    c.add_argument("--exclude", type=_csv, default=[], help="columns that are not features")
+    c.add_argument("--kind", action="append", default=[], metavar="COL=numeric|categorical",
+                   help="override an inferred feature kind (repeatable)")  # fmt: skip
     c.add_argument("--segments", type=_csv, default=[], help="segment columns for fairness")
     c.add_argument("--prediction", help="prediction column (score or class)")
     c.add_argument("--label", help="label column")
     c.add_argument("--latency", help="latency column in milliseconds")
     c.add_argument("--positive-threshold", type=float, default=0.5, help="score >= this is positive")
     c.add_argument("--positive-class", default="1", help="class value counted as positive")
+    c.add_argument("--bins", type=int, default=DEFAULT_FINE_BINS, help="fine bins per numeric feature")
+    c.add_argument("--psi-bins", type=int, default=DEFAULT_PSI_BINS)
+
+
+def _add_threshold_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--psi-threshold", type=float, default=0.2)
     c.add_argument("--ks-threshold", type=float, default=0.1)
     c.add_argument("--min-support", type=int, default=30, help="fairness: smallest group compared")
-    c.add_argument("--bins", type=int, default=DEFAULT_FINE_BINS, help="fine bins per numeric feature")
-    c.add_argument("--psi-bins", type=int, default=DEFAULT_PSI_BINS)
-    c.add_argument("--json", action="store_true", help="print one JSON document")
-    c.set_defaults(run=_compare)
 
-    s = sub.add_parser(
-        "simulate",
-        help="generate seeded example traffic with drift (to files)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  driftline simulate --out example --events 200000 \\\n"
-        "      --drift-features f00_normal,plan",
-    )
-    s.add_argument("--out", required=True, help="directory for reference.parquet and current.parquet")
-    s.add_argument("--events", type=int, default=100_000, help="events per file")
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--drift-features", type=_csv, default=["f00_normal", "f01_lognormal", "plan"])
-    s.add_argument("--fairness-regression", default="region=south", help="ATTR=GROUP, or '' for none")
-    s.set_defaults(run=_simulate)
-    return p
+
+def _duration(text: str) -> int:
+    """'90s', '5m', '1h', '250ms' or plain milliseconds -> milliseconds."""
+    units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    for suffix in ("ms", "s", "m", "h", "d"):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return int(float(text[: -len(suffix)]) * units[suffix])
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 250ms, 30s, 5m, 1h")
 
 
 def _csv(text: str) -> list[str]:
@@ -96,10 +189,40 @@ def _kinds(pairs: list[str]) -> dict[str, Any]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from driftline.detectors.profile import Binning, ModelSketch, Thresholds, drift_report
-    from driftline.ingest.files import TableError, TableSpec, read_table, to_batch
+    from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
+    from driftline.ingest.files import TableError, load_reference, read_table, to_batch
 
-    spec = TableSpec(
+    spec = _table_spec(args)
+    try:
+        reference, kinds = load_reference(args.reference, spec, args.bins, args.psi_bins)
+        cur_df = read_table(args.current)
+        spec.check(cur_df, args.current)
+        missing = [c for c in kinds if c not in cur_df.columns]
+        if missing:
+            raise TableError(f"{args.current}: no column named {', '.join(map(repr, missing))}")
+        cur_batch = to_batch(cur_df, spec, kinds)
+    except (TableError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    current = ModelSketch(reference.binning).update(cur_batch, threads=min(4, len(kinds)))
+    thresholds = Thresholds(args.psi_threshold, args.ks_threshold, args.min_support)
+    report = drift_report(reference, current, thresholds)
+    _print_report(report, args.json)
+    return 0
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        from driftline.report_text import print_report
+
+        print_report(report)
+
+
+def _table_spec(args: argparse.Namespace) -> Any:
+    from driftline.ingest.files import TableSpec
+
+    return TableSpec(
         features=args.features,
         exclude=args.exclude,
         kinds=_kinds(args.kind),
@@ -110,51 +233,207 @@ def _compare(args: argparse.Namespace) -> int:
         positive_threshold=args.positive_threshold,
         positive_class=args.positive_class,
     )
-    try:
-        ref_df, cur_df = read_table(args.reference), read_table(args.current)
-        spec.check(ref_df, args.reference)
-        spec.check(cur_df, args.current)
-        kinds = spec.feature_kinds(ref_df)
-        missing = [c for c in kinds if c not in cur_df.columns]
-        if missing:
-            raise TableError(f"{args.current}: no column named {', '.join(map(repr, missing))}")
-        ref_batch, cur_batch = to_batch(ref_df, spec, kinds), to_batch(cur_df, spec, kinds)
-        binning = Binning.fit({n: ref_batch.features[n] for n in kinds}, kinds, args.bins, args.psi_bins)
-    except (TableError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    threads = min(4, len(kinds))
-    reference = ModelSketch(binning).update(ref_batch, threads)
-    current = ModelSketch(binning).update(cur_batch, threads)
-    thresholds = Thresholds(args.psi_threshold, args.ks_threshold, args.min_support)
-    report = drift_report(reference, current, thresholds)
-    if args.json:
-        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    else:
-        from driftline.report_text import print_report
-
-        print_report(report)
-    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from driftline.simulate import FILE_DROP, Traffic, generate
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    base = Traffic(n=args.events, seed=args.seed)
-    ref = generate(base)
-    cur = generate(
-        Traffic(
-            n=args.events,
-            seed=args.seed + 1,
-            drift_at=0.0,
-            drift_features=args.drift_features,
-            fairness_regression=args.fairness_regression or None,
+    drift_at = args.drift_at
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        generate(Traffic(n=args.events, seed=args.seed)).drop(FILE_DROP).write_parquet(
+            out / "reference.parquet"
         )
+        current = Traffic(n=args.events, seed=args.seed + 1, drift_at=0.0 if drift_at is None else drift_at,
+                          drift_features=args.drift_features,
+                          fairness_regression=args.fairness_regression or None)  # fmt: skip
+        generate(current).drop(FILE_DROP).write_parquet(out / "current.parquet")
+        print(f"wrote {out / 'reference.parquet'} and {out / 'current.parquet'} ({args.events} rows each)")
+        return 0
+    return _simulate_kafka(args)
+
+
+def _simulate_kafka(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    from rich.progress import Progress
+
+    from driftline.contract import parse_ts
+    from driftline.ingest.producer import EventProducer
+    from driftline.simulate import FILE_DROP, Traffic, bad_message, events, generate
+
+    now_ms = int(time.time() * 1000)
+    start = parse_ts(args.start) if args.start else now_ms - args.events
+    traffic = Traffic(n=args.events, seed=args.seed, model_id=args.model, start_ms=start,
+                      rate=args.rate or 1000.0, drift_at=args.drift_at, drift_features=args.drift_features,
+                      fairness_regression=_regression(args))  # fmt: skip
+    if args.reference_out:
+        ref = generate(Traffic(n=max(args.events, 20_000), seed=args.seed + 1000, model_id=args.model))
+        ref.drop(FILE_DROP).write_parquet(args.reference_out)
+    producer = EventProducer(args.bootstrap, args.topic)
+    rng = np.random.default_rng(args.seed + 1)
+    bad = 0
+    began = time.monotonic()
+    import orjson
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"producing to {args.topic}", total=args.events)
+        for i, event in enumerate(events(generate(traffic))):
+            raw = orjson.dumps(event)
+            if args.bad_fraction and rng.random() < args.bad_fraction:
+                raw, _ = bad_message(rng, raw)
+                bad += 1
+            producer.send_raw(raw, args.model.encode())
+            if args.rate:
+                ahead = (i + 1) / args.rate - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if i % 1000 == 0:
+                progress.update(task, completed=i)
+        progress.update(task, completed=args.events)
+        delivered = producer.flush()
+    print(orjson.dumps({"topic": args.topic, "model": args.model, "delivered": delivered,
+                        "valid": args.events - bad, "malformed": bad}).decode())  # fmt: skip
+    return 0
+
+
+def _regression(args: argparse.Namespace) -> str | None:
+    return (args.fairness_regression or None) if args.drift_at is not None else None
+
+
+def _open_store(dsn: str) -> Any:
+    from driftline.storage.store import Store, StoreError
+
+    try:
+        return Store.open(dsn)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from driftline.ingest.files import TableError, load_reference
+    from driftline.storage.codec import reference_id, reference_rows
+
+    try:
+        reference, kinds = load_reference(args.file, _table_spec(args), args.bins, args.psi_bins)
+    except (TableError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    store = _open_store(args.store)
+    store.save_reference(reference_rows(args.model, reference, source=str(args.file)))
+    print(orjson.dumps({"model": args.model, "reference_id": reference_id(reference.binning),
+                        "rows": reference.n_events, "features": kinds}).decode())  # fmt: skip
+    store.close()
+    return 0
+
+
+def _references(store: Any) -> dict[str, Any]:
+    from itertools import groupby
+
+    from driftline.storage.codec import reference_from_rows
+
+    rows = store.references()
+    return {m: reference_from_rows(list(g)) for m, g in groupby(rows, key=lambda r: r.model_id)}
+
+
+def _thresholds(args: argparse.Namespace) -> Any:
+    from driftline.detectors.profile import Thresholds
+
+    return Thresholds(args.psi_threshold, args.ks_threshold, args.min_support)
+
+
+def _consume(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
+    from driftline.ingest.files import TableError, TableSpec, load_reference
+    from driftline.ingest.panes import WindowSpec
+    from driftline.storage.codec import reference_rows
+
+    store = _open_store(args.store)
+    for pair in args.reference:
+        model, _, path = pair.partition("=")
+        if not model or not path:
+            raise UsageError(f"--reference {pair!r}: expected MODEL=PATH")
+        spec = TableSpec(prediction="prediction", label="label", latency="latency_ms",
+                         segments=["region", "gender"], exclude=[])  # fmt: skip
+        try:
+            reference, _ = load_reference(path, _spec_for(path, spec), DEFAULT_FINE_BINS, DEFAULT_PSI_BINS)
+        except TableError as exc:
+            raise UsageError(str(exc)) from None
+        store.save_reference(reference_rows(model, reference, source=path))
+    references = _references(store)
+    if not references:
+        raise UsageError(
+            "no model has a reference: pass --reference MODEL=PATH or run 'driftline reference build'"
+        )
+    config = ConsumerConfig(
+        bootstrap=args.bootstrap, topics=args.topic, group=args.group,
+        windows=WindowSpec(args.pane, args.window, args.lateness, args.idle),
+        thresholds=_thresholds(args), dlq_suffix=args.dlq_suffix, batch_size=args.batch_size,
+        flush_interval_s=args.flush_interval / 1000, instance_id=args.instance_id,
+    )  # fmt: skip
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    idle = args.idle_exit / 1000 if args.idle_exit else None
+    members = [StreamConsumer(config, store, references) for _ in range(args.workers)]
+    threads = [threading.Thread(target=m.run, args=(stop, idle), daemon=True) for m in members]
+    for th in threads:
+        th.start()
+    while any(th.is_alive() for th in threads):
+        for th in threads:
+            th.join(timeout=0.5)
+    totals = {
+        k: sum(m.stats[k] for m in members) for k in ("accepted", "rejected", "flushes", "windows_evaluated")
+    }
+    print(orjson.dumps(totals).decode())
+    store.close()
+    return 0
+
+
+def _spec_for(path: str, spec: Any) -> Any:
+    """Roles that the file actually has (a reference file may lack labels or segments)."""
+    from dataclasses import replace
+
+    from driftline.ingest.files import read_table
+
+    cols = set(read_table(path).columns)
+    return replace(
+        spec,
+        prediction=spec.prediction if spec.prediction in cols else None,
+        label=spec.label if spec.label in cols else None,
+        latency=spec.latency if spec.latency in cols else None,
+        segments=[c for c in spec.segments if c in cols],
     )
-    ref.drop(FILE_DROP).write_parquet(out / "reference.parquet")
-    cur.drop(FILE_DROP).write_parquet(out / "current.parquet")
-    print(f"wrote {out / 'reference.parquet'} and {out / 'current.parquet'} ({args.events} rows each)")
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import time
+
+    from driftline.contract import InvalidEvent, parse_ts
+    from driftline.detectors.profile import drift_report
+    from driftline.storage.codec import merge_rows
+
+    try:
+        start = parse_ts(args.start) if args.start else None
+        end = parse_ts(args.end) if args.end else int(time.time() * 1000) + 1
+    except InvalidEvent as exc:
+        raise UsageError(f"--from/--to: {exc.reason}") from None
+    store = _open_store(args.store)
+    references = _references(store)
+    if args.model not in references:
+        raise UsageError(f"model {args.model!r} has no reference in {args.store}")
+    reference = references[args.model]
+    rows = store.pane_rows(args.model, start, end, model_version=args.version)
+    current = merge_rows(reference.binning, rows)
+    report = drift_report(reference, current, _thresholds(args))
+    report["late_events"] = sum(r.n for r in rows if r.kind == "events" and r.late)
+    report["range"] = {"from": start, "to": end, "panes": len({r.pane_start for r in rows})}
+    store.close()
+    _print_report(report, args.json)
     return 0
 
 

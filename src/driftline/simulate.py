@@ -116,3 +116,21 @@ def events(df: pl.DataFrame) -> Iterator[dict[str, object]]:
             "latency_ms": row["latency_ms"],
             "segments": {s: row[s] for s in SEGMENTS},
         }
+
+
+def bad_message(rng: np.random.Generator, good: bytes) -> tuple[bytes, str]:
+    """A malformed variant of a good message, and the field its rejection should name."""
+    kind = int(rng.integers(0, 7))
+    if kind == 0:
+        return good[: len(good) // 2], "$"  # truncated JSON
+    if kind == 1:
+        return good.replace(b'"prediction":', b'"prediction":{"oops":1},"x":', 1), "prediction"
+    if kind == 2:
+        return good.replace(b'"ts":', b'"ts":"9999-12-31T00:00:00Z","old_ts":', 1), "ts"
+    if kind == 3:
+        return b"\xff\xfe" + good[2:], "$"  # not UTF-8
+    if kind == 4:
+        return good.replace(b'"model_id":', b'"model_id":7,"m":', 1), "model_id"
+    if kind == 5:
+        return good.replace(b'"latency_ms":', b'"latency_ms":-3,"l":', 1), "latency_ms"
+    return good.replace(b'"features":', b'"features":[1,2],"f":', 1), "features"

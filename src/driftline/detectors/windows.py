@@ -16,6 +16,7 @@ sketch for that pane, never dropped.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,8 +48,8 @@ def is_final(pane_start_ms: int, pane_ms: int, watermark_ms: int | None) -> bool
     return watermark_ms is not None and pane_start_ms + pane_ms <= watermark_ms
 
 
-def late_mask(ts_ms: npt.ArrayLike, pane_ms: int, watermark_ms: int | None) -> np.ndarray:
-    """True for events whose pane was already final when they arrived."""
+def late_mask(ts_ms: npt.ArrayLike, pane_ms: int, watermark_ms: int | None | np.ndarray) -> np.ndarray:
+    """True for events whose pane was already final when they arrived (per-event marks allowed)."""
     ts = np.asarray(ts_ms, dtype=np.int64)
     if watermark_ms is None:
         return np.zeros(ts.shape, bool)
@@ -66,23 +67,51 @@ class Watermark:
 
     lateness_ms: int
     idle_ms: int = 30_000
-    _max_event: dict[int, int] = field(default_factory=dict)
-    _last_seen: dict[int, int] = field(default_factory=dict)
+    _max_event: dict[Hashable, int] = field(default_factory=dict)
+    _last_seen: dict[Hashable, int] = field(default_factory=dict)
     _emitted: int | None = None
 
-    def observe(self, partition: int, max_event_ms: int, now_ms: int) -> None:
+    def assign(self, partition: Hashable, now_ms: int) -> None:
+        """A partition with no events yet holds the watermark back until it speaks or goes idle."""
+        self._last_seen.setdefault(partition, now_ms)
+
+    def observe(self, partition: Hashable, max_event_ms: int, now_ms: int) -> None:
         self._max_event[partition] = max(self._max_event.get(partition, max_event_ms), max_event_ms)
         self._last_seen[partition] = now_ms
 
-    def forget(self, partition: int) -> None:
+    def forget(self, partition: Hashable) -> None:
         """A partition revoked from this consumer no longer holds the watermark."""
         self._max_event.pop(partition, None)
         self._last_seen.pop(partition, None)
 
+    def marks(self, partition: Hashable, ts_ms: np.ndarray, now_ms: int) -> np.ndarray:
+        """The watermark each event of an in-order batch from ``partition`` meets on arrival.
+
+        Events of one batch are judged one after another: event j sees the partition's max event
+        time over the events before it, so an old event behind newer ones in the same batch is
+        late exactly as it would be had it arrived alone.
+        """
+        base = self.current(now_ms)
+        floor = np.iinfo(np.int64).min
+        others = [p for p, seen in self._last_seen.items() if p != partition and now_ms - seen < self.idle_ms]
+        if any(p not in self._max_event for p in others):
+            limit = floor  # a silent partition holds the watermark back
+        else:
+            limit = min((self._max_event[p] for p in others), default=np.iinfo(np.int64).max)
+        before = np.empty(len(ts_ms), np.int64)
+        if len(ts_ms):
+            before[0] = self._max_event.get(partition, floor)
+            before[1:] = np.maximum.accumulate(np.maximum(ts_ms[:-1], before[0]))
+        advanced = np.where(before == floor, floor, np.minimum(before, limit) - self.lateness_ms)
+        return np.maximum(advanced, floor if base is None else base)
+
     def current(self, now_ms: int) -> int | None:
-        active = [m for p, m in self._max_event.items() if now_ms - self._last_seen[p] < self.idle_ms]
+        active = [p for p, seen in self._last_seen.items() if now_ms - seen < self.idle_ms]
+        if any(p not in self._max_event for p in active):
+            return self._emitted  # an assigned partition has not spoken yet: it may be far behind
+        active_max = [self._max_event[p] for p in active]
         # All idle: nothing more is arriving, so let every pane seen so far close.
-        candidates = active or ([max(self._max_event.values())] if self._max_event else [])
+        candidates = active_max or ([max(self._max_event.values())] if self._max_event else [])
         if not candidates:
             return self._emitted
         value = min(candidates) - self.lateness_ms

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from driftline.detectors.fairness import to_outcome
-from driftline.detectors.profile import Batch, Column, Kind
+from driftline.detectors.profile import Batch, Binning, Column, Kind, ModelSketch
 
 
 class TableError(ValueError):
@@ -121,3 +121,18 @@ def _outcome(s: pl.Series, spec: TableSpec) -> np.ndarray:
     else:
         values = s.cast(pl.String).to_numpy()
     return to_outcome(values, spec.positive_threshold, spec.positive_class)
+
+
+def load_reference(
+    path: str | Path, spec: TableSpec, fine_bins: int, psi_bins: int
+) -> tuple[ModelSketch, dict[str, Kind]]:
+    """Fit the binning on a reference file and fold the file into its sketch."""
+    df = read_table(path)
+    spec.check(df, path)
+    kinds = spec.feature_kinds(df)
+    batch = to_batch(df, spec, kinds)
+    try:
+        binning = Binning.fit(batch.features, kinds, fine_bins, psi_bins)
+    except ValueError as exc:
+        raise TableError(f"{path}: {exc}") from None
+    return ModelSketch(binning).update(batch, threads=min(4, len(kinds))), kinds

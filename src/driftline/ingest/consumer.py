@@ -1,0 +1,311 @@
+"""Kafka consumer group member: consume -> decode -> fold -> flush to ClickHouse -> commit.
+
+Exactly-once into ClickHouse on top of at-least-once Kafka:
+* offsets are committed only after ClickHouse acknowledged the flush that covers them;
+* every flush stores, in the same single-part insert, the offset range of each partition it
+  covers, so a consumer that crashed between the insert and the commit resumes after the stored
+  offsets instead of counting those events twice;
+* a retried insert carries the same deduplication token (derived from the offsets) and is
+  stored once.
+Dead-letter messages are produced and flushed before the commit that covers their offsets; a
+crash in between can repeat a dead-letter entry, which its source headers identify.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from driftline.contract import MAX_EVENT_BYTES, Event, InvalidEvent
+from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
+from driftline.ingest.decode import Rejected, decode
+from driftline.ingest.panes import PaneFolder, WindowSpec
+from driftline.storage.codec import merge_rows, metric_rows
+from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError
+
+log = logging.getLogger("driftline.consumer")
+
+
+@dataclass
+class ConsumerConfig:
+    bootstrap: str
+    topics: list[str]
+    group: str
+    windows: WindowSpec = field(default_factory=WindowSpec)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    dlq_suffix: str = ".dlq"
+    batch_size: int = 5000
+    flush_interval_s: float = 5.0
+    max_pending_events: int = 500_000
+    max_message_bytes: int = MAX_EVENT_BYTES
+    instance_id: str | None = None  # static membership: a restarted member gets its partitions back
+    session_timeout_ms: int = 10_000
+    kafka: dict[str, str] = field(default_factory=dict)
+
+
+class DeadLetterRouter:
+    """Every rejected message goes to ``<source topic><suffix>`` with the reason in its headers."""
+
+    def __init__(self, bootstrap: str, suffix: str, extra: dict[str, str] | None = None) -> None:
+        self.suffix = suffix
+        self.failed: list[str] = []
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
+             "message.max.bytes": 16 << 20, **(extra or {})}  # fmt: skip
+        )
+        self.sent = 0
+
+    def route(self, r: Rejected) -> None:
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("driftline-error", r.reason.encode()),
+            ("driftline-source-topic", r.topic.encode()),
+            ("driftline-source-partition", str(r.partition).encode()),
+            ("driftline-source-offset", str(r.offset).encode()),
+        ]
+        self._producer.produce(r.topic + self.suffix, value=r.value, key=r.key, headers=headers,
+                               on_delivery=self._delivered)  # fmt: skip
+        self._producer.poll(0)
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+        else:
+            self.sent += 1
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Block until every routed message is acknowledged; raise if any was not."""
+        if self._producer.flush(timeout_s) > 0 or self.failed:
+            errors, self.failed = self.failed, []
+            raise StoreError(f"dead-letter delivery failed: {errors[:3] or 'timeout'}")
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        store: Store,
+        references: dict[str, ModelSketch],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.references = references
+        self.clock = clock
+        self.folder = PaneFolder(references, config.windows)
+        self.dlq = DeadLetterRouter(config.bootstrap, config.dlq_suffix, config.kafka)
+        self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last]
+        self.stats: dict[str, int] = defaultdict(int)
+        self._last_flush = clock()
+        self._paused = False
+        self._rows_pending: list[PaneRow] = []  # taken from the folder, not yet acknowledged
+        self._retry_at = 0.0
+        self._failures = 0
+        self._consumer = Consumer(self._kafka_config())
+
+    def _kafka_config(self) -> dict[str, object]:
+        c = self.config
+        conf: dict[str, object] = {
+            "bootstrap.servers": c.bootstrap,
+            "group.id": c.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": c.session_timeout_ms,
+            "fetch.message.max.bytes": 16 << 20,
+            **c.kafka,
+        }
+        if c.instance_id:
+            conf["group.instance.id"] = c.instance_id
+        return conf
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def ensure_topics(self) -> None:
+        """Create the dead-letter topics if missing (source topics are the producers' business)."""
+        admin = AdminClient({"bootstrap.servers": self.config.bootstrap})
+        existing = admin.list_topics(timeout=10).topics
+        new = [NewTopic(t + self.config.dlq_suffix, 1, 1) for t in self.config.topics
+               if t + self.config.dlq_suffix not in existing]  # fmt: skip
+        for topic, fut in admin.create_topics(new).items() if new else []:
+            try:
+                fut.result()
+            except Exception as exc:  # created concurrently by another member is fine
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+                log.debug("dead-letter topic %s already exists", topic)
+
+    def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
+        """Consume until ``stop`` is set (or nothing arrived for ``idle_exit_s``), then flush and leave."""
+        self.ensure_topics()
+        self._consumer.subscribe(
+            self.config.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        last_message = self.clock()
+        try:
+            while not stop.is_set():
+                msgs = self._consumer.consume(self.config.batch_size, timeout=0.2)
+                if msgs:
+                    last_message = self.clock()
+                    self._handle(msgs)
+                if self._due():
+                    self.flush()
+                if idle_exit_s is not None and self.clock() - last_message > idle_exit_s and not self._paused:
+                    break
+            self.flush()
+        finally:
+            self._consumer.close()
+
+    # -- per batch ----------------------------------------------------------------------------
+
+    def _handle(self, msgs: list[Message]) -> None:
+        if self._paused:
+            self._rewind(msgs)
+            return
+        by_partition: dict[tuple[str, int], list[Event]] = defaultdict(list)
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err)
+                continue
+            topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+            r = self.ranges.get((topic, partition))
+            if r is None:
+                self.ranges[(topic, partition)] = [offset, offset]
+            else:
+                r[1] = offset
+            value = m.value()
+            try:
+                event = decode(value, self.config.max_message_bytes)
+                if event.model_id not in self.references:
+                    raise InvalidEvent("model_id", f"no reference registered for model {event.model_id!r}")
+            except InvalidEvent as exc:
+                self.dlq.route(Rejected(value or b"", str(exc), topic, partition, offset, m.key()))
+                self.stats["rejected"] += 1
+                continue
+            by_partition[(topic, partition)].append(event)
+            self.stats["accepted"] += 1
+        now_ms = int(self.clock() * 1000)
+        for key, events in by_partition.items():
+            self.folder.fold(events, key, now_ms)
+
+    def _rewind(self, msgs: list[Message]) -> None:
+        """A flush is pending: fold nothing new (its retry must write the same rows, with the same
+        token), and seek back so these messages are fetched again after the store recovers."""
+        first: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            if m.error() is None:
+                first.setdefault((m.topic() or "", m.partition() or 0), m.offset() or 0)
+        for (topic, partition), offset in first.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _due(self) -> bool:
+        if not self.ranges:
+            return False
+        if self._paused:
+            return self.clock() >= self._retry_at
+        return (
+            self.clock() - self._last_flush >= self.config.flush_interval_s
+            or self.folder.pending_events >= self.config.max_pending_events
+        )
+
+    # -- flush then commit --------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Write everything folded so far, then commit its offsets. False if the store refused."""
+        if not self.ranges:
+            self._last_flush = self.clock()
+            return True
+        offsets = [OffsetRange(t, p, a, b) for (t, p), (a, b) in sorted(self.ranges.items())]
+        try:
+            self.dlq.flush()
+            rows = self._rows_pending or self.folder.take_rows()
+            self._rows_pending = rows  # kept until acknowledged: the retry writes the same rows
+            self.store.write_flush(self.config.group, rows, offsets)
+        except StoreError as exc:
+            self._backoff(exc)
+            return False
+        self._rows_pending = []
+        self._failures = 0
+        self._consumer.commit(offsets=[TopicPartition(o.topic, o.partition, o.end + 1) for o in offsets],
+                              asynchronous=False)  # fmt: skip
+        self.ranges.clear()
+        self._last_flush = self.clock()
+        self.stats["flushes"] += 1
+        if self._paused:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False
+            log.info("store is back; partitions resumed")
+        self._evaluate_closed_panes()
+        return True
+
+    def _backoff(self, exc: Exception) -> None:
+        """The store is down: stop fetching (memory stays bounded) and retry with backoff."""
+        self._failures += 1
+        self.stats["flush_failures"] += 1
+        delay = min(30.0, 0.5 * 2 ** min(self._failures, 6))
+        self._retry_at = self.clock() + delay
+        if not self._paused:
+            self._consumer.pause(self._consumer.assignment())
+            self._paused = True
+        log.warning("flush failed (%s); partitions paused, retry in %.1fs", exc, delay)
+
+    def _evaluate_closed_panes(self) -> None:
+        """Drift metrics of the window ending at each newly final pane, from all stored partials."""
+        spec = self.config.windows
+        closed = self.folder.closed_panes(int(self.clock() * 1000))
+        for i, (model, version, start) in enumerate(closed):
+            end = start + spec.pane_ms
+            reference = self.references[model]
+            try:
+                rows = self.store.pane_rows(model, end - spec.window_ms, end, model_version=version)
+                current = merge_rows(reference.binning, rows)
+                report = drift_report(reference, current, self.config.thresholds)
+                self.store.write_metrics(metric_rows(report, model, version, end - spec.window_ms, end))
+            except StoreError as exc:
+                log.warning("window evaluation deferred (%s)", exc)
+                self.folder.open_panes.update(closed[i:])  # evaluated after the next flush
+                return
+            self.stats["windows_evaluated"] += 1
+
+    # -- rebalance ----------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored: dict[str, dict[int, int]] = {}
+        for tp in partitions:
+            if tp.topic not in stored:
+                stored[tp.topic] = self.store.stored_offsets(self.config.group, tp.topic)
+            last = stored[tp.topic].get(tp.partition)
+            if last is not None:
+                tp.offset = last + 1  # ClickHouse is ahead of (or equal to) the committed offset
+        consumer.assign(partitions)
+        now_ms = int(self.clock() * 1000)
+        for tp in partitions:
+            self.folder.watermark.assign((tp.topic, tp.partition), now_ms)
+        log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self.flush():
+            # Could not store: drop the state; the next owner re-reads from the stored offsets.
+            self._drop_unflushed()
+        self.folder.forget_partitions((tp.topic, tp.partition) for tp in partitions)
+        log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop_unflushed()
+        self.folder.forget_partitions((tp.topic, tp.partition) for tp in partitions)
+        log.warning("lost %s; unflushed state dropped", [(tp.topic, tp.partition) for tp in partitions])
+
+    def _drop_unflushed(self) -> None:
+        self.folder.discard()
+        self.ranges.clear()
+        self._rows_pending = []
+        if self._paused:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False

@@ -1,0 +1,343 @@
+"""The one seam to ClickHouse: embedded chDB (``chdb:///dir``) or a server (``http(s)://``).
+
+This module is the only place that writes SQL. Every write is idempotent: a flush carries a
+deterministic ``insert_deduplication_token``, and its rows include the Kafka offsets they cover,
+so a consumer that restarts resumes after the last flush ClickHouse acknowledged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+SCHEMA_DIR = Path(__file__).with_name("schema")
+PANE_COLUMNS = (
+    "kind", "model_id", "model_version", "feature", "pane_start", "pane_ms", "late", "n", "sketch",
+    "reference_id", "consumer_group", "source_topic", "source_partition", "offset_start",
+    "offset_end", "flush_id", "inserted_at",
+)  # fmt: skip
+METRIC_COLUMNS = (
+    "model_id", "model_version", "feature", "window_start", "window_end", "metric", "value",
+    "p_value", "n_ref", "n_cur", "status", "computed_at",
+)  # fmt: skip
+REFERENCE_COLUMNS = (
+    "model_id", "feature", "kind", "bins", "sketch", "n", "reference_id", "source", "created_at",
+)  # fmt: skip
+
+
+class StoreError(RuntimeError):
+    """ClickHouse refused or could not be reached; the caller may retry the same write."""
+
+
+class StoreLockedError(StoreError):
+    """Another process owns the embedded chDB directory."""
+
+
+@dataclass(frozen=True)
+class PaneRow:
+    kind: str
+    model_id: str
+    model_version: str
+    feature: str
+    pane_start: int
+    pane_ms: int
+    late: bool
+    n: int
+    sketch: bytes
+    reference_id: str
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    topic: str
+    partition: int
+    start: int
+    end: int  # inclusive
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    model_id: str
+    model_version: str
+    feature: str
+    window_start: int
+    window_end: int
+    metric: str
+    value: float
+    p_value: float | None
+    n_ref: int
+    n_cur: int
+    status: str
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    model_id: str
+    feature: str
+    kind: str
+    bins: bytes
+    sketch: bytes
+    n: int
+    reference_id: str
+    source: str
+
+
+def flush_token(group: str, offsets: Sequence[OffsetRange], rows: Sequence[PaneRow]) -> str:
+    """Same consumed offsets -> same token, so a retried flush is stored once."""
+    h = hashlib.sha256(group.encode())
+    for o in sorted(offsets, key=lambda o: (o.topic, o.partition)):
+        h.update(f"|{o.topic}:{o.partition}:{o.start}-{o.end}".encode())
+    if not offsets:  # a write with no Kafka source (HTTP ingest, replay): the content is the identity
+        for r in rows:
+            h.update(f"|{r.kind}:{r.model_id}:{r.feature}:{r.pane_start}:{r.late}".encode())
+            h.update(r.sketch)
+    return h.hexdigest()[:32]
+
+
+class Store:
+    """ClickHouse access for every component. Thread-safe: calls are serialised per store."""
+
+    def __init__(self, client: Client, database: str, ttl_days: int, lock_file: IO[str] | None = None) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._lock_file = lock_file
+        self.database = database
+        self.ttl_days = ttl_days
+
+    @classmethod
+    def open(cls, dsn: str, database: str = "driftline", ttl_days: int = 90) -> Store:
+        """``chdb:///abs/dir`` (or a plain directory path) for embedded; ``http(s)://...`` for a server."""
+        if dsn.startswith(("http://", "https://")):
+            url = urlparse(dsn)
+            try:
+                client = clickhouse_connect.get_client(
+                    host=url.hostname or "localhost",
+                    port=url.port or (8443 if url.scheme == "https" else 8123),
+                    username=url.username or "default",
+                    password=url.password or "",
+                    secure=url.scheme == "https",
+                )
+            except Exception as exc:
+                raise StoreError(f"cannot reach ClickHouse at {url.hostname}:{url.port}: {exc}") from None
+            store = cls(client, url.path.strip("/") or database, ttl_days)
+        else:
+            path = Path(dsn.removeprefix("chdb://")).expanduser().resolve()
+            path.mkdir(parents=True, exist_ok=True)
+            lock = _lock_directory(path)
+            try:
+                client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+            except Exception as exc:
+                lock.close()
+                detail = str(exc)
+                if "already initialized with path" in detail:
+                    detail = "this process already has another chDB directory open (one per process)"
+                raise StoreError(f"cannot open chDB at {path}: {detail}") from None
+            store = cls(client, database, ttl_days, lock)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+            if self._lock_file:
+                self._lock_file.close()
+                self._lock_file = None
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply the versioned DDL files in order; every statement is idempotent."""
+        self._command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        for path in sorted(SCHEMA_DIR.glob("*.sql")):
+            sql = path.read_text().format(database=self.database, ttl_days=int(self.ttl_days))
+            for statement in _statements(sql):
+                self._command(statement)
+
+    def tables(self) -> list[str]:
+        return [r[0] for r in self._query(f"SHOW TABLES FROM {self.database}")]
+
+    # -- pane sketches ------------------------------------------------------------------------
+
+    def write_flush(self, group: str, rows: Sequence[PaneRow], offsets: Sequence[OffsetRange]) -> str:
+        """Pane rows and the offsets they cover, in ONE insert (one part: all or nothing)."""
+        token = flush_token(group, offsets, rows)
+        now = datetime.now(UTC)
+        data: list[list[Any]] = [
+            [r.kind, r.model_id, r.model_version, r.feature, r.pane_start, r.pane_ms, int(r.late), r.n,
+             r.sketch, r.reference_id, group, "", -1, -1, -1, token, now]
+            for r in rows
+        ]  # fmt: skip
+        data += [
+            ["offset", "", "", "", 0, 0, 0, o.end - o.start + 1, b"", "", group, o.topic, o.partition,
+             o.start, o.end, token, now]
+            for o in offsets
+        ]  # fmt: skip
+        if data:
+            self._insert("pane_sketches", data, PANE_COLUMNS, {"insert_deduplication_token": token})
+        return token
+
+    def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """Last offset per partition that a flush of this group has stored for the topic."""
+        rows = self._query(
+            f"SELECT source_partition, max(offset_end) FROM {self.database}.pane_sketches "
+            "WHERE kind = 'offset' AND consumer_group = %(g)s AND source_topic = %(t)s "
+            "GROUP BY source_partition",
+            {"g": group, "t": topic},
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def pane_rows(
+        self,
+        model_id: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        model_version: str | None = None,
+        kinds: Iterable[str] = ("numeric", "categorical", "latency", "fairness", "events"),
+    ) -> list[PaneRow]:
+        """Every stored partial for panes starting in ``[start_ms, end_ms)`` (late ones included)."""
+        where = ["kind IN %(kinds)s", "model_id = %(m)s"]
+        params: dict[str, Any] = {"kinds": tuple(kinds), "m": model_id}
+        if start_ms is not None:
+            where.append("pane_start >= %(s)s")
+            params["s"] = start_ms
+        if end_ms is not None:
+            where.append("pane_start < %(e)s")
+            params["e"] = end_ms
+        if model_version is not None:
+            where.append("model_version = %(v)s")
+            params["v"] = model_version
+        rows = self._query(
+            "SELECT kind, model_id, model_version, feature, pane_start, pane_ms, late, n, sketch, "
+            f"reference_id FROM {self.database}.pane_sketches WHERE {' AND '.join(where)} "
+            "ORDER BY pane_start, feature, kind",
+            params,
+            column_formats={"sketch": "bytes"},
+        )
+        return [PaneRow(k, m, v, f, int(p), int(pm), bool(late), int(n), bytes(s), r)
+                for k, m, v, f, p, pm, late, n, s, r in rows]  # fmt: skip
+
+    def models(self) -> list[str]:
+        rows = self._query(
+            f"SELECT DISTINCT model_id FROM {self.database}.pane_sketches WHERE kind = 'events' ORDER BY 1"
+        )
+        return [r[0] for r in rows]
+
+    # -- references ---------------------------------------------------------------------------
+
+    def save_reference(self, rows: Sequence[ReferenceRow]) -> None:
+        now = datetime.now(UTC)
+        data = [[r.model_id, r.feature, r.kind, r.bins, r.sketch, r.n, r.reference_id, r.source, now]
+                for r in rows]  # fmt: skip
+        self._insert("references", data, REFERENCE_COLUMNS)
+
+    def references(self, model_id: str | None = None) -> list[ReferenceRow]:
+        """The newest reference of each model (all its features come from one reference_id)."""
+        where = "WHERE model_id = %(m)s" if model_id else ""
+        rows = self._query(
+            "SELECT model_id, feature, kind, bins, sketch, n, reference_id, source, created_at "
+            f"FROM {self.database}.references FINAL {where} ORDER BY model_id, feature, kind",
+            {"m": model_id} if model_id else None,
+            column_formats={"bins": "bytes", "sketch": "bytes"},
+        )
+        newest: dict[str, tuple[Any, str]] = {}
+        for m, *_, ref_id, _src, created in rows:
+            if m not in newest or created > newest[m][0]:
+                newest[m] = (created, ref_id)
+        return [
+            ReferenceRow(m, f, k, bytes(b), bytes(sk), int(n), r, src)
+            for m, f, k, b, sk, n, r, src, _ in rows
+            if r == newest[m][1]
+        ]
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def write_metrics(self, rows: Sequence[MetricRow]) -> None:
+        now = datetime.now(UTC)
+        data = [[r.model_id, r.model_version, r.feature, r.window_start, r.window_end, r.metric, r.value,
+                 r.p_value, r.n_ref, r.n_cur, r.status, now] for r in rows]  # fmt: skip
+        if data:
+            self._insert("drift_metrics", data, METRIC_COLUMNS)
+
+    def metrics(
+        self, model_id: str, metric: str | None = None, feature: str | None = None
+    ) -> list[MetricRow]:
+        where, params = ["model_id = %(m)s"], {"m": model_id}
+        if metric:
+            where.append("metric = %(metric)s")
+            params["metric"] = metric
+        if feature is not None:
+            where.append("feature = %(f)s")
+            params["f"] = feature
+        rows = self._query(
+            "SELECT model_id, model_version, feature, window_start, window_end, metric, value, p_value, "
+            f"n_ref, n_cur, status FROM {self.database}.drift_metrics FINAL WHERE {' AND '.join(where)} "
+            "ORDER BY window_end, feature, metric",
+            params,
+        )
+        return [MetricRow(*r) for r in rows]
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _command(self, sql: str) -> None:
+        with self._lock:
+            try:
+                self._client.command(sql)
+            except ClickHouseError as exc:
+                raise StoreError(str(exc).splitlines()[0]) from exc
+
+    def _query(
+        self, sql: str, params: dict[str, Any] | None = None, column_formats: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                result = self._client.query(sql, parameters=params, column_formats=column_formats)
+                return [tuple(r) for r in result.result_rows]
+            except ClickHouseError as exc:
+                raise StoreError(str(exc).splitlines()[0]) from exc
+
+    def _insert(
+        self, table: str, data: list[list[Any]], columns: Sequence[str], settings: dict[str, Any] | None = None
+    ) -> None:
+        with self._lock:
+            try:
+                self._client.insert(f"{self.database}.{table}", data, column_names=list(columns), settings=settings)
+            except ClickHouseError as exc:
+                raise StoreError(str(exc).splitlines()[0]) from exc
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _lock_directory(path: Path) -> IO[str]:
+    """chDB allows one process per directory; fail early and say who holds it."""
+    lock = (path / "driftline.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise StoreLockedError(
+            f"the chDB store {path} is in use by process {holder}; embedded ClickHouse allows one "
+            "process per directory: stop that process, query it through its API, or use a ClickHouse "
+            "server URL (http://...)"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()} ({' '.join(Path('/proc/self/cmdline').read_text().split(chr(0)))[:200]})")
+    lock.flush()
+    return lock
