@@ -121,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--workers", type=int, default=1, help="group members as threads in this process")
     k.add_argument("--instance-id", default=None, help="static group membership id (fast restarts)")
     k.add_argument("--dlq-suffix", default=".dlq")
+    k.add_argument("--ttl-days", type=int, default=90, help="retention of sketches and metrics (new tables)")
     k.add_argument("--idle-exit", type=_duration, default=None, help="stop after this long without messages")
     _add_threshold_args(k)
     k.set_defaults(run=_consume)
@@ -303,11 +304,11 @@ def _regression(args: argparse.Namespace) -> str | None:
     return (args.fairness_regression or None) if args.drift_at is not None else None
 
 
-def _open_store(dsn: str) -> Any:
+def _open_store(dsn: str, ttl_days: int = 90) -> Any:
     from driftline.storage.store import Store, StoreError
 
     try:
-        return Store.open(dsn)
+        return Store.open(dsn, ttl_days=ttl_days)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
 
@@ -352,7 +353,7 @@ def _consume(args: argparse.Namespace) -> int:
     from driftline.ingest.panes import WindowSpec
     from driftline.storage.codec import reference_rows
 
-    store = _open_store(args.store)
+    store = _open_store(args.store, args.ttl_days)
     for pair in args.reference:
         model, _, path = pair.partition("=")
         if not model or not path:

@@ -62,9 +62,29 @@ def produce(
 
 
 def store_with_reference(dsn: str, ref_path: Path, model: str = "churn") -> Store:
-    assert main(["reference", "build", "--store", dsn, "--model", model, "--file", str(ref_path),
-                 "--segments", SEGMENTS, "--prediction", "prediction", "--label", "label",
-                 "--latency", "latency_ms"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "reference",
+                "build",
+                "--store",
+                dsn,
+                "--model",
+                model,
+                "--file",
+                str(ref_path),
+                "--segments",
+                SEGMENTS,
+                "--prediction",
+                "prediction",
+                "--label",
+                "label",
+                "--latency",
+                "latency_ms",
+            ]
+        )
+        == 0
+    )
     return Store.open(dsn)
 
 
@@ -73,8 +93,9 @@ def consume(
 ) -> StreamConsumer:
     rows = store.references()
     refs = {m: reference_from_rows([r for r in rows if r.model_id == m]) for m in {r.model_id for r in rows}}
-    config = ConsumerConfig(bootstrap, [topic], group, windows=WindowSpec(**spec), flush_interval_s=1.0,
-                            session_timeout_ms=6000)  # fmt: skip
+    config = ConsumerConfig(
+        bootstrap, [topic], group, windows=WindowSpec(**spec), flush_interval_s=1.0, session_timeout_ms=6000
+    )
     c = StreamConsumer(config, store, refs)
     c.run(threading.Event(), idle_exit_s=idle_s)
     return c
@@ -162,8 +183,15 @@ def test_stats_over_stream_equals_compare_on_exported_files(
     kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     topic = new_topic(3)
-    traffic = Traffic(n=8000, seed=9, start_ms=START_MS, rate=10.0, drift_at=0.5, drift_features=["f00_normal", "plan"],
-                      fairness_regression="region=south")  # fmt: skip
+    traffic = Traffic(
+        n=8000,
+        seed=9,
+        start_ms=START_MS,
+        rate=10.0,
+        drift_at=0.5,
+        drift_features=["f00_normal", "plan"],
+        fairness_regression="region=south",
+    )
     valid, _ = produce(kafka_bootstrap, topic, traffic, bad_fraction=0.02)
     ref_path = write_reference(tmp_path / "ref.parquet")
     dsn = f"chdb://{tmp_path / 'store'}"
@@ -180,8 +208,27 @@ def test_stats_over_stream_equals_compare_on_exported_files(
     stats = orjson.loads(capsys.readouterr().out)
     cur_path = tmp_path / "current.parquet"
     valid.drop(FILE_DROP).write_parquet(cur_path)
-    assert main(["compare", "--reference", str(ref_path), "--current", str(cur_path), "--segments", SEGMENTS,
-                 "--prediction", "prediction", "--label", "label", "--latency", "latency_ms", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "compare",
+                "--reference",
+                str(ref_path),
+                "--current",
+                str(cur_path),
+                "--segments",
+                SEGMENTS,
+                "--prediction",
+                "prediction",
+                "--label",
+                "label",
+                "--latency",
+                "latency_ms",
+                "--json",
+            ]
+        )
+        == 0
+    )
     compare = orjson.loads(capsys.readouterr().out)
     assert stats["n_current"] == valid.height
     assert stats["late_events"] == 0
@@ -222,9 +269,26 @@ def test_late_events_go_to_correction_sketches(
 def _consumer_cmd(
     bootstrap: str, topic: str, dsn: str, group: str, idle_exit: str | None = None
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "driftline.cli", "consume", "--bootstrap", bootstrap, "--topic", topic,
-           "--group", group, "--store", dsn, "--flush-interval", "300ms", "--batch-size", "500",
-           "--instance-id", f"{group}-member"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "driftline.cli",
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--store",
+        dsn,
+        "--flush-interval",
+        "300ms",
+        "--batch-size",
+        "500",
+        "--instance-id",
+        f"{group}-member",
+    ]
     return cmd + (["--idle-exit", idle_exit] if idle_exit else [])
 
 
@@ -232,7 +296,7 @@ def test_sigkill_at_random_points_loses_and_double_counts_nothing(
     kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
 ) -> None:
     topic = new_topic(3)
-    valid, bad = produce(
+    valid, _ = produce(
         kafka_bootstrap, topic, Traffic(n=40_000, seed=11, start_ms=START_MS), bad_fraction=0.01
     )
     dsn = f"chdb://{tmp_path / 'store'}"
@@ -240,13 +304,22 @@ def test_sigkill_at_random_points_loses_and_double_counts_nothing(
     rng = random.Random(1234)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for _ in range(4):
-        proc = subprocess.Popen(_consumer_cmd(kafka_bootstrap, topic, dsn, "g-crash"), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            _consumer_cmd(kafka_bootstrap, topic, dsn, "g-crash"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(3.0, 7.0))  # start-up is ~2-3 s: kills land before, during and after flushes
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    final = subprocess.run(_consumer_cmd(kafka_bootstrap, topic, dsn, "g-crash", idle_exit="8s"), env=env,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    final = subprocess.run(
+        _consumer_cmd(kafka_bootstrap, topic, dsn, "g-crash", idle_exit="8s"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert final.returncode == 0, final.stderr[-2000:]
     store = Store.open(dsn)
     try:
@@ -271,8 +344,15 @@ def test_three_consumers_with_rebalance_match_one(
         try:
             rows = store.references()
             refs = {"churn": reference_from_rows(rows)}
-            config = ConsumerConfig(kafka_bootstrap, [topic], f"g-{name}", flush_interval_s=0.5, batch_size=300,
-                                    session_timeout_ms=6000, thresholds=Thresholds())  # fmt: skip
+            config = ConsumerConfig(
+                kafka_bootstrap,
+                [topic],
+                f"g-{name}",
+                flush_interval_s=0.5,
+                batch_size=300,
+                session_timeout_ms=6000,
+                thresholds=Thresholds(),
+            )
             stop = threading.Event()
             consumers = [StreamConsumer(config, store, refs) for _ in range(members)]
             threads = [threading.Thread(target=c.run, args=(stop, 6.0)) for c in consumers]
@@ -292,3 +372,67 @@ def test_three_consumers_with_rebalance_match_one(
     assert one["n_current"] == three["n_current"] == 12_000
     for key in ("features", "latency", "fairness", "drifted_features"):
         assert_close(one[key], three[key], key)
+
+
+def test_simulate_cli_produces_valid_and_malformed(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = new_topic(3)
+    ref = tmp_path / "ref.parquet"
+    assert (
+        main(
+            [
+                "simulate",
+                "--bootstrap",
+                kafka_bootstrap,
+                "--topic",
+                topic,
+                "--model",
+                "fraud",
+                "--events",
+                "3000",
+                "--bad-fraction",
+                "0.1",
+                "--drift-at",
+                "0.5",
+                "--reference-out",
+                str(ref),
+                "--start",
+                "2026-01-01T00:00:00Z",
+            ]
+        )
+        == 0
+    )
+    summary = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["delivered"] == 3000 and summary["valid"] + summary["malformed"] == 3000
+    assert 200 < summary["malformed"] < 400
+    dsn = f"chdb://{tmp_path / 'store'}"
+    assert (
+        main(
+            [
+                "consume",
+                "--bootstrap",
+                kafka_bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                "g-sim",
+                "--store",
+                dsn,
+                "--reference",
+                f"fraud={ref}",
+                "--segments",
+                SEGMENTS,
+                "--idle-exit",
+                "4s",
+            ]
+        )
+        == 0
+    )
+    totals = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (totals["accepted"], totals["rejected"]) == (summary["valid"], summary["malformed"])
+    store = Store.open(dsn)
+    try:
+        assert stored_counts(store, "fraud")[0] == summary["valid"]
+    finally:
+        store.close()

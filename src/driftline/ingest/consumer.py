@@ -79,6 +79,12 @@ class DeadLetterRouter:
         else:
             self.sent += 1
 
+    def close(self) -> None:
+        """Deliver what is queued (already covered by a commit only if flush() succeeded before)."""
+        left = self._producer.flush(5.0)
+        if left:
+            log.warning("%d dead-letter messages undelivered at shutdown; their offsets were not committed", left)
+
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every routed message is acknowledged; raise if any was not."""
         if self._producer.flush(timeout_s) > 0 or self.failed:
@@ -160,6 +166,7 @@ class StreamConsumer:
             self.flush()
         finally:
             self._consumer.close()
+            self.dlq.close()
 
     # -- per batch ----------------------------------------------------------------------------
 

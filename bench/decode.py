@@ -1,0 +1,694 @@
+"""Decoder choice benchmark: Kafka message bytes -> validated events -> columnar ``Batch``.
+
+Run from the repository root::
+
+    python -m bench.decode --quick     # 50k messages, smoke run
+    python -m bench.decode             # 200k messages, 3 repeats
+
+The same in-memory messages (``driftline.simulate`` traffic, ``orjson.dumps`` of the contract
+dicts: 20 numeric + 3 categorical features, 2 segments, prediction, label, latency) go in
+batches of ``--batch`` (default 10,000, the consumer's ``--batch-size`` in ``bench.stream``)
+through each decoder. Timed per batch, summed over the stream (median of ``--repeat`` runs
+after one untimed warm-up run):
+
+* ``driftline``: what the consumer does today, ``driftline.ingest.decode.decode(value, max_bytes)``
+  per message (orjson + ``contract.validate_event``), then ``decode.to_batch(events, binning)``.
+* ``stdlib_json``: ``json.loads`` + the same ``contract.validate_event``, then the same ``to_batch``.
+* ``msgspec``: ``msgspec.json.Decoder(Struct)`` per message, a Struct mirroring the contract
+  (types, required fields, id lengths, ``latency_ms >= 0``); ``to_batch`` on the Structs.
+* ``msgspec_checked``: the same plus the contract checks a Struct cannot express (``ts`` parsed
+  and range-checked with ``contract.parse_ts``, label kind equal to prediction kind).
+* ``msgspec_model_struct``: ``features`` decoded into a per-model Struct generated from the
+  reference binning (``msgspec.defstruct``), columns taken with ``getattr``; other features
+  are skipped unvalidated.
+* ``polars_ndjson``: ``polars.read_ndjson`` on the batch's values joined by ``\\n`` (schema
+  inferred), ``unnest`` of ``features`` and ``segments``; columnar via
+  ``driftline.ingest.files.to_batch`` (the file path's polars -> numpy conversion). No contract
+  validation at all.
+* ``polars_ndjson_schema``: the same with the schema given up front.
+
+Checks: every decoder's ``Batch`` equals driftline's on the first batch (numeric columns bit
+for bit, categories, outcomes); a rejection matrix runs each decoder on a batch holding one
+message of each malformed kind from ``simulate.bad_message`` and records, per decoder, whether
+that one message was rejected with a reason, the whole batch failed, or it was silently
+accepted. ``--out`` (default ``bench/results/decode.json``) gets everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import math
+import operator
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import numpy as np
+import orjson
+import polars as pl
+
+from driftline.contract import MAX_EVENT_BYTES, MAX_FEATURES, InvalidEvent, parse_ts, validate_event
+from driftline.detectors.profile import Batch, Binning, ModelSketch
+from driftline.ingest import files
+from driftline.ingest.decode import decode, to_batch
+from driftline.simulate import (
+    CATEGORICAL,
+    FILE_DROP,
+    NUMERIC_FEATURES,
+    SEGMENTS,
+    Traffic,
+    bad_message,
+    events,
+)
+from driftline.simulate import generate as generate_traffic
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "decode.json"
+SPEC = files.TableSpec(segments=list(SEGMENTS), prediction="prediction", label="label", latency="latency_ms")
+BAD_KINDS = {
+    0: "truncated JSON",
+    1: "prediction is an object",
+    2: "ts in year 9999",
+    3: "not UTF-8",
+    4: "model_id is a number",
+    5: "latency_ms < 0",
+    6: "features is an array",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def make_messages(n: int, seed: int, decimals: int | None = None, chunk: int = 200_000) -> list[bytes]:
+    """Simulator traffic as message values; ``decimals`` rounds every float (shorter messages)."""
+    out: list[bytes] = []
+    floats = [*NUMERIC_FEATURES, "prediction", "latency_ms"]
+    for k, start in enumerate(range(0, n, chunk)):
+        t = Traffic(n=min(chunk, n - start), seed=seed + k, start_ms=Traffic.start_ms + start)
+        df = generate_traffic(t)
+        if decimals is not None:
+            df = df.with_columns(pl.col(c).round(decimals) for c in floats)
+        out.extend(orjson.dumps(e) for e in events(df))
+    return out
+
+
+def make_binning(rows: int, seed: int) -> tuple[Binning, dict[str, str]]:
+    """The reference binning, fitted exactly as ``driftline reference build`` does."""
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-decode-") as tmp:
+        path = Path(tmp) / "reference.parquet"
+        generate_traffic(Traffic(n=rows, seed=seed)).drop(FILE_DROP).write_parquet(path)
+        reference, kinds = files.load_reference(path, SPEC, 1000, 10)
+    return reference.binning, dict(kinds)
+
+
+# --------------------------------------------------------------------------------------------
+# decoders: decode(values) -> (decoded, [(index, reason)]); columnar(decoded) -> Batch
+
+
+Rejections = list[tuple[int, str]]
+
+
+@dataclass
+class Decoder:
+    name: str
+    label: str
+    decode: Callable[[Sequence[bytes]], tuple[Any, Rejections]]
+    columnar: Callable[[Any], Batch]
+    per_event_reasons: bool
+    validation: str
+
+
+def driftline_decode(values: Sequence[bytes]) -> tuple[list[Any], Rejections]:
+    out, rejected = [], []
+    for i, v in enumerate(values):
+        try:
+            out.append(decode(v, MAX_EVENT_BYTES))
+        except InvalidEvent as exc:
+            rejected.append((i, str(exc)))
+    return out, rejected
+
+
+def stdlib_decode(values: Sequence[bytes]) -> tuple[list[Any], Rejections]:
+    out, rejected = [], []
+    for i, v in enumerate(values):
+        try:
+            if len(v) > MAX_EVENT_BYTES:
+                raise InvalidEvent("$", f"message is {len(v)} bytes, above the limit")
+            try:
+                obj = json.loads(v)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InvalidEvent("$", f"not valid JSON ({exc})") from None
+            out.append(validate_event(obj))
+        except InvalidEvent as exc:
+            rejected.append((i, str(exc)))
+    return out, rejected
+
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Scalar = float | int | str | bool
+
+
+class MsgEvent(msgspec.Struct):
+    """The event contract as far as msgspec types and constraints can say it."""
+
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    model_id: Name
+    ts: int | float | str
+    features: Annotated[dict[Name, Scalar | None], msgspec.Meta(max_length=MAX_FEATURES)]
+    prediction: Scalar
+    model_version: Annotated[str, msgspec.Meta(max_length=256)] | None = ""
+    label: Scalar | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    segments: dict[str, str] = {}  # msgspec copies mutable defaults per instance
+
+
+_msg_decoder = msgspec.json.Decoder(MsgEvent)
+
+
+def msgspec_decode(values: Sequence[bytes]) -> tuple[list[Any], Rejections]:
+    out, rejected = [], []
+    dec = _msg_decoder.decode
+    for i, v in enumerate(values):
+        try:
+            out.append(dec(v))
+        except msgspec.DecodeError as exc:  # ValidationError is a subclass
+            rejected.append((i, str(exc)))
+    return out, rejected
+
+
+def _kind(v: object) -> str:
+    return "bool" if isinstance(v, bool) else "str" if isinstance(v, str) else "number"
+
+
+def msgspec_checked_decode(values: Sequence[bytes]) -> tuple[list[Any], Rejections]:
+    out, rejected = [], []
+    dec = _msg_decoder.decode
+    for i, v in enumerate(values):
+        try:
+            e = dec(v)
+            ts = e.ts
+            if type(ts) is int and 0 <= ts < 7_258_118_400_000:
+                pass  # fast path of parse_ts for the common case (epoch ms, in range)
+            else:
+                e.ts = parse_ts(ts)
+            if e.label is not None and _kind(e.label) != _kind(e.prediction):
+                raise InvalidEvent("label", "kind differs from prediction")
+            out.append(e)
+        except msgspec.DecodeError as exc:
+            rejected.append((i, str(exc)))
+        except InvalidEvent as exc:
+            rejected.append((i, str(exc)))
+    return out, rejected
+
+
+class ModelStructDecoder:
+    """``features`` as a Struct with one field per reference feature (generated per model)."""
+
+    def __init__(self, binning: Binning) -> None:
+        self.numeric = list(binning.numeric)
+        self.categorical = list(binning.categorical)
+        self.binning = binning
+        names = [*self.numeric, *self.categorical]
+        feats = msgspec.defstruct("Features", [(n, Scalar | None, None) for n in names], gc=False)
+        segs = msgspec.defstruct("Segments", [(s, str | None, None) for s in SEGMENTS], gc=False)
+        event = msgspec.defstruct(
+            "ModelEvent",
+            [
+                ("event_id", Annotated[str, msgspec.Meta(min_length=1, max_length=128)]),
+                ("model_id", Name),
+                ("ts", int | float | str),
+                ("features", feats),
+                ("prediction", Scalar),
+                ("model_version", Annotated[str, msgspec.Meta(max_length=256)] | None, ""),
+                ("label", Scalar | None, None),
+                ("latency_ms", Annotated[float, msgspec.Meta(ge=0)] | None, None),
+                ("segments", segs | None, None),
+            ],
+            gc=False,  # holds only scalars and gc=False structs: the collector never scans it
+        )
+        self._decoder = msgspec.json.Decoder(event)
+
+    def decode(self, values: Sequence[bytes]) -> tuple[list[Any], Rejections]:
+        out, rejected = [], []
+        dec = self._decoder.decode
+        for i, v in enumerate(values):
+            try:
+                out.append(dec(v))
+            except msgspec.DecodeError as exc:
+                rejected.append((i, str(exc)))
+        return out, rejected
+
+    def columnar(self, evs: list[Any]) -> Batch:
+        """Rows -> columns with ``attrgetter`` + ``zip(*rows)`` (C-level transposition)."""
+        if not evs:
+            return Batch(0, {})
+        from driftline.detectors.categorical import dictionary_encode
+        from driftline.ingest.decode import _numeric, _outcome
+
+        names = [*self.numeric, *self.categorical]
+        get = operator.attrgetter(*names)
+        cols = dict(zip(names, zip(*[get(e.features) for e in evs], strict=True), strict=True))
+        columns: dict[str, Any] = {}
+        type_errors: dict[str, int] = {}
+        for name in self.numeric:
+            columns[name], type_errors[name] = _numeric(cols[name])
+        for name in self.categorical:
+            columns[name] = dictionary_encode(np.array(cols[name], dtype=object))
+        latency, prediction, label, segs = zip(
+            *[(e.latency_ms, e.prediction, e.label, e.segments) for e in evs], strict=True
+        )
+        seg_get = operator.attrgetter(*SEGMENTS)
+        seg_cols = zip(*[(None,) * len(SEGMENTS) if g is None else seg_get(g) for g in segs], strict=True)
+        return Batch(
+            n=len(evs),
+            features=columns,
+            type_errors=type_errors,
+            latency_ms=_numeric(latency)[0],
+            segments={
+                s: dictionary_encode(np.array(c, dtype=object))
+                for s, c in zip(SEGMENTS, seg_cols, strict=True)
+            },
+            positive=_outcome(prediction, 0.5, "1"),
+            label=_outcome(label, 0.5, "1"),
+        )
+
+
+def polars_schema() -> dict[str, Any]:
+    feats = {n: pl.Float64 for n in NUMERIC_FEATURES} | {c: pl.String for c in CATEGORICAL}
+    return {
+        "event_id": pl.String,
+        "model_id": pl.String,
+        "model_version": pl.String,
+        "ts": pl.Int64,
+        "features": pl.Struct(feats),
+        "prediction": pl.Float64,
+        "label": pl.Int64,
+        "latency_ms": pl.Float64,
+        "segments": pl.Struct({s: pl.String for s in SEGMENTS}),
+    }
+
+
+def polars_decode(values: Sequence[bytes], schema: dict[str, Any] | None = None) -> tuple[Any, Rejections]:
+    df = pl.read_ndjson(io.BytesIO(b"\n".join(values)), schema=schema)
+    return df.unnest("features", "segments"), []
+
+
+def make_decoders(binning: Binning, kinds: dict[str, str]) -> list[Decoder]:
+    def dl_columnar(evs: list[Any]) -> Batch:
+        return to_batch(evs, binning)
+
+    def pl_columnar(df: pl.DataFrame) -> Batch:
+        return files.to_batch(df, SPEC, kinds)  # type: ignore[arg-type]
+
+    schema = polars_schema()
+    model_struct = ModelStructDecoder(binning)
+    return [
+        Decoder(
+            "driftline",
+            "driftline now: orjson + validate_event",
+            driftline_decode,
+            dl_columnar,
+            True,
+            "full contract",
+        ),
+        Decoder(
+            "stdlib_json", "stdlib json + validate_event", stdlib_decode, dl_columnar, True, "full contract"
+        ),
+        Decoder(
+            "msgspec",
+            "msgspec Struct (contract types)",
+            msgspec_decode,
+            dl_columnar,
+            True,
+            "types, required fields, lengths, latency >= 0; not ts range, label kind",
+        ),
+        Decoder(
+            "msgspec_checked",
+            "msgspec Struct + remaining checks",
+            msgspec_checked_decode,
+            dl_columnar,
+            True,
+            "full contract",
+        ),
+        Decoder(
+            "msgspec_model_struct",
+            "msgspec per-model features Struct",
+            model_struct.decode,
+            model_struct.columnar,
+            True,
+            "as msgspec, but features outside the reference are skipped unvalidated",
+        ),
+        Decoder(
+            "polars_ndjson",
+            "polars.read_ndjson (inferred) + unnest",
+            polars_decode,
+            pl_columnar,
+            False,
+            "none (JSON syntax; types coerced per batch)",
+        ),
+        Decoder(
+            "polars_ndjson_schema",
+            "polars.read_ndjson (schema) + unnest",
+            lambda v: polars_decode(v, schema),
+            pl_columnar,
+            False,
+            "none (JSON syntax; values cast to the given schema)",
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+
+def run_stream(d: Decoder, batches: list[list[bytes]]) -> tuple[float, float, int]:
+    """(decode seconds, columnar seconds, events accepted) over every batch, one pass."""
+    t_dec = t_col = 0.0
+    accepted = 0
+    for values in batches:
+        t0 = time.perf_counter()
+        decoded, _ = d.decode(values)
+        t1 = time.perf_counter()
+        batch = d.columnar(decoded)
+        t2 = time.perf_counter()
+        t_dec += t1 - t0
+        t_col += t2 - t1
+        accepted += batch.n
+        del decoded, batch
+    return t_dec, t_col, accepted
+
+
+def time_decoder(d: Decoder, batches: list[list[bytes]], repeat: int) -> dict[str, Any]:
+    n = sum(len(b) for b in batches)
+    run_stream(d, batches[:2])  # warm-up (imports, first polars call)
+    runs = []
+    for _ in range(repeat):
+        gc.collect()
+        runs.append(run_stream(d, batches))
+    dec = statistics.median(r[0] for r in runs)
+    both = statistics.median(r[0] + r[1] for r in runs)
+    if any(r[2] != n for r in runs):
+        raise AssertionError(f"{d.name}: accepted {runs[0][2]} of {n} good events")
+    return {
+        "label": d.label,
+        "decode_s": dec,
+        "decode_columnar_s": both,
+        "decode_events_per_s": n / dec,
+        "decode_columnar_events_per_s": n / both,
+        "runs_s": [{"decode": r[0], "columnar": r[1]} for r in runs],
+        "per_event_rejection_reasons": d.per_event_reasons,
+        "validation": d.validation,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+
+
+def _column_values(col: Any) -> Any:
+    if isinstance(col, tuple):
+        names, codes = col
+        return [names[c] for c in np.asarray(codes).tolist()]
+    return np.asarray(col)
+
+
+def same_batch(a: Batch, b: Batch) -> list[str]:
+    diffs = []
+    if a.n != b.n:
+        return [f"n {a.n} != {b.n}"]
+    for name in a.features:
+        x, y = _column_values(a.features[name]), _column_values(b.features.get(name))
+        if isinstance(x, np.ndarray):
+            if not np.array_equal(x, y, equal_nan=True):
+                diffs.append(f"feature {name}")
+        elif x != y:
+            diffs.append(f"feature {name}")
+        if a.type_errors.get(name, 0) != b.type_errors.get(name, 0):
+            diffs.append(f"type_errors {name}")
+    if not np.array_equal(a.latency_ms, b.latency_ms, equal_nan=True):
+        diffs.append("latency_ms")
+    for s in SEGMENTS:
+        if _column_values(a.segments[s]) != _column_values(b.segments[s]):
+            diffs.append(f"segment {s}")
+    for attr in ("positive", "label"):
+        if not np.array_equal(getattr(a, attr), getattr(b, attr)):
+            diffs.append(attr)
+    return diffs
+
+
+class _FixedKind:
+    """Stands in for the numpy Generator so ``bad_message`` makes one chosen kind."""
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+
+    def integers(self, low: int, high: int) -> int:
+        return self.kind
+
+
+def rejection_matrix(decoders: list[Decoder], good: list[bytes]) -> dict[str, Any]:
+    """Each malformed kind alone in an otherwise good batch: who names it, who fails the batch."""
+    out: dict[str, Any] = {}
+    for kind, what in BAD_KINDS.items():
+        bad, field_name = bad_message(_FixedKind(kind), good[len(good) // 2])  # type: ignore[arg-type]
+        batch = list(good)
+        pos = len(batch) // 2
+        batch[pos] = bad
+        row: dict[str, Any] = {"expected_field": field_name}
+        for d in decoders:
+            try:
+                decoded, rejected = d.decode(batch)
+                n = d.columnar(decoded).n
+            except Exception as exc:
+                row[d.name] = {
+                    "outcome": "batch failed",
+                    "error": f"{type(exc).__name__}: " + str(exc).splitlines()[0][:160],
+                    "events_kept": 0,
+                }
+                continue
+            if [i for i, _ in rejected] == [pos]:
+                reason = rejected[0][1]
+                named = field_name in reason if field_name != "$" else True
+                row[d.name] = {
+                    "outcome": "event rejected",
+                    "reason": reason[:160],
+                    "names_field": named,
+                    "events_kept": n,
+                }
+            elif not rejected:
+                row[d.name] = {"outcome": "accepted silently", "events_kept": n}
+            else:
+                row[d.name] = {"outcome": "other", "rejected": rejected[:3], "events_kept": n}
+        out[what] = row
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in (
+        "driftline",
+        "numpy",
+        "numba",
+        "orjson",
+        "msgspec",
+        "polars",
+        "confluent-kafka",
+        "chdb",
+        "clickhouse-connect",
+    ):
+        try:
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = None
+    try:
+        import confluent_kafka
+
+        versions["librdkafka"] = confluent_kafka.libversion()[0]
+    except ImportError:
+        pass
+    return {
+        "cpu_model": cpu,
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "loadavg_at_start": os.getloadavg(),
+        "polars_threads": pl.thread_pool_size(),
+        "versions": versions,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    n = result["messages"]
+    print()
+    print(
+        f"{n:,} messages, mean {result['mean_message_bytes']:.0f} B, batches of {result['batch']:,}; "
+        f"median of {result['repeat']} runs"
+    )
+    print(
+        f"{'decoder':<40} {'decode ev/s':>12} {'+columnar ev/s':>15} {'vs driftline':>13} "
+        f"{'per-event reasons':>18}"
+    )
+    base = result["decoders"]["driftline"]["decode_columnar_events_per_s"]
+    for r in result["decoders"].values():
+        both = r["decode_columnar_events_per_s"]
+        reasons = "yes" if r["per_event_rejection_reasons"] else "NO"
+        print(
+            f"{r['label']:<40} {r['decode_events_per_s']:>12,.0f} {both:>15,.0f}"
+            f" {both / base:>12.2f}x {reasons:>18}"
+        )
+    f = result["fold_for_scale"]
+    print(f"{'(for scale) ModelSketch.update of the batch':<40} {'':>12} {f['events_per_s']:>15,.0f}")
+    print()
+    print("one malformed message in a batch of", f"{result['rejection_batch']:,}:")
+    names = list(result["decoders"])
+    print(f"{'malformed kind':<26}" + "".join(f"{n[:16]:>18}" for n in names))
+    short = {
+        "event rejected": "rejected",
+        "batch failed": "BATCH FAILED",
+        "accepted silently": "accepted",
+        "other": "other",
+    }
+    for kind, row in result["rejection_matrix"].items():
+        print(f"{kind:<26}" + "".join(f"{short[row[n]['outcome']]:>18}" for n in names))
+    print()
+    print(
+        "equal to driftline's Batch on the first batch:",
+        {k: v or "equal" for k, v in result["checks"]["batch_differences"].items()},
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.decode", description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="50k messages, 1 repeat")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--decimals",
+        type=int,
+        default=None,
+        help="round floats to this many decimals (shorter messages); default: as generated",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.events, args.repeat = 50_000, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = datetime.now(UTC)
+    machine = machine_info()
+    t = time.perf_counter()
+    messages = make_messages(args.events, args.seed, args.decimals)
+    binning, kinds = make_binning(50_000, 1000)
+    gen_s = time.perf_counter() - t
+    sizes = np.array([len(m) for m in messages])
+    print(
+        f"{len(messages):,} messages ({sizes.mean():.0f} B mean, {sizes.min()}-{sizes.max()} B) "
+        f"made in {gen_s:.1f} s",
+        flush=True,
+    )
+    batches = [messages[i : i + args.batch] for i in range(0, len(messages), args.batch)]
+    decoders = make_decoders(binning, kinds)
+
+    # correctness first: every decoder's columns equal driftline's
+    ref_batch = decoders[0].columnar(decoders[0].decode(batches[0])[0])
+    differences = {d.name: same_batch(ref_batch, d.columnar(d.decode(batches[0])[0])) for d in decoders}
+
+    results = {}
+    for d in decoders:
+        results[d.name] = r = time_decoder(d, batches, args.repeat)
+        print(
+            f"  {d.label:<40} decode {r['decode_events_per_s']:>10,.0f}/s   "
+            f"decode+columnar {r['decode_columnar_events_per_s']:>10,.0f}/s",
+            flush=True,
+        )
+
+    # for scale: folding one decoded batch into the sketches
+    sketch_times = []
+    for _ in range(max(3, args.repeat)):
+        sk = ModelSketch(binning)
+        t = time.perf_counter()
+        sk.update(ref_batch)
+        sketch_times.append(time.perf_counter() - t)
+    fold_s = statistics.median(sketch_times)
+
+    matrix = rejection_matrix(decoders, batches[0])
+    result = {
+        "benchmark": "bench.decode",
+        "command": "python -m " + " ".join(["bench.decode", *(sys.argv[1:] if argv is None else argv)]),
+        "started_utc": started.isoformat(),
+        "finished_utc": datetime.now(UTC).isoformat(),
+        "machine": machine,
+        "messages": len(messages),
+        "mean_message_bytes": float(sizes.mean()),
+        "message_bytes_range": [int(sizes.min()), int(sizes.max())],
+        "batch": args.batch,
+        "repeat": args.repeat,
+        "seed": args.seed,
+        "decimals": args.decimals,
+        "data": "driftline.simulate.generate(Traffic(seed, chunks of 200k)) -> simulate.events ->"
+        " orjson.dumps;"
+        " 20 numeric + 3 categorical features, segments region/gender, prediction, label, latency_ms;"
+        " 1% of numeric values null",
+        "timing": "time.perf_counter around decode(batch) and columnar(decoded) per batch, summed over the"
+        " stream; median of --repeat runs after a 2-batch warm-up; gc enabled (as in the consumer)",
+        "decoders": results,
+        "fold_for_scale": {
+            "what": f"ModelSketch(binning).update(one {len(batches[0]):,}-event Batch), threads=1",
+            "seconds": fold_s,
+            "events_per_s": len(batches[0]) / fold_s,
+        },
+        "rejection_batch": len(batches[0]),
+        "rejection_matrix": matrix,
+        "checks": {"batch_differences": differences, "passed": not any(differences.values())},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    print_table(result)
+    print(f"\nJSON written to {args.out}")
+    return 0 if result["checks"]["passed"] else 1
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    raise TypeError(type(o).__name__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Event -> column conversion and pane folding, without Kafka."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from driftline.contract import Event, InvalidEvent
+from driftline.detectors.profile import Binning, ModelSketch
+from driftline.ingest.decode import decode, to_batch
+from driftline.ingest.panes import PaneFolder, WindowSpec
+
+BINNING = Binning.fit(
+    {"x": np.arange(100.0), "c": np.array(["a", "b"] * 50, dtype=object)},
+    {"x": "numeric", "c": "categorical"},
+    10,
+    10,
+)
+
+
+def ev(i: int, ts: int, **features: object) -> Event:
+    return Event(
+        f"e{i}",
+        "m",
+        ts,
+        dict(features),
+        prediction=0.9 if i % 2 else 0.1,
+        label=i % 3 == 0,
+        latency_ms=float(i),
+        segments={"g": "u" if i < 2 else "v"},
+    )
+
+
+def test_to_batch_types_missing_and_outcomes() -> None:
+    events = [ev(0, 0, x=1.5, c="a"), ev(1, 0, x="2", c=True), ev(2, 0, c=None), ev(3, 0, x=True, c=3)]
+    b = to_batch(events, BINNING)
+    x = b.features["x"]
+    assert isinstance(x, np.ndarray)
+    assert x[0] == 1.5 and np.isnan(x[1:]).all()
+    assert b.type_errors["x"] == 2  # "2" and True are not numbers; the missing one is just missing
+    names, codes = b.features["c"]  # type: ignore[misc]
+    assert [names[k] for k in codes] == ["a", "true", None, "3"]
+    assert b.positive is not None and b.positive.tolist() == [0, 1, 0, 1]
+    assert b.label is not None and b.label.tolist() == [1, 0, 0, 1]
+    assert b.latency_ms is not None and b.latency_ms.tolist() == [0.0, 1.0, 2.0, 3.0]
+    sketch = ModelSketch(BINNING).update(b)
+    assert (sketch.features["x"].n, sketch.features["x"].type_errors) == (1, 2)
+
+
+def test_decode_refuses_empty_and_oversized() -> None:
+    with pytest.raises(InvalidEvent, match="empty message"):
+        decode(None, 100)
+    with pytest.raises(InvalidEvent, match="above the 10-byte limit"):
+        decode(b'{"a": 12345678}', 10)
+
+
+def test_folder_routes_late_events_and_reports_closed_panes() -> None:
+    spec = WindowSpec(pane_ms=60_000, window_ms=600_000, lateness_ms=30_000)
+    ref = ModelSketch(BINNING)
+    folder = PaneFolder({"m": ref}, spec)
+    folder.fold([ev(i, 10_000 * i, x=float(i), c="a") for i in range(20)], "p0", now_ms=0)  # 0 .. 190 s
+    # watermark = 190 s - 30 s = 160 s: panes [0, 60) and [60, 120) are final
+    assert folder.closed_panes(now_ms=0) == [("m", "", 0), ("m", "", 60_000)]
+    folder.fold([ev(100, 5_000, x=1.0, c="b"), ev(101, 150_000, x=1.0, c="b")], "p0", now_ms=0)
+    assert folder.late_events == 1
+    rows = folder.take_rows()
+    late = {(r.pane_start, r.late) for r in rows if r.kind == "events"}
+    assert (0, True) in late and (120_000, False) in late
+    assert sum(r.n for r in rows if r.kind == "events") == 22
+    assert folder.take_rows() == []

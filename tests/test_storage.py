@@ -1,0 +1,146 @@
+"""The Store on embedded chDB (in-process, no network): schema, idempotent writes, codecs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftline.detectors.profile import Batch, Binning, ModelSketch, drift_report
+from driftline.storage.codec import merge_rows, metric_rows, pane_rows, reference_from_rows, reference_rows
+from driftline.storage.store import MetricRow, OffsetRange, PaneRow, Store, StoreLockedError
+
+from .test_compare_cli import assert_close
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(f"chdb://{tmp_path / 'db'}")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def model_sketch(seed: int, n: int = 2000, ref_seed: int | None = None) -> tuple[ModelSketch, ModelSketch]:
+    rng = np.random.default_rng(seed if ref_seed is None else ref_seed)
+    ref_cols = {
+        "x": rng.normal(size=5000),
+        "c": np.array(["a", "b", "c"], dtype=object)[rng.integers(0, 3, 5000)],
+    }
+    binning = Binning.fit(ref_cols, {"x": "numeric", "c": "categorical"}, 100, 10)
+    reference = ModelSketch(binning).update(Batch(5000, dict(ref_cols), latency_ms=rng.lognormal(3, 1, 5000)))
+    rng = np.random.default_rng(seed + 10_000)
+    cur = Batch(
+        n,
+        {"x": rng.normal(0.3, 1, n), "c": np.array(["a", "d"], dtype=object)[rng.integers(0, 2, n)]},
+        latency_ms=rng.lognormal(3, 1, n),
+        segments={"g": np.array(["u", "v"], dtype=object)[rng.integers(0, 2, n)]},
+        positive=rng.integers(0, 2, n),
+        label=rng.integers(-1, 2, n),
+    )
+    return reference, ModelSketch(binning).update(cur)
+
+
+def test_migrations_are_idempotent(store: Store) -> None:
+    store.migrate()
+    store.migrate()
+    assert set(store.tables()) >= {"pane_sketches", "references", "drift_metrics"}
+
+
+def test_a_retried_flush_is_stored_once(store: Store) -> None:
+    _, cur = model_sketch(1)
+    rows = pane_rows("m", "v1", 0, 60_000, False, cur)
+    offsets = [OffsetRange("t", 0, 0, 999), OffsetRange("t", 1, 5, 1004)]
+    first = store.write_flush("g", rows, offsets)
+    assert store.write_flush("g", rows, offsets) == first
+    assert len(store.pane_rows("m")) == len(rows)
+    assert store.stored_offsets("g", "t") == {0: 999, 1: 1004}
+    assert store.stored_offsets("other-group", "t") == {}
+    # A different flush of identical content (other offsets) is new data, not a duplicate.
+    store.write_flush("g", rows, [OffsetRange("t", 0, 1000, 1999)])
+    assert len(store.pane_rows("m")) == 2 * len(rows)
+
+
+def test_stored_rows_merge_back_to_the_same_report(store: Store) -> None:
+    reference, _ = model_sketch(2)
+    store.save_reference(reference_rows("m", reference, "test"))
+    ref_back = reference_from_rows(store.references("m"))
+    half_a, half_b = model_sketch(2, 1000)[1], model_sketch(3, 1000, ref_seed=2)[1]
+    store.write_flush("g", pane_rows("m", "v1", 0, 60_000, False, half_a), [OffsetRange("t", 0, 0, 9)])
+    store.write_flush("g", pane_rows("m", "v1", 60_000, 60_000, True, half_b), [OffsetRange("t", 0, 10, 19)])
+    merged = merge_rows(ref_back.binning, store.pane_rows("m"))
+    assert merged.n_events == 2000
+    assert_close(drift_report(ref_back, merged), drift_report(reference, half_a.merge(half_b)))
+    assert len(store.pane_rows("m", start_ms=60_000)) == len(store.pane_rows("m")) // 2
+
+
+def test_newest_reference_wins(store: Store) -> None:
+    old, _ = model_sketch(4)
+    new, _ = model_sketch(5)
+    store.save_reference(reference_rows("m", old, "old.parquet"))
+    store.save_reference(reference_rows("m", new, "new.parquet"))
+    rows = store.references("m")
+    assert {r.source for r in rows} == {"new.parquet"}
+    assert reference_from_rows(rows).binning.numeric["x"].digest == new.binning.numeric["x"].digest
+
+
+def test_metrics_rows_replace_on_recompute(store: Store) -> None:
+    reference, cur = model_sketch(6)
+    report = drift_report(reference, cur)
+    rows = metric_rows(report, "m", "v1", 0, 3_600_000)
+    assert {r.metric for r in rows} >= {
+        "psi",
+        "ks",
+        "js",
+        "wasserstein",
+        "null_rate",
+        "chi2",
+        "latency_p99",
+        "demographic_parity_difference",
+        "events",
+    }
+    store.write_metrics(rows)
+    store.write_metrics(rows)  # a recomputation of the same window replaces, not duplicates
+    got = store.metrics("m", metric="psi", feature="x")
+    assert got == [
+        MetricRow(
+            "m",
+            "v1",
+            "x",
+            0,
+            3_600_000,
+            "psi",
+            report["features"]["x"]["psi"],
+            None,
+            5000,
+            2000,
+            "drift" if report["features"]["x"]["drift"] else "ok",
+        )
+    ]
+
+
+def test_second_process_gets_a_clear_error(store: Store, tmp_path: Path) -> None:
+    code = (
+        "from driftline.storage.store import Store, StoreLockedError\n"
+        f"try:\n    Store.open('chdb://{tmp_path / 'db'}')\n"
+        "except StoreLockedError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert f"the chDB store {tmp_path / 'db'} is in use by process" in out
+    assert "one process per directory" in out
+    with pytest.raises(StoreLockedError):
+        Store.open(f"chdb://{tmp_path / 'db'}")
+
+
+def test_rows_of_another_reference_are_ignored(store: Store) -> None:
+    ref_a, cur_a = model_sketch(7)
+    ref_b, _ = model_sketch(8)
+    store.write_flush("g", pane_rows("m", "", 0, 60_000, False, cur_a), [])
+    assert merge_rows(ref_b.binning, store.pane_rows("m")).n_events == 0
+    assert merge_rows(ref_a.binning, store.pane_rows("m")).n_events == cur_a.n_events
+    assert all(isinstance(r, PaneRow) for r in store.pane_rows("m"))
