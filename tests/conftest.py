@@ -1,5 +1,6 @@
 """Shared fixtures. Unit tests cannot reach the network: unless a test is marked
-``integration``, any socket connection (loopback included) raises."""
+``integration``, any socket connection raises; ``loopback`` tests may reach 127.0.0.1 only
+(the local receiver servers of the alerting tests)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,12 @@ def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         yield
         return
 
+    loopback_ok = request.node.get_closest_marker("loopback") is not None
+
     def guarded(self: socket.socket, address: object) -> None:
         if self.family == socket.AF_UNIX:
+            return _real_connect(self, address)
+        if loopback_ok and isinstance(address, tuple) and address[0] in ("127.0.0.1", "::1", "localhost"):
             return _real_connect(self, address)
         raise RuntimeError(
             f"unit test tried to open a network connection to {address!r}; mark it integration"

@@ -38,8 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     c = command(
         "compare",
@@ -110,8 +115,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODEL=PATH",
         help="build and store MODEL's reference from PATH before consuming (repeatable)",
     )
-    k.add_argument("--segments", type=_csv, default=[],
-                   help="segment columns of the --reference files (not features)")  # fmt: skip
+    k.add_argument(
+        "--segments", type=_csv, default=[], help="segment columns of the --reference files (not features)"
+    )
     k.add_argument("--pane", type=_duration, default=60_000, help="pane length (e.g. 60s, 1m)")
     k.add_argument("--window", type=_duration, default=3_600_000, help="drift window length (e.g. 1h)")
     k.add_argument("--lateness", type=_duration, default=300_000, help="allowed lateness (e.g. 5m)")
@@ -146,8 +152,13 @@ def _parser() -> argparse.ArgumentParser:
 def _add_table_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--features", type=_csv, default=None, help="feature columns (default: all others)")
     c.add_argument("--exclude", type=_csv, default=[], help="columns that are not features")
-    c.add_argument("--kind", action="append", default=[], metavar="COL=numeric|categorical",
-                   help="override an inferred feature kind (repeatable)")  # fmt: skip
+    c.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        metavar="COL=numeric|categorical",
+        help="override an inferred feature kind (repeatable)",
+    )
     c.add_argument("--segments", type=_csv, default=[], help="segment columns for fairness")
     c.add_argument("--prediction", help="prediction column (score or class)")
     c.add_argument("--label", help="label column")
@@ -246,9 +257,13 @@ def _simulate(args: argparse.Namespace) -> int:
         generate(Traffic(n=args.events, seed=args.seed)).drop(FILE_DROP).write_parquet(
             out / "reference.parquet"
         )
-        current = Traffic(n=args.events, seed=args.seed + 1, drift_at=0.0 if drift_at is None else drift_at,
-                          drift_features=args.drift_features,
-                          fairness_regression=args.fairness_regression or None)  # fmt: skip
+        current = Traffic(
+            n=args.events,
+            seed=args.seed + 1,
+            drift_at=0.0 if drift_at is None else drift_at,
+            drift_features=args.drift_features,
+            fairness_regression=args.fairness_regression or None,
+        )
         generate(current).drop(FILE_DROP).write_parquet(out / "current.parquet")
         print(f"wrote {out / 'reference.parquet'} and {out / 'current.parquet'} ({args.events} rows each)")
         return 0
@@ -267,9 +282,16 @@ def _simulate_kafka(args: argparse.Namespace) -> int:
 
     now_ms = int(time.time() * 1000)
     start = parse_ts(args.start) if args.start else now_ms - args.events
-    traffic = Traffic(n=args.events, seed=args.seed, model_id=args.model, start_ms=start,
-                      rate=args.rate or 1000.0, drift_at=args.drift_at, drift_features=args.drift_features,
-                      fairness_regression=_regression(args))  # fmt: skip
+    traffic = Traffic(
+        n=args.events,
+        seed=args.seed,
+        model_id=args.model,
+        start_ms=start,
+        rate=args.rate or 1000.0,
+        drift_at=args.drift_at,
+        drift_features=args.drift_features,
+        fairness_regression=_regression(args),
+    )
     if args.reference_out:
         ref = generate(Traffic(n=max(args.events, 20_000), seed=args.seed + 1000, model_id=args.model))
         ref.drop(FILE_DROP).write_parquet(args.reference_out)
@@ -295,8 +317,17 @@ def _simulate_kafka(args: argparse.Namespace) -> int:
                 progress.update(task, completed=i)
         progress.update(task, completed=args.events)
         delivered = producer.flush()
-    print(orjson.dumps({"topic": args.topic, "model": args.model, "delivered": delivered,
-                        "valid": args.events - bad, "malformed": bad}).decode())  # fmt: skip
+    print(
+        orjson.dumps(
+            {
+                "topic": args.topic,
+                "model": args.model,
+                "delivered": delivered,
+                "valid": args.events - bad,
+                "malformed": bad,
+            }
+        ).decode()
+    )
     return 0
 
 
@@ -323,8 +354,16 @@ def _reference(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     store = _open_store(args.store)
     store.save_reference(reference_rows(args.model, reference, source=str(args.file)))
-    print(orjson.dumps({"model": args.model, "reference_id": reference_id(reference.binning),
-                        "rows": reference.n_events, "features": kinds}).decode())  # fmt: skip
+    print(
+        orjson.dumps(
+            {
+                "model": args.model,
+                "reference_id": reference_id(reference.binning),
+                "rows": reference.n_events,
+                "features": kinds,
+            }
+        ).decode()
+    )
     store.close()
     return 0
 
@@ -358,8 +397,13 @@ def _consume(args: argparse.Namespace) -> int:
         model, _, path = pair.partition("=")
         if not model or not path:
             raise UsageError(f"--reference {pair!r}: expected MODEL=PATH")
-        spec = TableSpec(prediction="prediction", label="label", latency="latency_ms",
-                         segments=["region", "gender"], exclude=[])  # fmt: skip
+        spec = TableSpec(
+            prediction="prediction",
+            label="label",
+            latency="latency_ms",
+            segments=["region", "gender"],
+            exclude=[],
+        )
         try:
             reference, _ = load_reference(path, _spec_for(path, spec), DEFAULT_FINE_BINS, DEFAULT_PSI_BINS)
         except TableError as exc:
@@ -371,11 +415,16 @@ def _consume(args: argparse.Namespace) -> int:
             "no model has a reference: pass --reference MODEL=PATH or run 'driftline reference build'"
         )
     config = ConsumerConfig(
-        bootstrap=args.bootstrap, topics=args.topic, group=args.group,
+        bootstrap=args.bootstrap,
+        topics=args.topic,
+        group=args.group,
         windows=WindowSpec(args.pane, args.window, args.lateness, args.idle),
-        thresholds=_thresholds(args), dlq_suffix=args.dlq_suffix, batch_size=args.batch_size,
-        flush_interval_s=args.flush_interval / 1000, instance_id=args.instance_id,
-    )  # fmt: skip
+        thresholds=_thresholds(args),
+        dlq_suffix=args.dlq_suffix,
+        batch_size=args.batch_size,
+        flush_interval_s=args.flush_interval / 1000,
+        instance_id=args.instance_id,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

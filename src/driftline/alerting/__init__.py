@@ -1,1 +1,1 @@
-"""Alerting engine: rules, state, notification pipeline and receivers. Built in the alerting issue; nothing here yet."""
+"""Alerting engine: rules -> alert state -> group, inhibit, silence, dedup -> durable outbox -> receivers."""

@@ -28,7 +28,7 @@ from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
 from driftline.ingest.decode import Rejected, decode
 from driftline.ingest.panes import PaneFolder, WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
-from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError
+from driftline.storage.store import MetricRow, OffsetRange, PaneRow, Store, StoreError
 
 log = logging.getLogger("driftline.consumer")
 
@@ -58,7 +58,7 @@ class DeadLetterRouter:
         self.failed: list[str] = []
         self._producer = Producer(
             {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-             "message.max.bytes": 16 << 20, **(extra or {})}  # fmt: skip
+             "message.max.bytes": 16 << 20, **(extra or {})}
         )
         self.sent = 0
 
@@ -70,7 +70,7 @@ class DeadLetterRouter:
             ("driftline-source-offset", str(r.offset).encode()),
         ]
         self._producer.produce(r.topic + self.suffix, value=r.value, key=r.key, headers=headers,
-                               on_delivery=self._delivered)  # fmt: skip
+                               on_delivery=self._delivered)
         self._producer.poll(0)
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
@@ -99,8 +99,10 @@ class StreamConsumer:
         store: Store,
         references: dict[str, ModelSketch],
         clock: Callable[[], float] = time.time,
+        on_window: Callable[[str, str, int, int, list[MetricRow]], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_window = on_window  # alerting: called with each window's stored metrics
         self.store = store
         self.references = references
         self.clock = clock
@@ -137,7 +139,7 @@ class StreamConsumer:
         admin = AdminClient({"bootstrap.servers": self.config.bootstrap})
         existing = admin.list_topics(timeout=10).topics
         new = [NewTopic(t + self.config.dlq_suffix, 1, 1) for t in self.config.topics
-               if t + self.config.dlq_suffix not in existing]  # fmt: skip
+               if t + self.config.dlq_suffix not in existing]
         for topic, fut in admin.create_topics(new).items() if new else []:
             try:
                 fut.result()
@@ -241,7 +243,7 @@ class StreamConsumer:
         self._rows_pending = []
         self._failures = 0
         self._consumer.commit(offsets=[TopicPartition(o.topic, o.partition, o.end + 1) for o in offsets],
-                              asynchronous=False)  # fmt: skip
+                              asynchronous=False)
         self.ranges.clear()
         self._last_flush = self.clock()
         self.stats["flushes"] += 1
@@ -274,11 +276,14 @@ class StreamConsumer:
                 rows = self.store.pane_rows(model, end - spec.window_ms, end, model_version=version)
                 current = merge_rows(reference.binning, rows)
                 report = drift_report(reference, current, self.config.thresholds)
-                self.store.write_metrics(metric_rows(report, model, version, end - spec.window_ms, end))
+                metrics = metric_rows(report, model, version, end - spec.window_ms, end)
+                self.store.write_metrics(metrics)
             except StoreError as exc:
                 log.warning("window evaluation deferred (%s)", exc)
                 self.folder.open_panes.update(closed[i:])  # evaluated after the next flush
                 return
+            if self.on_window is not None:
+                self.on_window(model, version, end - spec.window_ms, end, metrics)
             self.stats["windows_evaluated"] += 1
 
     # -- rebalance ----------------------------------------------------------------------------

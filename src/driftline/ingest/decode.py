@@ -60,7 +60,7 @@ def to_batch(
         type_errors=type_errors,
         latency_ms=latency,
         segments={a: dictionary_encode(np.array([e.segments.get(a) for e in events], dtype=object))
-                  for a in attrs},  # fmt: skip
+                  for a in attrs},
         positive=_outcome(predictions, positive_threshold, positive_class),
         label=_outcome(labels, positive_threshold, positive_class),
     )

@@ -74,12 +74,12 @@ def reference_rows(model_id: str, reference: ModelSketch, source: str) -> list[R
     for name, s in sorted(reference.features.items()):
         if isinstance(s, NumericSketch):
             rows.append(ReferenceRow(model_id, name, "numeric", binning.numeric[name].to_bytes(), s.to_bytes(),
-                                     s.n, ref, source))  # fmt: skip
+                                     s.n, ref, source))
         else:
             rows.append(ReferenceRow(model_id, name, "categorical", binning.categorical[name].to_bytes(),
-                                     s.to_bytes(), s.n, ref, source))  # fmt: skip
+                                     s.to_bytes(), s.n, ref, source))
     rows.append(ReferenceRow(model_id, "", "latency", b"", reference.latency.to_bytes(), reference.n_events,
-                             ref, source))  # fmt: skip
+                             ref, source))
     return rows
 
 
@@ -108,7 +108,7 @@ def metric_rows(
     def add(feature: str, metric: str, value: float | None, p: float | None = None, status: str = "ok") -> None:
         if value is not None and math.isfinite(value):
             rows.append(MetricRow(model_id, model_version, feature, window_start, window_end, metric,
-                                  float(value), p, n_ref, n_cur, status))  # fmt: skip
+                                  float(value), p, n_ref, n_cur, status))
 
     for name, f in report["features"].items():
         status = "drift" if f["drift"] else "ok"

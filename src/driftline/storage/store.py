@@ -27,14 +27,14 @@ PANE_COLUMNS = (
     "kind", "model_id", "model_version", "feature", "pane_start", "pane_ms", "late", "n", "sketch",
     "reference_id", "consumer_group", "source_topic", "source_partition", "offset_start",
     "offset_end", "flush_id", "inserted_at",
-)  # fmt: skip
+)
 METRIC_COLUMNS = (
     "model_id", "model_version", "feature", "window_start", "window_end", "metric", "value",
     "p_value", "n_ref", "n_cur", "status", "computed_at",
-)  # fmt: skip
+)
 REFERENCE_COLUMNS = (
     "model_id", "feature", "kind", "bins", "sketch", "n", "reference_id", "source", "created_at",
-)  # fmt: skip
+)
 
 
 class StoreError(RuntimeError):
@@ -178,12 +178,12 @@ class Store:
             [r.kind, r.model_id, r.model_version, r.feature, r.pane_start, r.pane_ms, int(r.late), r.n,
              r.sketch, r.reference_id, group, "", -1, -1, -1, token, now]
             for r in rows
-        ]  # fmt: skip
+        ]
         data += [
             ["offset", "", "", "", 0, 0, 0, o.end - o.start + 1, b"", "", group, o.topic, o.partition,
              o.start, o.end, token, now]
             for o in offsets
-        ]  # fmt: skip
+        ]
         if data:
             self._insert("pane_sketches", data, PANE_COLUMNS, {"insert_deduplication_token": token})
         return token
@@ -226,7 +226,7 @@ class Store:
             column_formats={"sketch": "bytes"},
         )
         return [PaneRow(k, m, v, f, int(p), int(pm), bool(late), int(n), bytes(s), r)
-                for k, m, v, f, p, pm, late, n, s, r in rows]  # fmt: skip
+                for k, m, v, f, p, pm, late, n, s, r in rows]
 
     def models(self) -> list[str]:
         rows = self._query(
@@ -239,7 +239,7 @@ class Store:
     def save_reference(self, rows: Sequence[ReferenceRow]) -> None:
         now = datetime.now(UTC)
         data = [[r.model_id, r.feature, r.kind, r.bins, r.sketch, r.n, r.reference_id, r.source, now]
-                for r in rows]  # fmt: skip
+                for r in rows]
         self._insert("references", data, REFERENCE_COLUMNS)
 
     def references(self, model_id: str | None = None) -> list[ReferenceRow]:
@@ -266,7 +266,7 @@ class Store:
     def write_metrics(self, rows: Sequence[MetricRow]) -> None:
         now = datetime.now(UTC)
         data = [[r.model_id, r.model_version, r.feature, r.window_start, r.window_end, r.metric, r.value,
-                 r.p_value, r.n_ref, r.n_cur, r.status, now] for r in rows]  # fmt: skip
+                 r.p_value, r.n_ref, r.n_cur, r.status, now] for r in rows]
         if data:
             self._insert("drift_metrics", data, METRIC_COLUMNS)
 
@@ -341,3 +341,84 @@ def _lock_directory(path: Path) -> IO[str]:
     lock.write(f"{os.getpid()} ({' '.join(Path('/proc/self/cmdline').read_text().split(chr(0)))[:200]})")
     lock.flush()
     return lock
+
+
+class AlertStore:
+    """Alerting's tables, through the same Store (and so the same SQL-only-here rule)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write_alert_transitions(self, transitions: Sequence[tuple[str, str, Any]]) -> None:
+        import orjson
+
+        now = datetime.now(UTC)
+        data = []
+        for fp, state, a in transitions:
+            d = a.to_dict()
+            data.append([fp, state, int(state != "inactive"), d["starts_at"] if state != "inactive" else None,
+                         d["rule"], d["model"], d["version"], d["feature"], d["metric"], d["severity"],
+                         d["status"], float(d["value"]), float(d["threshold"]), d["window_end"],
+                         orjson.dumps(d).decode(), now])  # fmt: skip
+        cols = ("fingerprint", "state", "breaches", "started", "rule", "model_id", "model_version", "feature",
+                "metric", "severity", "status", "value", "threshold", "window_end", "alert", "at")  # fmt: skip
+        self.store._insert("alerts", data, cols)
+
+    def alert_states(self) -> dict[str, tuple[Any, int, float | None, dict[str, Any]]]:
+        import orjson
+
+        rows = self.store._query(
+            f"SELECT fingerprint, argMax(state, at), argMax(breaches, at), argMax(started, at), argMax(alert, at) "
+            f"FROM {self.store.database}.alerts GROUP BY fingerprint"
+        )
+        return {fp: (state, int(b), s, orjson.loads(a)) for fp, state, b, s, a in rows}
+
+    def alert_history(self, model_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        import orjson
+
+        where = "WHERE model_id = %(m)s" if model_id else ""
+        rows = self.store._query(
+            f"SELECT state, alert, at FROM {self.store.database}.alerts {where} ORDER BY at DESC LIMIT {int(limit)}",
+            {"m": model_id} if model_id else None,
+        )
+        return [{"state": s, "at": at.isoformat(), **orjson.loads(a)} for s, a, at in rows]
+
+    def write_attempts(self, attempts: Sequence[Any]) -> None:
+        now = datetime.now(UTC)
+        data = [[a.receiver, a.entry_id, a.kind, a.attempt, a.outcome, a.http_status, a.detail, now] for a in attempts]
+        cols = ("receiver", "entry_id", "kind", "attempt", "outcome", "http_status", "detail", "at")
+        if data:
+            self.store._insert("notifications", data, cols)
+
+    def attempts(self, receiver: str | None = None) -> list[tuple[Any, ...]]:
+        where = "WHERE receiver = %(r)s" if receiver else ""
+        return self.store._query(
+            f"SELECT receiver, entry_id, kind, attempt, outcome, http_status, detail "
+            f"FROM {self.store.database}.notifications {where} ORDER BY at, entry_id, attempt",
+            {"r": receiver} if receiver else None,
+        )
+
+    def save_silence(self, sid: str, matchers: dict[str, str], starts_at: float, ends_at: float,
+                     comment: str, created_by: str) -> None:  # fmt: skip
+        import orjson
+
+        row = [sid, orjson.dumps(matchers).decode(), starts_at, ends_at, comment, created_by, datetime.now(UTC)]
+        self.store._insert("silences", [row], ("id", "matchers", "starts_at", "ends_at", "comment", "created_by",
+                                                "version"))  # fmt: skip
+
+    def silences(self) -> list[tuple[str, dict[str, str], float, float, str, str]]:
+        import orjson
+
+        rows = self.store._query(
+            f"SELECT id, matchers, starts_at, ends_at, comment, created_by FROM {self.store.database}.silences FINAL "
+            "ORDER BY starts_at"
+        )
+        return [(i, orjson.loads(m), s, e, c, b) for i, m, s, e, c, b in rows]
+
+    def last_events(self) -> dict[tuple[str, str], float]:
+        """Wall-clock time each (model, version) last had events stored (for staleness rules)."""
+        rows = self.store._query(
+            f"SELECT model_id, model_version, toUnixTimestamp64Milli(max(inserted_at)) "
+            f"FROM {self.store.database}.pane_sketches WHERE kind = 'events' GROUP BY model_id, model_version"
+        )
+        return {(m, v): int(ms) / 1000 for m, v, ms in rows}

@@ -1,0 +1,205 @@
+"""Rule evaluation and the alert state machine: inactive -> pending -> firing -> resolved.
+
+A rule is evaluated when a window's metrics land (and, for staleness, on a timer). A breach
+must hold for ``for`` consecutive windows before the alert fires; the first window without a
+breach resolves it. Every transition is returned (for the notification pipeline) and stored, so
+a restarted engine continues where it left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from driftline.alerting.config import P_VALUE_METRICS, AlertingConfig, Rule
+from driftline.detectors.stats import benjamini_hochberg
+
+State = Literal["inactive", "pending", "firing"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One metric value of one window (a ``drift_metrics`` row, reduced to what rules need)."""
+
+    model: str
+    version: str
+    feature: str
+    metric: str
+    value: float
+    p_value: float | None
+    window_start: int
+    window_end: int
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A firing or resolved alert, as the notification pipeline sees it."""
+
+    fingerprint: str  # identity of (rule, model, version, feature)
+    episode: str  # identity of one firing episode: PagerDuty's dedup_key
+    rule: str
+    model: str
+    version: str
+    feature: str
+    metric: str
+    severity: str
+    status: Literal["firing", "resolved"]
+    value: float
+    op: str
+    threshold: float
+    window_start: int
+    window_end: int
+    starts_at: float
+    ends_at: float | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    receivers: tuple[str, ...]
+    retrain: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+                for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Alert:
+        return cls(**{**d, "receivers": tuple(d["receivers"])})
+
+
+@dataclass
+class AlertState:
+    state: State = "inactive"
+    breaches: int = 0
+    started: float | None = None  # episode start
+    last: Alert | None = None
+
+
+class TransitionLog(Protocol):
+    def write_alert_transitions(self, transitions: Sequence[tuple[str, State, Alert]]) -> None: ...
+
+    def alert_states(self) -> dict[str, tuple[State, int, float | None, dict[str, Any]]]: ...
+
+
+def fingerprint(rule: str, model: str, version: str, feature: str) -> str:
+    return hashlib.sha256(f"{rule}\x00{model}\x00{version}\x00{feature}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class AlertEngine:
+    config: AlertingConfig
+    log: TransitionLog | None = None
+    states: dict[str, AlertState] = field(default_factory=dict)
+
+    def restore(self) -> None:
+        """Continue from the stored states (pending counts and firing episodes survive restarts)."""
+        if self.log is None:
+            return
+        for fp, (state, breaches, started, alert) in self.log.alert_states().items():
+            self.states[fp] = AlertState(state, breaches, started, Alert.from_dict(alert) if alert else None)
+
+    def evaluate(self, observations: Sequence[Observation], now: float) -> list[Alert]:
+        """Evaluate every rule on one window's observations; return what must be notified:
+        alerts that started firing and alerts that resolved (pending ones are only stored)."""
+        transitions: list[tuple[str, State, Alert]] = []
+        notify: list[Alert] = []
+        for rule in self.config.rules:
+            for obs, value in self._values(rule, observations):
+                step = self._step(rule, obs, value, now)
+                if step is not None:
+                    state, alert, tell = step
+                    transitions.append((alert.fingerprint, state, alert))
+                    if tell:
+                        notify.append(alert)
+        if transitions and self.log is not None:
+            self.log.write_alert_transitions(transitions)
+        return notify
+
+    def evaluate_staleness(self, last_event: Mapping[tuple[str, str], float], now: float) -> list[Alert]:
+        """``seconds_since_last_event`` rules, on a timer: silence from a model is an alert too."""
+        observations = [
+            Observation(model, version, "", "seconds_since_last_event", now - seen, None, 0, int(now * 1000))
+            for (model, version), seen in last_event.items()
+        ]
+        return self.evaluate(observations, now)
+
+    def _values(self, rule: Rule, observations: Sequence[Observation]) -> Iterable[tuple[Observation, float]]:
+        if rule.metric in P_VALUE_METRICS:
+            base = rule.metric.removesuffix("_p_value")
+            rows = [o for o in observations if o.metric == base and o.p_value is not None
+                    and rule.matches(o.model, o.feature)]
+            p = [float(o.p_value) for o in rows]  # type: ignore[arg-type]
+            adjusted = benjamini_hochberg(p) if rule.correction == "bh" else p
+            return list(zip(rows, adjusted, strict=True))
+        return [
+            (o, o.value) for o in observations if o.metric == rule.metric and rule.matches(o.model, o.feature)
+        ]
+
+    def _step(
+        self, rule: Rule, obs: Observation, value: float, now: float
+    ) -> tuple[State, Alert, bool] | None:
+        """Advance one alert; returns (new state, alert, notify?) when the state changed."""
+        fp = fingerprint(rule.name, obs.model, obs.version, obs.feature)
+        st = self.states.setdefault(fp, AlertState())
+        if not math.isfinite(value):
+            return None
+        if rule.breached(value):
+            st.breaches += 1
+            if st.state == "inactive":
+                st.started = now
+            new: State = "firing" if st.breaches >= rule.for_windows else "pending"
+            st.last = self._alert(rule, obs, value, "firing", st, now, fp)
+            if new == st.state:
+                return None  # still pending or still firing: nothing to tell
+            st.state = new
+            return new, st.last, new == "firing"
+        if st.state == "inactive":
+            return None
+        was_firing = st.state == "firing"
+        resolved = self._alert(rule, obs, value, "resolved", st, now, fp)
+        st.state, st.breaches, st.started, st.last = "inactive", 0, None, resolved
+        return "inactive", resolved, was_firing
+
+    def _alert(
+        self, rule: Rule, obs: Observation, value: float, status: Literal["firing", "resolved"],
+        st: AlertState, now: float, fp: str,
+    ) -> Alert:
+        started = st.started if st.started is not None else now
+        fields = {"model": obs.model, "version": obs.version, "feature": obs.feature, "metric": rule.metric,
+                  "value": value, "threshold": rule.threshold, "op": rule.op, "rule": rule.name}
+        return Alert(
+            fingerprint=fp,
+            episode=f"{fp}-{int(started)}",
+            rule=rule.name,
+            model=obs.model,
+            version=obs.version,
+            feature=obs.feature,
+            metric=rule.metric,
+            severity=rule.severity,
+            status=status,
+            value=value,
+            op=rule.op,
+            threshold=rule.threshold,
+            window_start=obs.window_start,
+            window_end=obs.window_end,
+            starts_at=started,
+            ends_at=now if status == "resolved" else None,
+            labels={
+                **rule.labels,
+                "model": obs.model,
+                "feature": obs.feature,
+                "rule": rule.name,
+                "severity": rule.severity,
+            },
+            annotations={k: _render(v, fields) for k, v in rule.annotations.items()},
+            receivers=tuple(rule.receivers),
+            retrain=rule.retrain,
+        )
+
+
+def _render(template: str, fields: Mapping[str, Any]) -> str:
+    try:
+        return template.format(**fields)
+    except (KeyError, ValueError, IndexError):
+        return template  # a bad template shows as written rather than dropping the alert

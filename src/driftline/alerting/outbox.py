@@ -1,0 +1,168 @@
+"""Durable outbox: an append-only journal (JSON lines, fsynced) of everything the pipeline owes.
+
+Records: ``alert`` (an alert handed to the pipeline, so groups survive a restart), ``notified``
+(a group was flushed), ``enqueue`` (a notification to send), ``retry`` (next attempt time),
+``done`` (sent, or given up), ``cooldown`` (a retraining run was triggered for a model).
+On open the journal is replayed and compacted. A process killed at any point loses nothing
+it had written; an entry that was sent but not yet marked done is sent again with the same
+idempotency key (``webhook-id``, PagerDuty ``dedup_key``), which receivers use to drop the repeat.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class Entry:
+    id: str  # idempotency key
+    receiver: str
+    kind: str  # "group" | "alert" | "retrain"
+    payload: dict[str, Any]
+    created_at: float
+    next_attempt_at: float
+    attempts: int = 0
+
+
+@dataclass
+class Journal:
+    """State rebuilt from the journal."""
+
+    pending: dict[str, Entry] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # group key -> fingerprint -> alert
+    notified: dict[str, tuple[str, float]] = field(default_factory=dict)  # group key -> (state hash, at)
+    sent_count: dict[str, int] = field(default_factory=dict)  # group key -> notifications so far
+    told: dict[str, set[str]] = field(default_factory=dict)  # group key -> episodes notified as firing
+    cooldowns: dict[str, float] = field(default_factory=dict)  # receiver/model -> last retrain
+    done: set[str] = field(default_factory=set)
+
+
+class Outbox:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.state = Journal()
+        for rec in self._records():
+            self._apply(rec)
+        self._compact()
+        self._file = self.path.open("ab")
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def enqueue(self, entry: Entry) -> bool:
+        """False if an entry with this idempotency key was already enqueued (or sent)."""
+        with self._lock:
+            if entry.id in self.state.pending or entry.id in self.state.done:
+                return False
+        self._write({"op": "enqueue", **asdict(entry)})
+        return True
+
+    def retry(self, entry_id: str, next_attempt_at: float, attempts: int) -> None:
+        self._write({"op": "retry", "id": entry_id, "next_attempt_at": next_attempt_at, "attempts": attempts})
+
+    def done(self, entry_id: str, status: str) -> None:
+        self._write({"op": "done", "id": entry_id, "status": status})
+
+    def note_alert(self, group: str, alert: dict[str, Any]) -> None:
+        self._write({"op": "alert", "group": group, "alert": alert})
+
+    def note_notified(self, group: str, state_hash: str, at: float, sent: list[str], told: list[str]) -> None:
+        count = self.state.sent_count.get(group, 0) + 1
+        self._write({"op": "notified", "group": group, "hash": state_hash, "at": at, "sent": sent, "told": told,
+                     "count": count})
+
+    def note_forget(self, group: str, fingerprints: list[str]) -> None:
+        """Resolved alerts nobody was told about (silenced, inhibited) leave their group."""
+        self._write({"op": "forget", "group": group, "sent": fingerprints})
+
+    def note_cooldown(self, key: str, at: float) -> None:
+        self._write({"op": "cooldown", "key": key, "at": at})
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def due(self, now: float) -> list[Entry]:
+        with self._lock:
+            return sorted((e for e in self.state.pending.values() if e.next_attempt_at <= now),
+                          key=lambda e: (e.next_attempt_at, e.created_at, e.id))
+
+    def close(self) -> None:
+        self._file.close()
+
+    # -- journal --------------------------------------------------------------------------------
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        line = orjson.dumps(rec) + b"\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._apply(rec)
+
+    def _apply(self, rec: dict[str, Any]) -> None:
+        s = self.state
+        match rec["op"]:
+            case "enqueue":
+                fields = {k: v for k, v in rec.items() if k != "op"}
+                if rec["id"] not in s.done:
+                    s.pending[rec["id"]] = Entry(**fields)
+            case "retry":
+                if (e := s.pending.get(rec["id"])) is not None:
+                    e.next_attempt_at, e.attempts = rec["next_attempt_at"], rec["attempts"]
+            case "done":
+                s.pending.pop(rec["id"], None)
+                s.done.add(rec["id"])
+            case "alert":
+                s.alerts.setdefault(rec["group"], {})[rec["alert"]["fingerprint"]] = rec["alert"]
+            case "notified":
+                g = rec["group"]
+                s.notified[g] = (rec["hash"], rec["at"])
+                s.sent_count[g] = rec["count"]
+                s.told.setdefault(g, set()).update(rec["told"])
+                self._drop_resolved(g, rec["sent"])
+            case "forget":
+                self._drop_resolved(rec["group"], rec["sent"])
+            case "cooldown":
+                s.cooldowns[rec["key"]] = max(rec["at"], s.cooldowns.get(rec["key"], 0.0))
+
+    def _drop_resolved(self, group: str, fingerprints: list[str]) -> None:
+        alerts = self.state.alerts.get(group, {})
+        for fp in fingerprints:
+            if alerts.get(fp, {}).get("status") == "resolved":
+                self.state.told.get(group, set()).discard(alerts.pop(fp)["episode"])
+
+    def _records(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            for line in f:
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # a torn last line from a kill mid-write: that record never completed
+
+    def _compact(self) -> None:
+        """Rewrite the journal with the live state only (atomic rename)."""
+        s = self.state
+        recs: list[dict[str, Any]] = [{"op": "enqueue", **asdict(e)} for e in s.pending.values()]
+        recs += [{"op": "done", "id": i, "status": "compacted"} for i in sorted(s.done)]
+        recs += [
+            {"op": "alert", "group": g, "alert": a} for g, alerts in s.alerts.items() for a in alerts.values()
+        ]
+        recs += [{"op": "notified", "group": g, "hash": h, "at": at, "sent": [], "told": sorted(s.told.get(g, ())),
+                  "count": s.sent_count.get(g, 0)} for g, (h, at) in s.notified.items()]
+        recs += [{"op": "cooldown", "key": k, "at": at} for k, at in s.cooldowns.items()]
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            for rec in recs:
+                f.write(orjson.dumps(rec) + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)

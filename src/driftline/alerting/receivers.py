@@ -1,0 +1,256 @@
+"""Receivers only format and send, and say whether a failure is worth retrying.
+
+* PagerDuty Events API v2: one event per alert, ``dedup_key`` = the alert's episode, so the
+  resolve closes the incident its trigger opened and a repeated trigger is idempotent.
+* Slack incoming webhook: ``text`` fallback plus Block Kit blocks, one message per group.
+* Webhook: Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``,
+  ``webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>``) on a CloudEvents 1.0
+  structured body, or shaped for Airflow, Kubeflow Pipelines, GitHub ``repository_dispatch`` or
+  Argo Events when a retraining preset is configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from driftline.alerting.config import ReceiverConfig, WebhookConfig
+
+PD_SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    retryable: bool
+    status: int | None  # HTTP status, None when no response arrived
+    detail: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks signature of ``id.timestamp.body`` with a ``whsec_<base64>`` secret."""
+    key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: float = 300.0) -> bool:
+    """For receivers: check a driftline webhook's signature and freshness."""
+    h = {k.lower(): v for k, v in headers.items()}
+    try:
+        msg_id, ts = h["webhook-id"], int(h["webhook-timestamp"])
+    except (KeyError, ValueError):
+        return False
+    if abs(time.time() - ts) > tolerance_s:
+        return False
+    expected = sign(secret, msg_id, ts, body)
+    return any(hmac.compare_digest(expected, s) for s in h.get("webhook-signature", "").split())
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _window(alert: dict[str, Any]) -> str:
+    start = _iso(alert["window_start"] / 1000)
+    end = _iso(alert["window_end"] / 1000)
+    return f"{start} – {end}"
+
+
+def _summary(alert: dict[str, Any]) -> str:
+    default = (f"{alert['rule']}: {alert['metric']} of {alert['feature'] or 'model'} on {alert['model']} is "
+               f"{alert['value']:.4g} ({alert['op']} {alert['threshold']:g})")
+    return str(alert["annotations"].get("summary") or default)
+
+
+def pagerduty_event(routing_key: str, alert: dict[str, Any]) -> dict[str, Any]:
+    action = "trigger" if alert["status"] == "firing" else "resolve"
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": alert["episode"],
+    }
+    if action == "trigger":
+        event["payload"] = {
+            "summary": _summary(alert)[:1024],
+            "source": f"driftline/{alert['model']}",
+            "severity": PD_SEVERITY[alert["severity"]],
+            "component": alert["feature"] or alert["model"],
+            "group": alert["model"],
+            "class": alert["metric"],
+            "timestamp": _iso(alert["starts_at"]),
+            "custom_details": {k: alert[k] for k in ("rule", "model", "version", "feature", "metric", "value",
+                                                      "op", "threshold", "window_start", "window_end")},
+        }
+        if runbook := alert["annotations"].get("runbook"):
+            event["links"] = [{"href": runbook, "text": "runbook"}]
+    return event
+
+
+def slack_message(alerts: list[dict[str, Any]], grafana_url: str | None) -> dict[str, Any]:
+    firing = [a for a in alerts if a["status"] == "firing"]
+    resolved = [a for a in alerts if a["status"] == "resolved"]
+    head = alerts[0]
+    title = (f"[FIRING:{len(firing)}] " if firing else "[RESOLVED] ") + f"{head['rule']} on {head['model']}"
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title[:150]}}]
+    for a in alerts[:20]:  # Slack allows 50 blocks; keep messages readable
+        icon = ":red_circle:" if a["status"] == "firing" else ":large_green_circle:"
+        fields = [
+            f"*Model*\n{a['model']} {a['version']}".strip(),
+            f"*Feature*\n{a['feature'] or '(model)'}",
+            f"*{a['metric']}*\n{a['value']:.4g} ({a['op']} {a['threshold']:g})",
+            f"*Window*\n{_window(a)}",
+        ]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} {_summary(a)}"},
+                       "fields": [{"type": "mrkdwn", "text": f} for f in fields]})
+        links = []
+        if grafana_url:
+            links.append(f"<{grafana_url}/d/driftline-feature-drift?var-model={a['model']}&var-feature={a['feature']}"
+                         f"|dashboard>")
+        if runbook := a["annotations"].get("runbook"):
+            links.append(f"<{runbook}|runbook>")
+        if links:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
+    text = f"{title}: " + "; ".join(_summary(a) for a in (firing or resolved)[:5])
+    return {"text": text[:3000], "blocks": blocks}
+
+
+def cloudevent(entry_id: str, kind: str, alert: dict[str, Any], now: float) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "type": f"io.driftline.{kind}.{alert['status']}",
+        "source": f"/driftline/models/{alert['model']}",
+        "id": entry_id,
+        "time": _iso(now),
+        "subject": alert["feature"] or alert["model"],
+        "datacontenttype": "application/json",
+        "data": alert,
+    }
+
+
+def webhook_request(
+    cfg: WebhookConfig, entry_id: str, kind: str, alert: dict[str, Any], now: float
+) -> Request:
+    """The HTTP request for a generic or retraining webhook, signed when a secret is set."""
+    event = cloudevent(entry_id, "retrain" if kind == "retrain" else "drift", alert, now)
+    p = cfg.params
+    url = cfg.url.rstrip("/")
+    match cfg.preset:
+        case "airflow":
+            url += f"/api/v1/dags/{p['dag_id']}/dagRuns"
+            body: Any = {
+                "dag_run_id": f"driftline-{entry_id}",
+                "conf": {"driftline": event, **p.get("conf", {})},
+            }
+        case "kubeflow":
+            url += "/apis/v2beta1/runs"
+            body = {
+                "display_name": f"driftline retrain {alert['model']} {entry_id[:8]}",
+                "pipeline_version_reference": {
+                    k: p[k] for k in ("pipeline_id", "pipeline_version_id") if k in p
+                },
+                "runtime_config": {
+                    "parameters": {
+                        **p.get("parameters", {}),
+                        "driftline_event_id": entry_id,
+                        "model": alert["model"],
+                    }
+                },
+            }
+            if "experiment_id" in p:
+                body["experiment_id"] = p["experiment_id"]
+        case "github":
+            url += f"/repos/{p['repository']}/dispatches"
+            body = {"event_type": p.get("event_type", "driftline-retrain"),
+                    "client_payload": {"id": entry_id, "model": alert["model"], "rule": alert["rule"],
+                                       "feature": alert["feature"], "value": alert["value"]}}
+        case _:  # cloudevents, argo (an Argo Events webhook event source takes the event as is)
+            body = event
+    data = orjson.dumps(body)
+    headers = {"content-type": "application/json", "user-agent": "driftline"}
+    if cfg.preset == "cloudevents":
+        headers["content-type"] = "application/cloudevents+json"
+    if cfg.preset == "github":
+        headers["accept"] = "application/vnd.github+json"
+    if cfg.token is not None:
+        headers["authorization"] = f"Bearer {cfg.token.get_secret_value()}"
+    if cfg.secret is not None:
+        ts = int(time.time())  # wall time: receivers check freshness against their own clock
+        headers |= {"webhook-id": entry_id, "webhook-timestamp": str(ts),
+                    "webhook-signature": sign(cfg.secret.get_secret_value(), entry_id, ts, data)}
+    return Request(url, data, headers)
+
+
+def build_requests(
+    cfg: ReceiverConfig, entry_id: str, kind: str, payload: dict[str, Any], now: float
+) -> Request:
+    if cfg.pagerduty is not None:
+        event = pagerduty_event(cfg.pagerduty.routing_key.get_secret_value(), payload["alert"])
+        return Request(cfg.pagerduty.url, orjson.dumps(event), {"content-type": "application/json"})
+    if cfg.slack is not None:
+        msg = slack_message(payload["alerts"], cfg.slack.grafana_url)
+        return Request(
+            cfg.slack.webhook_url.get_secret_value(), orjson.dumps(msg), {"content-type": "application/json"}
+        )
+    assert cfg.webhook is not None
+    alert = payload["alert"] if "alert" in payload else payload["alerts"][0]
+    return webhook_request(cfg.webhook, entry_id, kind, alert, now)
+
+
+Transport = Callable[[Request, float], httpx.Response]
+
+
+def http_transport(client: httpx.Client | None = None) -> Transport:
+    c = client or httpx.Client()
+
+    def send(req: Request, timeout: float) -> httpx.Response:
+        return c.post(req.url, content=req.body, headers=req.headers, timeout=timeout)
+
+    return send
+
+
+def deliver(cfg: ReceiverConfig, req: Request, transport: Transport) -> Result:
+    """Send one request; classify the outcome. 2xx ok; 408/429/5xx and network errors retry."""
+    try:
+        resp = transport(req, cfg.timeout)
+    except httpx.TimeoutException as exc:
+        return Result(False, True, None, f"timeout: {exc}")
+    except httpx.TransportError as exc:
+        return Result(False, True, None, f"connection failed: {exc}")
+    body = resp.text[:500]
+    if 200 <= resp.status_code < 300:
+        if cfg.slack is not None and body.strip() not in ("", "ok"):
+            return Result(False, False, resp.status_code, f"slack said {body!r}")
+        return Result(True, False, resp.status_code, body)
+    retryable = resp.status_code in (408, 429) or resp.status_code >= 500
+    return Result(False, retryable, resp.status_code, body, _retry_after(resp.headers.get("retry-after")))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC).timestamp()
+                       - time.time())
+        except ValueError:
+            return None

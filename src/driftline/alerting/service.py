@@ -1,0 +1,94 @@
+"""Wires the alerting stages together: window metrics in, notifications out.
+
+    engine.evaluate -> dispatcher.submit (journal) -> engine log -> [every tick] dispatcher.tick
+    -> sender.tick -> notifications table
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from driftline.alerting.config import AlertingConfig
+from driftline.alerting.engine import Alert, AlertEngine, Observation
+from driftline.alerting.outbox import Outbox
+from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
+from driftline.alerting.receivers import Transport, http_transport
+from driftline.storage.store import AlertStore, MetricRow
+
+log = logging.getLogger("driftline.alerting")
+
+
+class AlertService:
+    def __init__(
+        self,
+        config: AlertingConfig,
+        alerts: AlertStore,
+        outbox_path: str | Path,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.alerts = alerts
+        self.clock = clock
+        self.outbox = Outbox(outbox_path)
+        self.engine = AlertEngine(config, log=alerts)
+        self.engine.restore()
+        self.dispatcher = Dispatcher(config, self.outbox, silences=self._silences)
+        self.sender = Sender(config, self.outbox, transport or http_transport(), record=self._record)
+        self._lock = threading.Lock()
+        self._last_staleness = 0.0
+        self.fired: list[Alert] = []  # what this process notified, for the demo's summary
+
+    def on_window(self, model: str, version: str, start: int, end: int, rows: Sequence[MetricRow]) -> None:
+        """Called by the consumer after a window's metrics were stored."""
+        obs = [Observation(r.model_id, r.model_version, r.feature, r.metric, r.value, r.p_value, start, end)
+               for r in rows]  # fmt: skip
+        with self._lock:
+            notify = self.engine.evaluate(obs, self.clock())
+            self.dispatcher.submit(notify, self.clock())
+            self.fired.extend(notify)
+
+    def tick(self) -> None:
+        now = self.clock()
+        with self._lock:
+            if any(r.metric == "seconds_since_last_event" for r in self.config.rules) and (
+                now - self._last_staleness >= self.config.staleness_check
+            ):
+                self._last_staleness = now
+                notify = self.engine.evaluate_staleness(self.alerts.last_events(), now)
+                self.dispatcher.submit(notify, now)
+                self.fired.extend(notify)
+            self.dispatcher.tick(now)
+        self.sender.tick(now)
+
+    def run(self, stop: threading.Event, interval_s: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep notifying: one bad tick must not stop paging
+                log.exception("alerting tick failed")
+            stop.wait(interval_s)
+        self.drain()
+
+    def drain(self, timeout_s: float = 10.0) -> None:
+        """On shutdown: flush due groups and try once more to deliver what is due."""
+        deadline = time.monotonic() + timeout_s
+        while self.outbox.due(self.clock()) and time.monotonic() < deadline:
+            self.tick()
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.outbox.close()
+
+    def _silences(self, now: float) -> list[Silence]:
+        return [Silence(i, m, s, e, c, b) for i, m, s, e, c, b in self.alerts.silences() if s <= now < e]
+
+    def _record(self, attempt: Attempt) -> None:
+        try:
+            self.alerts.write_attempts([attempt])
+        except Exception:
+            log.exception("could not record notification attempt %s", attempt.entry_id)

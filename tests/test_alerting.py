@@ -1,0 +1,368 @@
+"""Alerting against local servers that speak the real formats; time is a fake clock, never slept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cloudevents.v1.http import from_http
+from standardwebhooks.webhooks import Webhook
+
+from driftline.alerting.config import AlertingConfig
+from driftline.alerting.engine import AlertEngine, Observation
+from driftline.alerting.outbox import Outbox
+from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
+from driftline.alerting.receivers import http_transport, verify
+
+from .receivers import ReceiverServer
+
+pytestmark = pytest.mark.loopback
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def config(pd: str, slack: str, hook: str, **grouping: Any) -> AlertingConfig:
+    return AlertingConfig.model_validate(
+        {
+            "receivers": [
+                {"name": "pd", "pagerduty": {"routing_key": "R0UT1NGKEY", "url": f"{pd}/v2/enqueue"}},
+                {"name": "slack", "slack": {"webhook_url": f"{slack}/services/T/B/X", "grafana_url": "http://g"}},
+                {"name": "retrain", "webhook": {"url": hook, "secret": SECRET, "cooldown": "24h"}},
+            ],
+            "rules": [
+                {"name": "psi", "metric": "psi", "op": ">", "threshold": 0.2, "for": 2, "severity": "critical",
+                 "receivers": ["pd", "slack"], "retrain": "retrain",
+                 "annotations": {"summary": "PSI {feature} = {value:.2f}", "runbook": "https://runbooks/psi"}},
+                {"name": "nulls", "metric": "null_rate", "op": ">", "threshold": 0.1, "severity": "warning",
+                 "receivers": ["slack"]},
+            ],
+            "grouping": {"group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h", **grouping},
+        }
+    )  # fmt: skip
+
+
+def obs(feature: str, metric: str, value: float, end: int = 3_600_000) -> Observation:
+    return Observation("churn", "v1", feature, metric, value, None, end - 3_600_000, end)
+
+
+class Harness:
+    def __init__(self, cfg: AlertingConfig, path: Path, clock: Clock) -> None:
+        self.cfg, self.path, self.clock = cfg, path, clock
+        self.attempts: list[Attempt] = []
+        self.silences: list[Silence] = []
+        self.client = httpx.Client()
+        self.open()
+
+    def open(self) -> None:
+        self.outbox = Outbox(self.path)
+        self.engine = AlertEngine(self.cfg)
+        self.dispatcher = Dispatcher(self.cfg, self.outbox, silences=lambda now: self.silences)
+        self.sender = Sender(self.cfg, self.outbox, http_transport(self.client), record=self.attempts.append)
+
+    def window(self, *observations: Observation) -> None:
+        self.dispatcher.submit(self.engine.evaluate(observations, self.clock()), self.clock())
+
+    def run(self, seconds: float, step: float = 1.0) -> None:
+        end = self.clock() + seconds
+        while self.clock() < end:
+            self.dispatcher.tick(self.clock())
+            self.sender.tick(self.clock())
+            self.clock.advance(step)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[ReceiverServer, ReceiverServer, ReceiverServer]]:
+    with (
+        ReceiverServer("pagerduty") as pd,
+        ReceiverServer("slack") as slack,
+        ReceiverServer("webhook") as hook,
+    ):
+        yield pd, slack, hook
+
+
+@pytest.fixture
+def h(servers: tuple[ReceiverServer, ...], tmp_path: Path) -> Harness:
+    pd, slack, hook = servers
+    return Harness(config(pd.url, slack.url, hook.url), tmp_path / "outbox.jsonl", Clock())
+
+
+def drift_episode(h: Harness) -> None:
+    """Two drifting windows (fires on the second: for=2), one more, then recovery."""
+    for value in (0.5, 0.6, 0.7):
+        h.window(obs("age", "psi", value))
+        h.run(60)
+    h.window(obs("age", "psi", 0.05))
+    h.run(400)
+
+
+def test_one_trigger_one_resolve_per_episode_with_the_same_dedup_key(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    pd, slack, hook = servers
+    drift_episode(h)
+    events = [r.json for r in pd.accepted]
+    assert [e["event_action"] for e in events] == ["trigger", "resolve"]
+    assert events[0]["dedup_key"] == events[1]["dedup_key"]
+    trigger = events[0]
+    assert trigger["routing_key"] == "R0UT1NGKEY"
+    assert trigger["payload"]["summary"] == "PSI age = 0.60"
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["source"] == "driftline/churn"
+    assert trigger["links"] == [{"href": "https://runbooks/psi", "text": "runbook"}]
+    # a second episode is a new incident
+    drift_episode(h)
+    keys = [r.json["dedup_key"] for r in pd.accepted]
+    assert len(keys) == 4 and keys[2] == keys[3] != keys[0]
+
+
+def test_slack_messages_are_block_kit_with_links(h: Harness, servers: tuple[ReceiverServer, ...]) -> None:
+    _, slack, _ = servers
+    drift_episode(h)
+    assert len(slack.accepted) == 2  # firing, then resolved
+    firing, resolved = (r.json for r in slack.accepted)
+    assert firing["text"].startswith("[FIRING:1] psi on churn")
+    assert resolved["text"].startswith("[RESOLVED] psi on churn")
+    for msg in (firing, resolved):
+        assert msg["blocks"][0]["type"] == "header"
+        assert (
+            msg["blocks"][0]["text"]["type"] == "plain_text" and len(msg["blocks"][0]["text"]["text"]) <= 150
+        )
+        section = msg["blocks"][1]
+        assert section["type"] == "section" and section["text"]["type"] == "mrkdwn"
+        assert len(section["fields"]) <= 10 and all(f["type"] == "mrkdwn" for f in section["fields"])
+        context = msg["blocks"][2]["elements"][0]["text"]
+        assert "var-model=churn" in context and "https://runbooks/psi" in context
+    assert any("0.6" in f["text"] for f in firing["blocks"][1]["fields"])
+
+
+def test_retrain_webhook_is_signed_cloudevent_and_respects_cooldown(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    _, _, hook = servers
+    drift_episode(h)
+    drift_episode(h)  # a second episode within 24 h: cooldown, no second run
+    assert len(hook.accepted) == 1
+    req = hook.accepted[0]
+    Webhook(SECRET).verify(req.body, req.headers)  # independent implementation of the spec
+    assert verify(SECRET, req.headers, req.body)
+    assert not verify(SECRET, req.headers, req.body + b" ")
+    event = from_http(req.headers, req.body)  # the CloudEvents SDK parses it
+    assert event["type"] == "io.driftline.retrain.firing"
+    assert event["source"] == "/driftline/models/churn"
+    assert event["id"] == req.headers["webhook-id"]
+    assert event.data["rule"] == "psi" and event.data["feature"] == "age"
+    h.clock.advance(25 * 3600)
+    drift_episode(h)  # after the cooldown: a new run
+    assert len(hook.accepted) == 2
+
+
+def test_5xx_and_429_are_retried_honouring_retry_after(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    pd, _, _ = servers
+    pd.fail_next(2, 500)
+    pd.fail_next(1, 429, Retry_After="120")
+    h.window(obs("age", "psi", 0.5))
+    h.window(obs("age", "psi", 0.5))
+    h.run(40)  # group_wait 30 s, then 500, 500 (backoff 1-2 s, 2-4 s), then 429
+    assert len(pd.attempts) == 3 and not pd.accepted
+    h.run(100)
+    assert not pd.accepted  # Retry-After: 120 is honoured
+    h.run(60)
+    assert len(pd.accepted) == 1
+    outcomes = [a.outcome for a in h.attempts if a.receiver == "pd"]
+    assert outcomes == ["retry", "retry", "retry", "sent"]
+    assert [a.http_status for a in h.attempts if a.receiver == "pd"] == [500, 500, 429, 202]
+
+
+def test_400_is_not_retried(servers: tuple[ReceiverServer, ...], tmp_path: Path) -> None:
+    pd, slack, hook = servers
+    cfg = config(pd.url + "/wrong-path", slack.url, hook.url)
+    h = Harness(cfg, tmp_path / "o.jsonl", Clock())
+    h.window(obs("age", "psi", 0.5))
+    h.window(obs("age", "psi", 0.5))
+    h.run(120)
+    pd_attempts = [a for a in h.attempts if a.receiver == "pd"]
+    assert len(pd_attempts) == 1 and pd_attempts[0].outcome == "failed" and pd_attempts[0].http_status == 400
+    assert not h.outbox.due(h.clock() + 10**6)
+
+
+def test_receiver_down_for_ten_minutes_gets_everything_once(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    pd, slack, hook = servers
+    for s in servers:
+        s.down = True
+    h.window(obs("age", "psi", 0.5), obs("income", "psi", 0.4))
+    h.window(obs("age", "psi", 0.5), obs("income", "psi", 0.4))
+    h.run(600, step=5)
+    assert not pd.accepted and not slack.accepted and not hook.accepted
+    assert len(pd.attempts) > 4  # it kept trying, with backoff
+    for s in servers:
+        s.down = False
+    h.run(600, step=5)
+    assert sorted(r.json["payload"]["component"] for r in pd.accepted) == ["age", "income"]
+    assert len(slack.accepted) == 1 and len(hook.accepted) == 1
+
+
+def test_timeouts_and_resets_are_retried(servers: tuple[ReceiverServer, ...], tmp_path: Path) -> None:
+    pd, slack, hook = servers
+    cfg = config(pd.url, slack.url, hook.url)
+    cfg = cfg.model_copy(update={"receivers": [r.model_copy(update={"timeout": 0.3}) for r in cfg.receivers]})
+    h = Harness(cfg, tmp_path / "o.jsonl", Clock())
+    pd.slow_next(1, 1.0)
+    pd.reset_next(1)
+    h.window(obs("age", "psi", 0.5))
+    h.window(obs("age", "psi", 0.5))
+    h.run(120)
+    assert len(pd.accepted) == 1
+    details = [a.detail for a in h.attempts if a.receiver == "pd"]
+    assert details[0].startswith("timeout") and details[1].startswith("connection failed")
+
+
+def test_group_wait_batches_and_slack_is_rate_limited(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    _, slack, _ = servers
+    h.window(obs("a", "null_rate", 0.3))
+    h.clock.advance(10)
+    h.window(obs("b", "null_rate", 0.4), obs("c", "null_rate", 0.5))
+    h.run(40)
+    assert len(slack.accepted) == 1  # three alerts, one message
+    assert slack.accepted[0].json["text"].startswith("[FIRING:3] nulls on churn")
+    for i in range(5):  # five separate groups due at once: at most one message per second
+        h.window(Observation(f"model{i}", "", "x", "null_rate", 0.9, None, 0, 1))
+    h.clock.advance(30)  # group_wait
+    times: list[float] = []
+    for _ in range(40):
+        before = len(slack.attempts)
+        h.dispatcher.tick(h.clock())
+        h.sender.tick(h.clock())
+        times += [h.clock()] * (len(slack.attempts) - before)
+        h.clock.advance(0.25)
+    assert len(times) == 5
+    assert all(b - a >= 1.0 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_inhibition_and_silences(servers: tuple[ReceiverServer, ...], tmp_path: Path) -> None:
+    pd, slack, hook = servers
+    cfg = AlertingConfig.model_validate(
+        {
+            "receivers": [{"name": "slack", "slack": {"webhook_url": slack.url}}],
+            "rules": [
+                {
+                    "name": "psi-crit",
+                    "metric": "psi",
+                    "threshold": 0.5,
+                    "severity": "critical",
+                    "receivers": ["slack"],
+                },
+                {
+                    "name": "psi-warn",
+                    "metric": "psi",
+                    "threshold": 0.2,
+                    "severity": "warning",
+                    "receivers": ["slack"],
+                },
+            ],
+            "grouping": {"group_wait": 0, "group_interval": 0},
+        }
+    )
+    h = Harness(cfg, tmp_path / "o.jsonl", Clock())
+    h.window(obs("age", "psi", 0.9), obs("income", "psi", 0.3))
+    h.run(5)
+    texts = sorted(r.json["text"] for r in slack.accepted)
+    # age: critical fires and mutes its warning; income: only the warning fires
+    assert [t.split(" ")[:2] for t in texts] == [["[FIRING:1]", "psi-crit"], ["[FIRING:1]", "psi-warn"]]
+    assert "income" in texts[1] and "age" not in texts[1]
+    h.silences.append(Silence("s1", {"model": "churn", "feature": "gen*"}, h.clock(), h.clock() + 3600))
+    h.window(obs("gender", "psi", 0.3))
+    h.run(5)
+    assert len(slack.accepted) == 2  # silenced
+    h.clock.advance(3600)
+    h.window(obs("gender", "psi", 0.3))
+    h.run(5)
+    assert len(slack.accepted) == 3 and "gender" in slack.accepted[-1].json["text"]
+
+
+def test_repeat_interval_renotifies_while_firing(h: Harness, servers: tuple[ReceiverServer, ...]) -> None:
+    _, slack, _ = servers
+    h.window(obs("a", "null_rate", 0.3))
+    h.run(60)
+    assert len(slack.accepted) == 1
+    h.run(3 * 3600, step=60)
+    assert len(slack.accepted) == 1  # same state within 4 h: deduplicated
+    h.run(3600 + 300, step=60)  # groups are re-examined every group_interval (5 min)
+    assert len(slack.accepted) == 2
+
+
+def test_restart_resends_pending_with_the_same_keys(h: Harness, servers: tuple[ReceiverServer, ...]) -> None:
+    pd, _, hook = servers
+    for s in servers:
+        s.down = True
+    h.window(obs("age", "psi", 0.5))
+    h.window(obs("age", "psi", 0.5))
+    h.run(40)
+    ids_before = sorted(e.id for e in h.outbox.due(h.clock() + 10**6))
+    h.outbox.close()
+    for s in servers:
+        s.down = False
+    h.open()  # a new process reading the same journal
+    assert sorted(e.id for e in h.outbox.due(h.clock() + 10**6)) == ids_before
+    h.run(60)
+    assert len(pd.accepted) == 1 and len(hook.accepted) == 1
+    assert hook.accepted[0].headers["webhook-id"] in ids_before
+
+
+def test_pending_does_not_notify_and_engine_state_machine() -> None:
+    cfg = AlertingConfig.model_validate(
+        {"rules": [{"name": "r", "metric": "ks", "threshold": 0.1, "for": 3}], "receivers": []}
+    )
+    e = AlertEngine(cfg)
+    assert e.evaluate([obs("x", "ks", 0.2)], 1.0) == []
+    assert e.evaluate([obs("x", "ks", 0.3)], 2.0) == []
+    fired = e.evaluate([obs("x", "ks", 0.4)], 3.0)
+    assert [(a.status, a.value, a.starts_at) for a in fired] == [("firing", 0.4, 1.0)]
+    assert e.evaluate([obs("x", "ks", 0.5)], 4.0) == []  # still firing
+    resolved = e.evaluate([obs("x", "ks", 0.01)], 5.0)
+    assert [(a.status, a.ends_at, a.episode) for a in resolved] == [("resolved", 5.0, fired[0].episode)]
+    assert e.evaluate([obs("x", "ks", 0.2)], 6.0) == []  # pending again; a blip that goes away says nothing
+    assert e.evaluate([obs("x", "ks", 0.0)], 7.0) == []
+
+
+def test_p_value_rules_use_benjamini_hochberg() -> None:
+    cfg = AlertingConfig.model_validate(
+        {"rules": [{"name": "p", "metric": "ks_p_value", "op": "<", "threshold": 0.05}], "receivers": []}
+    )
+    e = AlertEngine(cfg)
+    rows = [Observation("m", "", f"f{i}", "ks", 0.01, p, 0, 1) for i, p in enumerate([0.01, 0.04, 0.5, 0.9])]
+    fired = e.evaluate(rows, 1.0)
+    # BH: 0.01*4/1 = 0.04 < 0.05 fires; 0.04*4/2 = 0.08 does not (uncorrected it would)
+    assert [a.feature for a in fired] == ["f0"]
+    assert fired[0].value == pytest.approx(0.04)
+
+
+def test_staleness_rule_fires_when_a_model_goes_quiet() -> None:
+    cfg = AlertingConfig.model_validate(
+        {
+            "rules": [{"name": "quiet", "metric": "seconds_since_last_event", "threshold": 600}],
+            "receivers": [],
+        }
+    )
+    e = AlertEngine(cfg)
+    assert e.evaluate_staleness({("churn", "v1"): 1000.0}, now=1500.0) == []
+    fired = e.evaluate_staleness({("churn", "v1"): 1000.0}, now=1700.0)
+    assert [(a.model, a.value, a.status) for a in fired] == [("churn", 700.0, "firing")]

@@ -1,0 +1,53 @@
+"""Rules files: the good ones load, every bad one fails with file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from driftline.alerting.config import ConfigError, default_rules, load
+
+DATA = Path(__file__).parent / "data" / "rules"
+
+
+@pytest.mark.parametrize("path", sorted((DATA / "good").glob("*.yaml")), ids=lambda p: p.name)
+def test_good_configs_load(path: Path) -> None:
+    cfg = load(path)
+    assert cfg.rules
+
+
+def test_full_config_values() -> None:
+    cfg = load(DATA / "good" / "full.yaml")
+    psi = cfg.rules[0]
+    assert (psi.for_windows, psi.severity, psi.retrain, psi.labels) == (
+        2,
+        "critical",
+        "retrain-airflow",
+        {"team": "growth"},
+    )
+    assert psi.matches("churn-v2", "age") and not psi.matches("fraud", "age")
+    assert cfg.grouping.repeat_interval == 4 * 3600 and cfg.grouping.group_wait == 30
+    hook = cfg.receiver("retrain-airflow").webhook
+    assert hook is not None and hook.cooldown == 86_400 and hook.preset == "airflow"
+    assert "s3cret" not in repr(cfg)  # secrets never print
+
+
+@pytest.mark.parametrize("path", sorted((DATA / "bad").glob("*.yaml")), ids=lambda p: p.name)
+def test_bad_configs_name_file_line_and_field(path: Path) -> None:
+    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:"), message
+    assert message.removeprefix(f"{path}:").startswith(expected), message
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read"):
+        load(DATA / "nope.yaml")
+
+
+def test_default_rules_are_effect_sizes() -> None:
+    rules = {r.metric: (r.op, r.threshold) for r in default_rules(["x"])}
+    assert rules == {"psi": (">", 0.2), "ks": (">", 0.1), "disparate_impact": ("<", 0.8)}
