@@ -366,3 +366,13 @@ def test_staleness_rule_fires_when_a_model_goes_quiet() -> None:
     assert e.evaluate_staleness({("churn", "v1"): 1000.0}, now=1500.0) == []
     fired = e.evaluate_staleness({("churn", "v1"): 1000.0}, now=1700.0)
     assert [(a.model, a.value, a.status) for a in fired] == [("churn", 700.0, "firing")]
+
+
+def test_an_episode_resolved_before_its_group_flushed_is_still_told(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    pd, _, _ = servers
+    for value in (0.5, 0.6, 0.01):  # three windows evaluated back to back (catching up)
+        h.window(obs("age", "psi", value))
+    h.run(60)
+    assert [r.json["event_action"] for r in pd.accepted] == ["trigger", "resolve"]

@@ -129,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--dlq-suffix", default=".dlq")
     k.add_argument("--ttl-days", type=int, default=90, help="retention of sketches and metrics (new tables)")
     k.add_argument("--idle-exit", type=_duration, default=None, help="stop after this long without messages")
+    k.add_argument("--rules", default=None, help="alerting rules and receivers (YAML); enables alerting")
+    k.add_argument("--outbox", default=None, help="notification journal (default: <store dir>/outbox.jsonl)")
     _add_threshold_args(k)
     k.set_defaults(run=_consume)
 
@@ -146,6 +148,31 @@ def _parser() -> argparse.ArgumentParser:
     _add_threshold_args(t)
     t.add_argument("--json", action="store_true")
     t.set_defaults(run=_stats)
+
+    a = command(
+        "alerts",
+        "list alert state transitions",
+        "driftline alerts --store chdb:///var/lib/driftline --model churn",
+    )
+    a.add_argument("--store", required=True)
+    a.add_argument("--model", default=None)
+    a.add_argument("--limit", type=int, default=50)
+    a.set_defaults(run=_alerts)
+
+    si = command(
+        "silence",
+        "create, list or expire silences (matchers on alert labels: model, feature, rule, severity, ...)",
+        "driftline silence add --store chdb:///var/lib/driftline --match model=churn \\\n"
+        "      --match feature='age*' --duration 2h --comment 'retraining in progress'",
+    )
+    si.add_argument("action", choices=["add", "list", "expire"])
+    si.add_argument("--store", required=True)
+    si.add_argument("--match", action="append", default=[], metavar="LABEL=GLOB")
+    si.add_argument("--duration", type=_duration, default=3_600_000)
+    si.add_argument("--comment", default="")
+    si.add_argument("--by", default="cli")
+    si.add_argument("--id", default=None, help="silence to expire")
+    si.set_defaults(run=_silence)
     return p
 
 
@@ -429,18 +456,129 @@ def _consume(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     idle = args.idle_exit / 1000 if args.idle_exit else None
-    members = [StreamConsumer(config, store, references) for _ in range(args.workers)]
+    alerting = _alert_service(args, store)
+    on_window = alerting.on_window if alerting else None
+    members = [StreamConsumer(config, store, references, on_window=on_window) for _ in range(args.workers)]
     threads = [threading.Thread(target=m.run, args=(stop, idle), daemon=True) for m in members]
     for th in threads:
         th.start()
+    alert_stop = threading.Event()
+    alert_thread = (
+        threading.Thread(target=alerting.run, args=(alert_stop,), daemon=True) if alerting else None
+    )
+    if alert_thread:
+        alert_thread.start()
     while any(th.is_alive() for th in threads):
         for th in threads:
             th.join(timeout=0.5)
+    if alerting and alert_thread:
+        alert_stop.set()  # the consumers are done: drain what is due, then stop
+        alert_thread.join(timeout=30)
+        alerting.close()
     totals = {
         k: sum(m.stats[k] for m in members) for k in ("accepted", "rejected", "flushes", "windows_evaluated")
     }
     print(orjson.dumps(totals).decode())
     store.close()
+    return 0
+
+
+def _alert_service(args: argparse.Namespace, store: Any) -> Any:
+    if not args.rules:
+        return None
+    from driftline.alerting.config import ConfigError, load
+    from driftline.alerting.service import AlertService
+    from driftline.storage.store import AlertStore
+
+    try:
+        rules = load(args.rules)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    outbox = args.outbox or _default_outbox(args.store)
+    return AlertService(rules, AlertStore(store), outbox)
+
+
+def _default_outbox(dsn: str) -> str:
+    if dsn.startswith(("http://", "https://")):
+        return str(Path.cwd() / "driftline-outbox.jsonl")
+    return str(Path(dsn.removeprefix("chdb://")) / "outbox.jsonl")
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from driftline.storage.store import AlertStore
+
+    store = _open_store(args.store)
+    history = AlertStore(store).alert_history(args.model, args.limit)
+    store.close()
+    for h in history:
+        print(
+            orjson.dumps(
+                {
+                    k: h[k]
+                    for k in (
+                        "at",
+                        "state",
+                        "status",
+                        "rule",
+                        "model",
+                        "feature",
+                        "metric",
+                        "value",
+                        "threshold",
+                        "severity",
+                        "episode",
+                    )
+                }
+            ).decode()
+        )
+    return 0
+
+
+def _silence(args: argparse.Namespace) -> int:
+    import time
+    import uuid
+
+    from driftline.storage.store import AlertStore
+
+    store = _open_store(args.store)
+    alerts = AlertStore(store)
+    now = time.time()
+    try:
+        if args.action == "add":
+            matchers = dict(m.split("=", 1) for m in args.match if "=" in m)
+            if not matchers or len(matchers) != len(args.match):
+                raise UsageError("--match LABEL=GLOB is required (repeatable)")
+            sid = uuid.uuid4().hex[:12]
+            alerts.save_silence(sid, matchers, now, now + args.duration / 1000, args.comment, args.by)
+            print(
+                orjson.dumps(
+                    {"id": sid, "matchers": matchers, "ends_at": now + args.duration / 1000}
+                ).decode()
+            )
+        elif args.action == "expire":
+            found = [s for s in alerts.silences() if s[0] == args.id]
+            if not found:
+                raise UsageError(f"no silence with id {args.id!r}")
+            sid, matchers, start, _, comment, by = found[0]
+            alerts.save_silence(sid, matchers, start, now, comment, by)
+            print(orjson.dumps({"id": sid, "expired": True}).decode())
+        else:
+            for sid, matchers, start, end, comment, by in alerts.silences():
+                print(
+                    orjson.dumps(
+                        {
+                            "id": sid,
+                            "matchers": matchers,
+                            "starts_at": start,
+                            "ends_at": end,
+                            "active": start <= now < end,
+                            "comment": comment,
+                            "created_by": by,
+                        }
+                    ).decode()
+                )
+    finally:
+        store.close()
     return 0
 
 

@@ -37,6 +37,7 @@ class Traffic:
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00:00Z
     rate: float = 1000.0  # events per second of event time
     drift_at: float | None = None  # fraction of the stream after which drift starts
+    drift_until: float | None = None  # fraction where it stops (None: to the end)
     drift_features: Sequence[str] = ()
     fairness_regression: str | None = None  # "attribute=group" whose scores drop after drift_at
     missing_rate: float = 0.01
@@ -64,7 +65,8 @@ def generate(t: Traffic) -> pl.DataFrame:
     n = t.n
     drifted = np.zeros(n, bool)
     if t.drift_at is not None:
-        drifted[int(n * t.drift_at) :] = True
+        end = n if t.drift_until is None else int(n * t.drift_until)
+        drifted[int(n * t.drift_at) : end] = True
     cols: dict[str, object] = {
         "event_id": [f"{t.model_id}-{t.seed}-{i}" for i in range(n)],
         "model_id": [t.model_id] * n,

@@ -157,7 +157,7 @@ class Inhibit(Strict):
 
     source_severity: Severity = "critical"
     target_severity: Severity = "warning"
-    equal: list[Literal["model", "feature", "rule"]] = Field(default_factory=lambda: ["model", "feature"])
+    equal: tuple[Literal["model", "feature", "rule"], ...] = ("model", "feature")
 
 
 class AlertingConfig(Strict):
@@ -190,14 +190,16 @@ class AlertingConfig(Strict):
 
 def default_rules(receivers: list[str]) -> list[Rule]:
     """Effect-size defaults shipped with driftline."""
+    def rule(name: str, metric: str, op: str, threshold: float, severity: str, summary: str) -> Rule:
+        return Rule.model_validate({"name": name, "metric": metric, "op": op, "threshold": threshold,
+                                    "severity": severity, "receivers": receivers,
+                                    "annotations": {"summary": summary}})
+
     return [
-        Rule(name="feature-psi", metric="psi", op=">", threshold=0.2, severity="warning", receivers=receivers,
-             annotations={"summary": "PSI of {feature} on {model} is {value:.3f} (> {threshold})"}),
-        Rule(name="feature-ks", metric="ks", op=">", threshold=0.1, severity="warning", receivers=receivers,
-             annotations={"summary": "KS D of {feature} on {model} is {value:.3f} (> {threshold})"}),
-        Rule(name="disparate-impact", metric="disparate_impact", op="<", threshold=0.8, severity="error",
-             receivers=receivers,
-             annotations={"summary": "disparate impact by {feature} on {model} is {value:.2f} (< 0.8)"}),
+        rule("feature-psi", "psi", ">", 0.2, "warning", "PSI of {feature} on {model} is {value:.3f} (> {threshold})"),
+        rule("feature-ks", "ks", ">", 0.1, "warning", "KS D of {feature} on {model} is {value:.3f} (> {threshold})"),
+        rule("disparate-impact", "disparate_impact", "<", 0.8, "error",
+             "disparate impact by {feature} on {model} is {value:.2f} (< 0.8)"),
     ]
 
 

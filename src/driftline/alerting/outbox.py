@@ -29,6 +29,7 @@ class Entry:
     created_at: float
     next_attempt_at: float
     attempts: int = 0
+    seq: int = 0  # enqueue order: a resolve is never sent before its trigger
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Journal:
     told: dict[str, set[str]] = field(default_factory=dict)  # group key -> episodes notified as firing
     cooldowns: dict[str, float] = field(default_factory=dict)  # receiver/model -> last retrain
     done: set[str] = field(default_factory=set)
+    next_seq: int = 0
 
 
 class Outbox:
@@ -62,6 +64,7 @@ class Outbox:
         with self._lock:
             if entry.id in self.state.pending or entry.id in self.state.done:
                 return False
+            entry.seq = self.state.next_seq
         self._write({"op": "enqueue", **asdict(entry)})
         return True
 
@@ -91,7 +94,11 @@ class Outbox:
     def due(self, now: float) -> list[Entry]:
         with self._lock:
             return sorted((e for e in self.state.pending.values() if e.next_attempt_at <= now),
-                          key=lambda e: (e.next_attempt_at, e.created_at, e.id))
+                          key=lambda e: (e.next_attempt_at, e.seq))
+
+    def in_order(self) -> list[Entry]:
+        with self._lock:
+            return sorted(self.state.pending.values(), key=lambda e: e.seq)
 
     def close(self) -> None:
         self._file.close()
@@ -113,6 +120,7 @@ class Outbox:
                 fields = {k: v for k, v in rec.items() if k != "op"}
                 if rec["id"] not in s.done:
                     s.pending[rec["id"]] = Entry(**fields)
+                s.next_seq = max(s.next_seq, fields.get("seq", 0) + 1)
             case "retry":
                 if (e := s.pending.get(rec["id"])) is not None:
                     e.next_attempt_at, e.attempts = rec["next_attempt_at"], rec["attempts"]

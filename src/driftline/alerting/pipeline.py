@@ -75,6 +75,12 @@ class Dispatcher:
         for a in alerts:
             for receiver in a.receivers:
                 group = f"{receiver}|{a.model}|{a.rule}"
+                held = self.outbox.state.alerts.get(group, {}).get(a.fingerprint)
+                if a.status == "resolved" and held and held["status"] == "firing" and a.episode not in self._told(group):
+                    # Resolved before its group was flushed (windows evaluated in a burst, e.g. when
+                    # catching up): tell the firing first, so every episode that fired is heard of.
+                    self._checked[group] = now
+                    self._flush(group, now)
                 self.outbox.note_alert(group, a.to_dict())
                 notified = self.outbox.state.notified.get(group)
                 if group not in self._due:
@@ -179,18 +185,20 @@ class Sender:
     def tick(self, now: float) -> int:
         """Attempt every due entry once; returns how many were delivered."""
         delivered = 0
-        for e in self.outbox.due(now):
-            cfg = (
-                self.config.receiver(e.receiver)
-                if any(r.name == e.receiver for r in self.config.receivers)
-                else None
-            )
+        blocked: set[str] = set()  # per receiver, in enqueue order: a resolve never overtakes its trigger
+        for e in self.outbox.in_order():
+            if e.receiver in blocked:
+                continue
+            if e.next_attempt_at > now:
+                blocked.add(e.receiver)
+                continue
+            cfg = next((r for r in self.config.receivers if r.name == e.receiver), None)
             if cfg is None:
                 self.outbox.done(e.id, "failed: receiver no longer configured")
                 continue
             slot = self._next_slot.get(e.receiver, 0.0)
             if now < slot:  # rate limit (Slack: one message per second per webhook)
-                self.outbox.retry(e.id, slot, e.attempts)
+                blocked.add(e.receiver)
                 continue
             if cfg.slack is not None:
                 self._next_slot[e.receiver] = now + cfg.slack.min_interval
@@ -206,6 +214,7 @@ class Sender:
                 if result.retry_after is not None:
                     delay = max(delay, result.retry_after)
                 self.outbox.retry(e.id, now + delay, attempt)
+                blocked.add(e.receiver)
             else:
                 outcome = "failed"
                 self.outbox.done(e.id, f"failed: {result.status} {result.detail[:200]}")

@@ -77,9 +77,10 @@ class AlertService:
     def drain(self, timeout_s: float = 10.0) -> None:
         """On shutdown: flush due groups and try once more to deliver what is due."""
         deadline = time.monotonic() + timeout_s
+        self.tick()
         while self.outbox.due(self.clock()) and time.monotonic() < deadline:
-            self.tick()
             time.sleep(0.2)
+            self.tick()
 
     def close(self) -> None:
         self.outbox.close()
