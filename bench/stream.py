@@ -17,7 +17,10 @@ Steps, all on one throw-away broker (``scripts/kafka-dev up --dir <tmp>``; ``dow
    below stores it into its own fresh chDB directory first (not timed).
 3. Raw baseline, in this process: ``Consumer.consume(10000, 1.0)`` + ``m.error()`` +
    ``m.value()`` per message, a fresh group with ``auto.offset.reset=earliest``, until every
-   message is read (``--raw-repeat`` runs, median). Same fetch settings as driftline's consumer.
+   message is read; ``--raw-repeat`` runs (median) of each of three fetch configurations
+   (``RAW_CONFIGS``: librdkafka defaults; driftline's consumer settings, i.e. 16 MB
+   ``fetch.message.max.bytes``; the same plus ``fetch.queue.backoff.ms=0``). The fastest is the
+   baseline: with driftline's settings librdkafka stalls a fast reader (see ``RAW_CONFIGS``).
 4. driftline: ``python -m driftline.cli consume --bootstrap B --topic T --group G
    --store chdb://DIR --idle-exit 5s --batch-size 10000`` as a subprocess, first once on the
    profile topic as a warm-up (Numba cache, page cache), then on the half and the full topic.
@@ -161,7 +164,20 @@ def topic_counts(bootstrap: str, topic: str) -> dict[int, int]:
 # raw baseline
 
 
-def raw_consume(bootstrap: str, topic: str, total: int, group: str, timeout_s: float = 600) -> dict[str, Any]:
+# Fetch settings of the raw loop. driftline's consumer sets fetch.message.max.bytes = 16 MB and
+# leaves the rest at librdkafka's defaults; with 6 partitions x 16 MB the local queue
+# (queued.max.messages.kbytes, 64 MB) overflows, and librdkafka >= 2.4 then postpones each
+# partition's next fetch by fetch.queue.backoff.ms (default 1000 ms): a fast reader stalls.
+RAW_CONFIGS: dict[str, dict[str, Any]] = {
+    "tuned": {"fetch.message.max.bytes": 16 << 20, "fetch.queue.backoff.ms": 0},
+    "driftline_fetch_settings": {"fetch.message.max.bytes": 16 << 20},
+    "librdkafka_defaults": {},
+}
+
+
+def raw_consume(
+    bootstrap: str, topic: str, total: int, group: str, extra: dict[str, Any], timeout_s: float = 600
+) -> dict[str, Any]:
     from confluent_kafka import Consumer
 
     t_create = time.perf_counter()
@@ -172,7 +188,7 @@ def raw_consume(bootstrap: str, topic: str, total: int, group: str, timeout_s: f
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "session.timeout.ms": 10_000,
-            "fetch.message.max.bytes": 16 << 20,  # as driftline's consumer
+            **extra,
         }
     )
     c.subscribe([topic])
@@ -202,6 +218,7 @@ def raw_consume(bootstrap: str, topic: str, total: int, group: str, timeout_s: f
     whole = t_last - t_create
     return {
         "group": group,
+        "config": extra,
         "events": n,
         "errors": errors,
         "bytes": nbytes,
@@ -662,29 +679,38 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work / "store-check", ignore_errors=True)
         log(f"reference stored in {result['reference']['seconds']:.1f} s")
 
-        # raw baseline
+        # raw baseline: each fetch configuration --raw-repeat times, interleaved
         full_topic, n_full = topics["full"]
         half_topic, n_half = topics["half"]
-        raw_runs = []
+        raw_runs: dict[str, list[dict[str, Any]]] = {k: [] for k in RAW_CONFIGS}
         for i in range(args.raw_repeat):
-            load_before = loadavg()
-            r = raw_consume(bootstrap, full_topic, n_full, f"bench-raw-{i}")
-            r["loadavg_before"], r["loadavg_after"] = load_before, loadavg()
-            raw_runs.append(r)
-            log(
-                f"raw loop {i + 1}: {r['events_per_s']:,.0f} events/s "
-                f"({r['events_per_s_including_join']:,.0f}/s including the group join)"
-            )
-        raw_half = raw_consume(bootstrap, half_topic, n_half, "bench-raw-half")
-        raw = {
+            for conf_name, extra in RAW_CONFIGS.items():
+                load_before = loadavg()
+                r = raw_consume(bootstrap, full_topic, n_full, f"bench-raw-{conf_name}-{i}", extra)
+                r["loadavg_before"], r["loadavg_after"] = load_before, loadavg()
+                raw_runs[conf_name].append(r)
+                log(
+                    f"raw loop {conf_name} {i + 1}: {r['events_per_s']:,.0f} events/s "
+                    f"({r['events_per_s_including_join']:,.0f}/s including the group join)"
+                )
+        raw: dict[str, Any] = {
             "what": "Consumer.consume(10000, 1.0) + m.error() + m.value() per message, fresh group, earliest",
-            "runs": raw_runs,
-            "events_per_s_median": statistics.median(r["events_per_s"] for r in raw_runs),
-            "events_per_s_including_join_median": statistics.median(
-                r["events_per_s_including_join"] for r in raw_runs
-            ),
-            "half_topic": raw_half,
+            "configs": {
+                name: {
+                    "config": RAW_CONFIGS[name],
+                    "runs": runs,
+                    "events_per_s_median": statistics.median(r["events_per_s"] for r in runs),
+                    "events_per_s_including_join_median": statistics.median(
+                        r["events_per_s_including_join"] for r in runs
+                    ),
+                }
+                for name, runs in raw_runs.items()
+            },
         }
+        raw["baseline"] = best = max(raw["configs"], key=lambda k: raw["configs"][k]["events_per_s_median"])
+        raw["events_per_s_median"] = raw["configs"][best]["events_per_s_median"]
+        raw["events_per_s_including_join_median"] = raw["configs"][best]["events_per_s_including_join_median"]
+        raw["half_topic"] = raw_consume(bootstrap, half_topic, n_half, "bench-raw-half", RAW_CONFIGS[best])
         result["raw"] = raw
 
         # driftline consumer
@@ -709,10 +735,14 @@ def main(argv: list[str] | None = None) -> int:
         full = dl["full"]
         rss_ratio = full["peak_rss_mb_wait4"] / dl["half"]["peak_rss_mb_wait4"]
         result["summary"] = {
+            "raw_baseline_config": raw["baseline"],
             "raw_events_per_s": raw["events_per_s_median"],
+            "raw_events_per_s_by_config": {k: v["events_per_s_median"] for k, v in raw["configs"].items()},
             "driftline_events_per_s_from_assigned": full.get("events_per_s_from_assigned"),
             "driftline_events_per_s_wall_minus_idle": full["events_per_s_wall_minus_idle"],
             "ratio_steady": (full.get("events_per_s_from_assigned") or 0) / raw["events_per_s_median"],
+            "ratio_steady_vs_raw_with_driftline_fetch_settings": (full.get("events_per_s_from_assigned") or 0)
+            / raw["configs"]["driftline_fetch_settings"]["events_per_s_median"],
             "ratio_whole_process_vs_raw_including_join": full["events_per_s_wall_minus_idle"]
             / raw["events_per_s_including_join_median"],
             "ratio_target": 0.5,
@@ -726,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
         }
 
         # the raw loop once more, after the driftline runs (drift in machine load shows here)
-        r = raw_consume(bootstrap, full_topic, n_full, "bench-raw-after")
+        r = raw_consume(bootstrap, full_topic, n_full, "bench-raw-after", RAW_CONFIGS[raw["baseline"]])
         raw["after_driftline"] = r
         log(f"raw loop after the driftline runs: {r['events_per_s']:,.0f} events/s")
 
@@ -777,10 +807,9 @@ def print_summary(r: dict[str, Any]) -> None:
         f"{p['events']:,} events, {p['partitions']} partitions, batch {p['batch_size']:,}, "
         f"{r['produced']['full']['mean_bytes']:.0f} B/event"
     )
-    print(
-        f"raw confluent-kafka loop        {s['raw_events_per_s']:>12,.0f} events/s"
-        " (median, first batch to last)"
-    )
+    for name, rate in s["raw_events_per_s_by_config"].items():
+        mark = "  <- baseline" if name == s["raw_baseline_config"] else ""
+        print(f"raw loop, {name:<26}{rate:>12,.0f} events/s (median, first batch to last){mark}")
     print(
         f"driftline consume -> chDB       {s['driftline_events_per_s_from_assigned']:>12,.0f} events/s "
         f"(assignment to last stored)"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from driftline.contract import Event, InvalidEvent
+from driftline.contract import MAX_EVENT_BYTES, Event, InvalidEvent, parse_event
 from driftline.detectors.profile import Binning, ModelSketch
 from driftline.ingest.decode import decode, to_batch
 from driftline.ingest.panes import PaneFolder, WindowSpec
@@ -68,3 +71,58 @@ def test_folder_routes_late_events_and_reports_closed_panes() -> None:
     assert (0, True) in late and (120_000, False) in late
     assert sum(r.n for r in rows if r.kind == "events") == 22
     assert folder.take_rows() == []
+
+
+# -- the fast decoder agrees with the contract ---------------------------------------------------
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+    st.lists(st.integers(-9, 9), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(-9, 9), max_size=1),
+)
+_fields = {
+    "event_id": st.one_of(st.text(min_size=0, max_size=130), _values),
+    "model_id": st.one_of(st.sampled_from(["churn", ""]), _values),
+    "model_version": st.one_of(st.just("v1"), _values),
+    "ts": st.one_of(
+        st.integers(-10, 8_000_000_000_000),
+        st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "9999-01-01T00:00:00Z", "nope"]),
+        _values,
+    ),
+    "features": st.one_of(st.dictionaries(st.text(min_size=0, max_size=3), _values, max_size=4), _values),
+    "prediction": st.one_of(st.floats(0, 1), st.sampled_from(["yes", True]), _values),
+    "label": st.one_of(st.integers(0, 1), st.sampled_from(["no", False]), _values),
+    "latency_ms": st.one_of(st.floats(-1, 100, allow_nan=False), _values),
+    "segments": st.one_of(
+        st.dictionaries(st.sampled_from(["region"]), st.one_of(st.text(max_size=3), _values)), _values
+    ),
+}
+
+
+@given(st.fixed_dictionaries({}, optional=_fields))
+def test_fast_decoder_agrees_with_the_contract(obj: dict[str, object]) -> None:
+    raw = orjson.dumps(obj)
+    try:
+        expected = parse_event(raw)
+    except InvalidEvent as exc:
+        with pytest.raises(InvalidEvent) as info:
+            decode(raw, MAX_EVENT_BYTES)
+        assert info.value.field == exc.field, (obj, str(info.value), str(exc))
+        return
+    got = decode(raw, MAX_EVENT_BYTES)
+    for name in (
+        "event_id",
+        "model_id",
+        "model_version",
+        "ts_ms",
+        "features",
+        "prediction",
+        "label",
+        "latency_ms",
+        "segments",
+    ):
+        assert getattr(got, name) == getattr(expected, name), name

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from driftline.contract import MAX_EVENT_BYTES, Event, InvalidEvent
 from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
-from driftline.ingest.decode import Rejected, decode
+from driftline.ingest.decode import AnyEvent, Rejected, decode
 from driftline.ingest.panes import PaneFolder, WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
 from driftline.storage.store import MetricRow, OffsetRange, PaneRow, Store, StoreError
@@ -176,7 +176,7 @@ class StreamConsumer:
         if self._paused:
             self._rewind(msgs)
             return
-        by_partition: dict[tuple[str, int], list[Event]] = defaultdict(list)
+        by_partition: dict[tuple[str, int], list[AnyEvent]] = defaultdict(list)
         for m in msgs:
             err = m.error()
             if err is not None:

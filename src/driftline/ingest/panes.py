@@ -15,7 +15,7 @@ from driftline.detectors.profile import ModelSketch
 import numpy as np
 
 from driftline.detectors.windows import Watermark, is_final, late_mask, pane_starts
-from driftline.ingest.decode import to_batch
+from driftline.ingest.decode import AnyEvent, to_batch
 from driftline.storage.codec import pane_rows
 from driftline.storage.store import PaneRow
 
@@ -45,14 +45,14 @@ class PaneFolder:
         self.late_events = 0
         self.pending_events = 0
 
-    def fold(self, events: Sequence[Event], partition: Hashable, now_ms: int) -> None:
+    def fold(self, events: Sequence[AnyEvent], partition: Hashable, now_ms: int) -> None:
         """Fold one partition's events; late ones (pane already final) go to correction sketches."""
         if not events:
             return
         ts = np.fromiter((e.ts_ms for e in events), np.int64, len(events))
         late_rows = late_mask(ts, self.spec.pane_ms, self.watermark.marks(partition, ts, now_ms))
         starts = pane_starts(ts, self.spec.pane_ms)
-        groups: dict[PaneKey, list[Event]] = defaultdict(list)
+        groups: dict[PaneKey, list[AnyEvent]] = defaultdict(list)
         for e, start, is_late in zip(events, starts.tolist(), late_rows.tolist(), strict=True):
             groups[(e.model_id, e.model_version, start, is_late)].append(e)
         for key, evs in groups.items():
