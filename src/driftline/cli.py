@@ -149,6 +149,47 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(run=_stats)
 
+    sv = command(
+        "serve",
+        "run the service: Kafka consumers (with --bootstrap), HTTP API and ingest, alerting",
+        "driftline serve --config driftline.yaml     # settings in its 'service:' section or DRIFTLINE_* env",
+    )
+    sv.add_argument("--config", default=None, help="driftline.yaml: 'service:' settings, receivers and rules")
+    sv.add_argument("--store", default=None, help="chdb:///dir or http(s)://user:pass@host:8123/db")
+    sv.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (none: HTTP ingest only)")
+    sv.add_argument("--topic", type=_csv, default=None)
+    sv.add_argument("--host", default=None)
+    sv.add_argument("--port", type=int, default=None)
+    sv.add_argument("--open", action="store_true", help="no API keys (open mode): only on a trusted network")
+    sv.set_defaults(run=_serve)
+
+    rp = command(
+        "replay",
+        "backfill history from a file through the same path as live events (event-time windows)",
+        "driftline replay --store chdb:///var/lib/driftline --file events.ndjson",
+    )
+    rp.add_argument("--store", required=True)
+    rp.add_argument(
+        "--file", required=True, help="NDJSON of events, or Parquet/CSV with one column per field"
+    )
+    rp.add_argument("--segments", type=_csv, default=[], help="segment columns (Parquet/CSV)")
+    rp.add_argument("--model", default=None, help="model_id when the file has no model_id column")
+    rp.add_argument("--pane", type=_duration, default=60_000)
+    rp.add_argument("--window", type=_duration, default=3_600_000)
+    rp.add_argument("--rules", default=None, help="alerting rules: evaluate windows as they close")
+    rp.add_argument("--batch-size", type=int, default=5000)
+    rp.add_argument("--json", action="store_true", help="print the totals as JSON")
+    rp.set_defaults(run=_replay)
+
+    dm = command(
+        "demo",
+        "the whole product in one process: drifting traffic -> detectors -> chDB -> alerts to a local sink",
+        "driftline demo",
+    )
+    dm.add_argument("--dir", default=None, help="keep the store and files here (default: a temp dir)")
+    dm.add_argument("--keep-running", action="store_true", help="keep serving the API after the demo")
+    dm.set_defaults(run=_demo)
+
     a = command(
         "alerts",
         "list alert state transitions",
@@ -582,6 +623,130 @@ def _silence(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from driftline.alerting.config import ConfigError
+    from driftline.api.app import create_app
+    from driftline.service import Service
+    from driftline.settings import load_settings
+
+    given = {
+        "store": args.store,
+        "bootstrap": args.bootstrap,
+        "topics": args.topic,
+        "http_host": args.host,
+        "http_port": args.port,
+        "open_mode": True if args.open else None,
+    }
+    try:
+        settings = load_settings(args.config, **{k: v for k, v in given.items() if v is not None})
+        if settings.rules is None and args.config and _has_rules(args.config):
+            settings = settings.model_copy(update={"rules": args.config})
+        if not settings.api_keys and not settings.open_mode:
+            raise UsageError(
+                "no API keys configured: set service.api_keys (or DRIFTLINE_API_KEYS), or pass --open"
+            )
+        service = Service(settings)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), host=settings.http_host, port=settings.http_port, log_config=None)
+    )
+    service.start()
+    try:
+        server.run()  # returns on SIGTERM/SIGINT
+    finally:
+        service.stop()  # flush panes, commit offsets, drain the outbox
+    return 0
+
+
+def _has_rules(path: str) -> bool:
+    import yaml
+
+    return bool((yaml.safe_load(Path(path).read_text()) or {}).get("rules"))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from driftline.alerting.config import ConfigError
+    from driftline.ingest.files import TableError
+    from driftline.service import Service
+    from driftline.settings import load_settings
+
+    try:
+        settings = load_settings(
+            store=args.store, rules=args.rules, pane_ms=args.pane, window_ms=args.window, open_mode=True
+        )
+        service = Service(settings)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    ingest = service.http_ingest
+    ingest.source = "replay"
+    totals = {"accepted": 0, "rejected": 0, "late": 0}
+    try:
+        messages = _replay_messages(args.file, args.segments, args.model)
+        with Progress(transient=not args.json) as progress:
+            task = progress.add_task(f"replaying {args.file}", total=len(messages))
+            for i in range(0, len(messages), args.batch_size):
+                result = ingest.ingest(messages[i : i + args.batch_size], f"{args.file}:{i}")
+                totals["accepted"] += result.accepted
+                totals["rejected"] += len(result.errors)
+                totals["late"] += result.late
+                progress.update(task, advance=len(messages[i : i + args.batch_size]))
+        ingest.finish()
+        if service.alerting:
+            service.alerting.drain()
+    except TableError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        service.stop()
+    totals["windows_evaluated"] = service.evaluator.evaluated
+    print(orjson.dumps(totals).decode() if args.json else "  ".join(f"{k}={v}" for k, v in totals.items()))
+    return 0
+
+
+def _replay_messages(path: str, segments: list[str], model: str | None) -> list[bytes]:
+    """Events in event-time order, as contract JSON."""
+    from driftline.ingest.files import TableError, read_table
+
+    if path.endswith((".ndjson", ".jsonl")):
+        try:
+            lines = [line for line in Path(path).read_bytes().split(b"\n") if line.strip()]
+        except OSError as exc:
+            raise TableError(f"{path}: cannot read: {exc.strerror}") from None
+        return sorted(lines, key=_ts_of)
+    df = read_table(path)
+    fields = {"event_id", "model_id", "model_version", "ts", "prediction", "label", "latency_ms"}
+    if "ts" not in df.columns or "event_id" not in df.columns:
+        raise TableError(f"{path}: needs at least the columns event_id and ts")
+    features = [c for c in df.columns if c not in fields and c not in segments]
+    out = []
+    for row in df.sort("ts").iter_rows(named=True):
+        event = {k: row[k] for k in fields if k in row}
+        if model and "model_id" not in row:
+            event["model_id"] = model
+        event["features"] = {f: row[f] for f in features}
+        event["segments"] = {s: row[s] for s in segments if row.get(s) is not None}
+        out.append(orjson.dumps(event))
+    return out
+
+
+def _ts_of(line: bytes) -> float:
+    try:
+        ts = orjson.loads(line).get("ts")
+        return float(ts) if isinstance(ts, int | float) else 0.0
+    except (orjson.JSONDecodeError, AttributeError):
+        return 0.0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from driftline import demo
+
+    return demo.run(args.dir, args.keep_running)
+
+
 def _spec_for(path: str, spec: Any) -> Any:
     """Roles that the file actually has (a reference file may lack labels or segments)."""
     from dataclasses import replace
@@ -602,8 +767,7 @@ def _stats(args: argparse.Namespace) -> int:
     import time
 
     from driftline.contract import InvalidEvent, parse_ts
-    from driftline.detectors.profile import drift_report
-    from driftline.storage.codec import merge_rows
+    from driftline.ingest.evaluate import range_report
 
     try:
         start = parse_ts(args.start) if args.start else None
@@ -614,12 +778,9 @@ def _stats(args: argparse.Namespace) -> int:
     references = _references(store)
     if args.model not in references:
         raise UsageError(f"model {args.model!r} has no reference in {args.store}")
-    reference = references[args.model]
-    rows = store.pane_rows(args.model, start, end, model_version=args.version)
-    current = merge_rows(reference.binning, rows)
-    report = drift_report(reference, current, _thresholds(args))
-    report["late_events"] = sum(r.n for r in rows if r.kind == "events" and r.late)
-    report["range"] = {"from": start, "to": end, "panes": len({r.pane_start for r in rows})}
+    report = range_report(
+        store, references[args.model], args.model, start, end, args.version, _thresholds(args)
+    )
     store.close()
     _print_report(report, args.json)
     return 0

@@ -219,6 +219,7 @@ def load(path: str | Path) -> AlertingConfig:
         raise ConfigError(f"{p}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the top level must be a mapping")
+    data.pop("service", None)  # the service's own settings share the file (driftline.settings)
     try:
         return AlertingConfig.model_validate(data)
     except ValidationError as exc:

@@ -1,1 +1,1 @@
-"""HTTP API (FastAPI): read side, HTTP ingest, /metrics. Built in the service issue; nothing here yet."""
+"""HTTP API (FastAPI, ``/v1``): HTTP ingest, read side, references, alerts, silences, /metrics."""

@@ -16,19 +16,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from driftline.contract import MAX_EVENT_BYTES, Event, InvalidEvent
-from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
+from driftline import metrics as prom
+from driftline.contract import MAX_EVENT_BYTES, InvalidEvent
+from driftline.detectors.profile import ModelSketch, Thresholds
 from driftline.ingest.decode import AnyEvent, Rejected, decode
+from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.panes import PaneFolder, WindowSpec
-from driftline.storage.codec import merge_rows, metric_rows
-from driftline.storage.store import MetricRow, OffsetRange, PaneRow, Store, StoreError
+from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError
 
 log = logging.getLogger("driftline.consumer")
 
@@ -92,6 +94,16 @@ class DeadLetterRouter:
             raise StoreError(f"dead-letter delivery failed: {errors[:3] or 'timeout'}")
 
 
+def _export_lag(stats_json: str) -> None:
+    """librdkafka statistics -> per-partition consumer lag gauge."""
+    stats = orjson.loads(stats_json)
+    for topic, t in stats.get("topics", {}).items():
+        for partition, p in t.get("partitions", {}).items():
+            lag = p.get("consumer_lag", -1)
+            if partition != "-1" and lag >= 0:
+                prom.CONSUMER_LAG.labels(topic, partition).set(lag)
+
+
 class StreamConsumer:
     def __init__(
         self,
@@ -99,16 +111,17 @@ class StreamConsumer:
         store: Store,
         references: dict[str, ModelSketch],
         clock: Callable[[], float] = time.time,
-        on_window: Callable[[str, str, int, int, list[MetricRow]], None] | None = None,
+        on_window: OnWindow | None = None,
     ) -> None:
         self.config = config
-        self.on_window = on_window  # alerting: called with each window's stored metrics
+        self.evaluator = WindowEvaluator(store, references, config.windows, config.thresholds, on_window)
         self.store = store
         self.references = references
         self.clock = clock
         self.folder = PaneFolder(references, config.windows)
         self.dlq = DeadLetterRouter(config.bootstrap, config.dlq_suffix, config.kafka)
         self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last]
+        self.assigned: set[tuple[str, int]] = set()
         self.stats: dict[str, int] = defaultdict(int)
         self._last_flush = clock()
         self._paused = False
@@ -121,6 +134,8 @@ class StreamConsumer:
         c = self.config
         conf: dict[str, object] = {
             "bootstrap.servers": c.bootstrap,
+            "statistics.interval.ms": 5000,
+            "stats_cb": _export_lag,
             "group.id": c.group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -176,6 +191,7 @@ class StreamConsumer:
         if self._paused:
             self._rewind(msgs)
             return
+        started = time.perf_counter()
         by_partition: dict[tuple[str, int], list[AnyEvent]] = defaultdict(list)
         for m in msgs:
             err = m.error()
@@ -197,12 +213,21 @@ class StreamConsumer:
             except InvalidEvent as exc:
                 self.dlq.route(Rejected(value or b"", str(exc), topic, partition, offset, m.key()))
                 self.stats["rejected"] += 1
+                prom.EVENTS.labels("", "rejected").inc()  # unknown ids would blow up cardinality
                 continue
             by_partition[(topic, partition)].append(event)
-            self.stats["accepted"] += 1
+        decoded = time.perf_counter()
+        prom.DECODE_SECONDS.observe(decoded - started)
         now_ms = int(self.clock() * 1000)
+        late_before = self.folder.late_events
         for key, events in by_partition.items():
             self.folder.fold(events, key, now_ms)
+            self.stats["accepted"] += len(events)
+            for model, n in Counter(e.model_id for e in events).items():
+                prom.EVENTS.labels(model, "accepted").inc(n)
+        if self.folder.late_events > late_before:
+            prom.EVENTS.labels("", "late").inc(self.folder.late_events - late_before)
+        prom.FOLD_SECONDS.observe(time.perf_counter() - decoded)
 
     def _rewind(self, msgs: list[Message]) -> None:
         """A flush is pending: fold nothing new (its retry must write the same rows, with the same
@@ -236,10 +261,13 @@ class StreamConsumer:
             self.dlq.flush()
             rows = self._rows_pending or self.folder.take_rows()
             self._rows_pending = rows  # kept until acknowledged: the retry writes the same rows
-            self.store.write_flush(self.config.group, rows, offsets)
+            with prom.STORE_WRITE_SECONDS.time():
+                self.store.write_flush(self.config.group, rows, offsets)
         except StoreError as exc:
+            prom.STORE_ERRORS.labels("flush").inc()
             self._backoff(exc)
             return False
+        prom.PANES_FLUSHED.inc(len(rows))
         self._rows_pending = []
         self._failures = 0
         self._consumer.commit(offsets=[TopicPartition(o.topic, o.partition, o.end + 1) for o in offsets],
@@ -266,25 +294,9 @@ class StreamConsumer:
         log.warning("flush failed (%s); partitions paused, retry in %.1fs", exc, delay)
 
     def _evaluate_closed_panes(self) -> None:
-        """Drift metrics of the window ending at each newly final pane, from all stored partials."""
-        spec = self.config.windows
-        closed = self.folder.closed_panes(int(self.clock() * 1000))
-        for i, (model, version, start) in enumerate(closed):
-            end = start + spec.pane_ms
-            reference = self.references[model]
-            try:
-                rows = self.store.pane_rows(model, end - spec.window_ms, end, model_version=version)
-                current = merge_rows(reference.binning, rows)
-                report = drift_report(reference, current, self.config.thresholds)
-                metrics = metric_rows(report, model, version, end - spec.window_ms, end)
-                self.store.write_metrics(metrics)
-            except StoreError as exc:
-                log.warning("window evaluation deferred (%s)", exc)
-                self.folder.open_panes.update(closed[i:])  # evaluated after the next flush
-                return
-            if self.on_window is not None:
-                self.on_window(model, version, end - spec.window_ms, end, metrics)
-            self.stats["windows_evaluated"] += 1
+        pending = self.evaluator.evaluate(self.folder.closed_panes(int(self.clock() * 1000)))
+        self.folder.open_panes.update(pending)  # the store failed: evaluated after the next flush
+        self.stats["windows_evaluated"] = self.evaluator.evaluated
 
     # -- rebalance ----------------------------------------------------------------------------
 
@@ -297,6 +309,7 @@ class StreamConsumer:
             if last is not None:
                 tp.offset = last + 1  # ClickHouse is ahead of (or equal to) the committed offset
         consumer.assign(partitions)
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
         now_ms = int(self.clock() * 1000)
         for tp in partitions:
             self.folder.watermark.assign((tp.topic, tp.partition), now_ms)
@@ -307,11 +320,13 @@ class StreamConsumer:
             # Could not store: drop the state; the next owner re-reads from the stored offsets.
             self._drop_unflushed()
         self.folder.forget_partitions((tp.topic, tp.partition) for tp in partitions)
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drop_unflushed()
         self.folder.forget_partitions((tp.topic, tp.partition) for tp in partitions)
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
         log.warning("lost %s; unflushed state dropped", [(tp.topic, tp.partition) for tp in partitions])
 
     def _drop_unflushed(self) -> None:

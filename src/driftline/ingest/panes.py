@@ -7,7 +7,7 @@ take rows out. State between two flushes is bounded by the panes touched in that
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from driftline.contract import Event
@@ -35,7 +35,7 @@ PaneKey = tuple[str, str, int, bool]  # model, version, pane start, late
 
 @dataclass
 class PaneFolder:
-    references: dict[str, ModelSketch]
+    references: Mapping[str, ModelSketch]
     spec: WindowSpec = field(default_factory=WindowSpec)
 
     def __post_init__(self) -> None:
@@ -87,6 +87,12 @@ class PaneFolder:
         closed = sorted(p for p in self.open_panes if is_final(p[2], self.spec.pane_ms, mark))
         self.open_panes.difference_update(closed)
         return closed
+
+    def close_all(self) -> list[tuple[str, str, int]]:
+        """Every pane still open (the end of a replay: no later events will come)."""
+        panes = sorted(self.open_panes)
+        self.open_panes.clear()
+        return panes
 
     def forget_partitions(self, partitions: Iterable[Hashable]) -> None:
         for p in partitions:

@@ -170,9 +170,14 @@ class Store:
 
     # -- pane sketches ------------------------------------------------------------------------
 
-    def write_flush(self, group: str, rows: Sequence[PaneRow], offsets: Sequence[OffsetRange]) -> str:
-        """Pane rows and the offsets they cover, in ONE insert (one part: all or nothing)."""
-        token = flush_token(group, offsets, rows)
+    def write_flush(
+        self, group: str, rows: Sequence[PaneRow], offsets: Sequence[OffsetRange], token: str | None = None
+    ) -> str:
+        """Pane rows and the offsets they cover, in ONE insert (one part: all or nothing).
+
+        ``token`` deduplicates retries; by default it is derived from the offsets covered.
+        """
+        token = token or flush_token(group, offsets, rows)
         now = datetime.now(UTC)
         data: list[list[Any]] = [
             [r.kind, r.model_id, r.model_version, r.feature, r.pane_start, r.pane_ms, int(r.late), r.n,
@@ -422,3 +427,42 @@ class AlertStore:
             f"FROM {self.store.database}.pane_sketches WHERE kind = 'events' GROUP BY model_id, model_version"
         )
         return {(m, v): int(ms) / 1000 for m, v, ms in rows}
+
+
+class ModelStore:
+    """Model registrations (``models`` table)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def save(self, model_id: str, config: dict[str, Any]) -> None:
+        import orjson
+
+        row = [model_id, orjson.dumps(config).decode(), datetime.now(UTC)]
+        self.store._insert("models", [row], ("model_id", "config", "updated_at"))
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        import orjson
+
+        rows = self.store._query(f"SELECT model_id, config FROM {self.store.database}.models FINAL ORDER BY model_id")
+        return {m: orjson.loads(c) for m, c in rows}
+
+    def metric_series(
+        self, model_id: str, metric: str, feature: str | None, start: int | None, end: int | None
+    ) -> list[tuple[str, int, float, float | None]]:
+        where = ["model_id = %(m)s", "metric = %(metric)s"]
+        params: dict[str, Any] = {"m": model_id, "metric": metric}
+        if feature is not None:
+            where.append("feature = %(f)s")
+            params["f"] = feature
+        if start is not None:
+            where.append("window_end > %(s)s")
+            params["s"] = start
+        if end is not None:
+            where.append("window_end <= %(e)s")
+            params["e"] = end
+        return self.store._query(
+            f"SELECT feature, window_end, value, p_value FROM {self.store.database}.drift_metrics FINAL "
+            f"WHERE {' AND '.join(where)} ORDER BY feature, window_end",
+            params,
+        )

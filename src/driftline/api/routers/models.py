@@ -1,0 +1,204 @@
+"""Models, references and the read side: drift over any range, metric time series, latency, fairness."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from driftline.api.deps import TimeRange, require, service
+from driftline.api.problems import Problem
+from driftline.detectors.profile import ModelSketch, Thresholds
+from driftline.ingest.evaluate import range_report
+from driftline.ingest.files import TableError, TableSpec, load_reference
+from driftline.service import Service
+from driftline.storage.codec import merge_rows, reference_id, reference_rows
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+read = [Depends(require("read"))]
+admin = [Depends(require("admin"))]
+ModelId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=r"^[^/\x00]+$", examples=["churn"])]
+
+
+class ModelThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    psi: float = Field(0.2, gt=0, examples=[0.2])
+    ks: float = Field(0.1, gt=0, le=1, examples=[0.1])
+    min_support: int = Field(30, ge=1)
+
+
+class ModelConfig(BaseModel):
+    """A model's registration: who owns it and how it is judged."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field("", max_length=2000, examples=["churn propensity, gradient boosting"])
+    owner: str = Field("", max_length=200, examples=["growth-ml"])
+    segments: list[str] = Field(default_factory=list, examples=[["region", "gender"]])
+    positive_threshold: float = Field(0.5, ge=0, le=1)
+    thresholds: ModelThresholds = ModelThresholds()
+
+
+class ReferenceRange(BaseModel):
+    """Use the stored traffic of a past range as the reference (the binning stays the same)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str = Field(alias="from", examples=["2026-01-01T00:00:00Z"])
+    to: str = Field(examples=["2026-01-02T00:00:00Z"])
+
+
+def _reference(svc: Service, model: str) -> ModelSketch:
+    ref = svc.references.get(model)
+    if ref is None:
+        raise Problem(404, f"model {model!r} has no reference; PUT /v1/models/{model}/reference first")
+    return ref
+
+
+def _thresholds(svc: Service, model: str) -> Thresholds:
+    t = svc.models.all().get(model, {}).get("thresholds") or {}
+    return Thresholds(t.get("psi", 0.2), t.get("ks", 0.1), t.get("min_support", 30))
+
+
+def _summary(svc: Service, model: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    ref = svc.references.get(model)
+    return {
+        "model_id": model,
+        "config": config or {},
+        "reference": None if ref is None else {
+            "reference_id": reference_id(ref.binning),
+            "rows": ref.n_events,
+            "features": {f: ref.binning.kind(f) for f in ref.binning.features},
+        },
+    }
+
+
+@router.get("", dependencies=read, summary="List models (with a reference or a registration)")
+def list_models(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
+    configs = svc.models.all()
+    return [_summary(svc, m, configs.get(m)) for m in sorted(set(configs) | set(svc.references))]
+
+
+@router.get("/{model_id}", dependencies=read, summary="One model", responses={404: {"description": "unknown"}})
+def get_model(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
+    configs = svc.models.all()
+    if model_id not in configs and model_id not in svc.references:
+        raise Problem(404, f"unknown model {model_id!r}")
+    return _summary(svc, model_id, configs.get(model_id))
+
+
+@router.put("/{model_id}", dependencies=admin, summary="Register or update a model")
+def put_model(model_id: ModelId, config: ModelConfig, svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
+    svc.models.save(model_id, config.model_dump())
+    return _summary(svc, model_id, config.model_dump())
+
+
+@router.put(
+    "/{model_id}/reference",
+    dependencies=admin,
+    summary="Set the reference: upload Parquet/CSV, or name a past time range",
+    description="Body: the file itself (`Content-Type: application/vnd.apache.parquet` or `text/csv`), "
+    "roles as query parameters; or JSON `{\"from\": ..., \"to\": ...}` to use stored traffic.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ReferenceRange.model_json_schema(by_alias=True),
+                                     "example": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
+    responses={400: {"description": "unusable file or range"}, 415: {"description": "unknown content type"}},
+)
+async def put_reference(
+    model_id: ModelId,
+    request: Request,
+    svc: Annotated[Service, Depends(service)],
+    segments: Annotated[str, Query(max_length=1000, examples=["region,gender"])] = "",
+    prediction: Annotated[str | None, Query(max_length=256)] = None,
+    label: Annotated[str | None, Query(max_length=256)] = None,
+    latency: Annotated[str | None, Query(max_length=256)] = None,
+) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    body = await request.body()
+    if ctype == "application/json":
+        try:
+            rng = ReferenceRange.model_validate(orjson.loads(body or b"null"))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            raise Problem(400, f"expected {{\"from\": ..., \"to\": ...}}: {str(exc).splitlines()[0]}") from None
+        window = TimeRange(rng.from_, rng.to)
+        ref = _reference(svc, model_id)
+        rows = svc.store.pane_rows(model_id, window.start, window.end)
+        sketch = merge_rows(ref.binning, rows)
+        if sketch.n_events == 0:
+            raise Problem(400, "no stored events of this model in that range")
+        svc.store.save_reference(reference_rows(model_id, sketch, source=f"range {rng.from_} .. {rng.to}"))
+    elif ctype in ("application/vnd.apache.parquet", "application/octet-stream", "text/csv"):
+        suffix = ".csv" if ctype == "text/csv" else ".parquet"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"reference{suffix}"
+            path.write_bytes(body)
+            spec = TableSpec(segments=[s for s in segments.split(",") if s], prediction=prediction, label=label,
+                             latency=latency)
+            try:
+                sketch, _ = load_reference(path, spec, 1000, 10)
+            except (TableError, ValueError) as exc:
+                raise Problem(400, str(exc).replace(str(path), "upload")) from None
+        svc.store.save_reference(reference_rows(model_id, sketch, source="upload"))
+    else:
+        raise Problem(415, "send the file (application/vnd.apache.parquet, text/csv) or a JSON time range")
+    svc.references.reload(svc.store)
+    return _summary(svc, model_id, svc.models.all().get(model_id))
+
+
+@router.get("/{model_id}/drift", dependencies=read, summary="Drift over any range (same JSON as `driftline stats`)")
+def drift(
+    model_id: ModelId,
+    svc: Annotated[Service, Depends(service)],
+    window: Annotated[TimeRange, Depends()],
+    version: Annotated[str | None, Query(max_length=256)] = None,
+) -> dict[str, Any]:
+    ref = _reference(svc, model_id)
+    return range_report(svc.store, ref, model_id, window.start, window.end, version, _thresholds(svc, model_id))
+
+
+@router.get("/{model_id}/latency", dependencies=read, summary="Latency percentiles over a range")
+def latency(
+    model_id: ModelId, svc: Annotated[Service, Depends(service)], window: Annotated[TimeRange, Depends()]
+) -> dict[str, Any]:
+    report = drift(model_id, svc, window)
+    return {"model_id": model_id, "range": report["range"], "latency": report["latency"]}
+
+
+@router.get("/{model_id}/fairness", dependencies=read, summary="Fairness by segment over a range")
+def fairness(
+    model_id: ModelId, svc: Annotated[Service, Depends(service)], window: Annotated[TimeRange, Depends()]
+) -> dict[str, Any]:
+    report = drift(model_id, svc, window)
+    return {"model_id": model_id, "range": report["range"], "fairness": report["fairness"]}
+
+
+@router.get("/{model_id}/metrics", dependencies=read, summary="Time series of a drift metric")
+def metric_series(
+    model_id: ModelId,
+    svc: Annotated[Service, Depends(service)],
+    window: Annotated[TimeRange, Depends()],
+    metric: Annotated[str, Query(min_length=1, max_length=64, examples=["psi"])] = "psi",
+    feature: Annotated[str | None, Query(max_length=256, examples=["f00_normal"])] = None,
+    step: Annotated[int | None, Query(ge=1000, le=31 * 86_400_000, description="bucket in ms: last value per bucket")] = None,
+) -> dict[str, Any]:
+    rows = svc.models.metric_series(model_id, metric, feature, window.start, window.end)
+    series: dict[str, list[dict[str, Any]]] = {}
+    for feat, end, value, p in rows:
+        points = series.setdefault(feat, [])
+        point = {"t": end, "value": value, "p_value": p}
+        if step and points and points[-1]["t"] // step == end // step:
+            points[-1] = point  # last value per bucket
+        else:
+            points.append(point)
+    return {"model_id": model_id, "metric": metric, "series": series}
+

@@ -1,0 +1,257 @@
+"""``driftline demo``: the whole product in one process, in about a minute, on embedded chDB.
+
+Starts the service (HTTP API + alerting) on a fresh store, runs a local sink that plays Slack,
+PagerDuty and a retraining endpoint, feeds 20 minutes of simulated traffic through
+``POST /v1/events`` — drift in two features and a fairness regression in one region from the
+middle on — prints the windows as they close and every notification the sink receives, and
+exits 0 only if the expected alerts fired and the retraining webhook arrived exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from rich.console import Console
+
+from driftline.api.app import create_app
+from driftline.service import Service
+from driftline.settings import load_settings
+from driftline.simulate import FILE_DROP, Traffic, events, generate
+from driftline.storage.store import MetricRow
+
+DRIFTED = ("f00_normal", "f01_lognormal")
+SECRET = "whsec_" + "ZHJpZnRsaW5lLWRlbW8tc2VjcmV0LWtleQ=="
+PANE_S, EVENTS_PER_PANE, PANES = 60, 600, 20
+
+
+@dataclass
+class Sink:
+    """Records what receivers would get; answers like Slack (ok), PagerDuty (202) and a webhook."""
+
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    console: Console | None = None
+
+    def start(self) -> str:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.record(self.path, orjson.loads(body))
+                status, reply = (
+                    (202, b'{"status":"success"}') if self.path.startswith("/pagerduty") else (200, b"ok")
+                )
+                self.send_response(status)
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def record(self, path: str, body: dict[str, Any]) -> None:
+        self.received.append((path, body))
+        if self.console is None:
+            return
+        if path.startswith("/slack"):
+            self.console.print(f"  [magenta]slack[/]      {body['text'][:110]}")
+        elif path.startswith("/pagerduty"):
+            summary = body.get("payload", {}).get("summary", "")
+            self.console.print(
+                f"  [red]pagerduty[/]  {body['event_action']} {body['dedup_key'][:12]}… {summary}"
+            )
+        else:
+            self.console.print(f"  [cyan]retrain[/]    {body['type']} for model {body['data']['model']}")
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _rules(sink: str) -> str:
+    return f"""
+receivers:
+  - name: slack
+    slack: {{webhook_url: "{sink}/slack/T000/B000/demo", grafana_url: "http://localhost:3000"}}
+  - name: oncall
+    pagerduty: {{routing_key: DEMO0ROUTING0KEY, url: "{sink}/pagerduty/v2/enqueue"}}
+  - name: retrain
+    webhook: {{url: "{sink}/retrain", secret: "{SECRET}", cooldown: 24h}}
+rules:
+  - name: feature-drift
+    metric: psi
+    threshold: 0.2
+    severity: critical
+    receivers: [slack, oncall]
+    retrain: retrain
+    annotations: {{summary: "PSI of {{feature}} on {{model}} is {{value:.2f}} (> {{threshold}})"}}
+  - name: disparate-impact
+    metric: disparate_impact
+    op: "<"
+    threshold: 0.8
+    severity: error
+    receivers: [slack]
+    annotations: {{summary: "disparate impact by {{feature}} on {{model}} is {{value:.2f}} (< 0.8)"}}
+grouping: {{group_wait: 1s, group_interval: 5s, repeat_interval: 4h}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(workdir: str | None = None, keep_running: bool = False, console: Console | None = None) -> int:
+    out = console or Console()
+    root = Path(workdir or tempfile.mkdtemp(prefix="driftline-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    sink = Sink(console=out)
+    sink_url = sink.start()
+    (root / "driftline.yaml").write_text(_rules(sink_url))
+    reference = root / "reference.parquet"
+    generate(Traffic(n=30_000, seed=1000)).drop(FILE_DROP).write_parquet(reference)
+    key = secrets.token_urlsafe(16)
+    port = _free_port()
+    settings = load_settings(
+        store=f"chdb://{root / 'store'}",
+        rules=str(root / "driftline.yaml"),
+        http_port=port,
+        references={"churn": str(reference)},
+        segments=["region", "gender"],
+        api_keys={key: ["ingest", "read", "admin"]},
+        pane_ms=PANE_S * 1000,
+        window_ms=5 * PANE_S * 1000,
+        lateness_ms=0,
+        idle_ms=2000,
+    )
+    windows: list[tuple[int, dict[str, float]]] = []
+
+    def show(model: str, version: str, start: int, end: int, rows: list[MetricRow]) -> None:
+        vals = {f"{r.metric}:{r.feature}": r.value for r in rows}
+        windows.append((end, vals))
+        drift = "  ".join(f"PSI {f}={vals.get(f'psi:{f}', float('nan')):.2f}" for f in DRIFTED)
+        di = vals.get("disparate_impact:region", float("nan"))
+        out.print(
+            f"[dim]window ending {time.strftime('%H:%M', time.gmtime(end / 1000))}[/]  {drift}  "
+            f"disparate impact(region)={di:.2f}  events={int(vals.get('events:', 0))}"
+        )
+
+    out.print(
+        f"[bold]driftline demo[/] — store {root / 'store'}, API http://127.0.0.1:{port}, sink {sink_url}"
+    )
+    service = Service(settings, observer=show)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    service.start()
+    try:
+        _wait_until(lambda: server.started, 30)
+        _feed(f"http://127.0.0.1:{port}", key, out)
+        out.print("[dim]traffic done; waiting for the last windows and notifications…[/]")
+        ok = _wait_until(lambda: not _expected(service, sink) and _drained(service), 45)
+        _summary(out, service, sink, root, port, key)
+        problems = _expected(service, sink)
+        for p in problems:
+            out.print(f"[red]expected but missing:[/] {p}")
+        if keep_running:
+            out.print("serving until Ctrl-C …")
+            while True:
+                time.sleep(1)
+        return 0 if ok and not problems else 1
+    finally:
+        server.should_exit = True
+        service.stop()
+        sink.stop()
+
+
+def _feed(api: str, key: str, out: Console) -> None:
+    n = EVENTS_PER_PANE * PANES
+    start = (int(time.time()) // PANE_S - PANES - 1) * PANE_S * 1000
+    traffic = Traffic(
+        n=n,
+        seed=7,
+        start_ms=start,
+        rate=EVENTS_PER_PANE / PANE_S,
+        drift_at=0.5,
+        drift_features=DRIFTED,
+        fairness_regression="region=south",
+    )
+    rows = list(events(generate(traffic)))
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/x-ndjson"}
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, n, EVENTS_PER_PANE):
+            body = b"\n".join(orjson.dumps(e) for e in rows[i : i + EVENTS_PER_PANE])
+            r = client.post(f"{api}/v1/events", content=body, headers=headers)
+            r.raise_for_status()
+            if i == n // 2:
+                out.print(
+                    "[yellow]>>> drift starts: f00_normal, f01_lognormal shift; region=south scores drop[/]"
+                )
+
+
+def _expected(service: Service, sink: Sink) -> list[str]:
+    fired = {
+        (a.rule, a.feature)
+        for a in (service.alerting.fired if service.alerting else [])
+        if a.status == "firing"
+    }
+    missing = [f"feature-drift on {f}" for f in DRIFTED if ("feature-drift", f) not in fired]
+    if ("disparate-impact", "region") not in fired:
+        missing.append("disparate-impact on region")
+    retrains = [b for p, b in sink.received if p.startswith("/retrain")]
+    if len(retrains) != 1:
+        missing.append(f"exactly one retraining webhook (got {len(retrains)})")
+    if not any(p.startswith("/pagerduty") for p, _ in sink.received):
+        missing.append("a PagerDuty trigger")
+    return missing
+
+
+def _drained(service: Service) -> bool:
+    return service.alerting is None or not service.alerting.outbox.in_order()
+
+
+def _wait_until(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return bool(predicate())
+
+
+def _summary(out: Console, service: Service, sink: Sink, root: Path, port: int, key: str) -> None:
+    alerts = service.alerting.fired if service.alerting else []
+    out.print("\n[bold]alerts[/]")
+    for a in alerts:
+        out.print(
+            f"  {a.status:8} {a.severity:8} {a.rule:17} {a.feature or '(model)':14} value={a.value:.3f}"
+        )
+    kinds = [p.split("/")[1] for p, _ in sink.received]
+    out.print(
+        f"\n[bold]notifications received[/] {json.dumps({k: kinds.count(k) for k in sorted(set(kinds))})}"
+    )
+    out.print("\n[bold]explore[/]")
+    out.print(f"  driftline stats --store chdb://{root / 'store'} --model churn")
+    out.print(f"  driftline alerts --store chdb://{root / 'store'} --model churn")
+    out.print(
+        f"  (with --keep-running) curl -H 'Authorization: Bearer {key}' "
+        f"http://127.0.0.1:{port}/v1/models/churn/drift"
+    )

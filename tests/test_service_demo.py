@@ -1,0 +1,78 @@
+"""`driftline demo` end to end (the README's main command), and replay through the same path."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import orjson
+import pytest
+from rich.console import Console
+
+from driftline import demo
+from driftline.cli import main
+from driftline.simulate import FILE_DROP, Traffic, events, generate
+from driftline.storage.store import Store
+
+pytestmark = pytest.mark.loopback
+
+
+def test_demo_fires_the_expected_alerts(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert demo.run(str(tmp_path), console=Console(file=out, width=200)) == 0
+    text = out.getvalue()
+    assert "drift starts" in text
+    assert "pagerduty  trigger" in text and "retrain    io.driftline.retrain.firing" in text
+    counts = orjson.loads(text.split("notifications received ")[1].splitlines()[0])
+    assert counts["retrain"] == 1 and counts["pagerduty"] == 2 and counts["slack"] >= 2
+    store = Store.open(f"chdb://{tmp_path / 'store'}")
+    try:
+        psi = store.metrics("churn", metric="psi", feature="f00_normal")
+    finally:
+        store.close()
+    assert psi[0].status == "ok" and psi[-1].status == "drift"
+
+
+def test_replay_backfills_with_event_time_windows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = tmp_path / "ref.parquet"
+    generate(Traffic(n=20_000, seed=1000)).drop(FILE_DROP).write_parquet(ref)
+    traffic = Traffic(n=3000, seed=4, rate=5.0, drift_at=0.5, drift_features=["f00_normal"])
+    lines = [orjson.dumps(e) for e in events(generate(traffic))]
+    lines.insert(10, b'{"event_id": "broken"')
+    (tmp_path / "events.ndjson").write_bytes(b"\n".join(reversed(lines)))  # out of order: replay sorts
+    dsn = f"chdb://{tmp_path / 'store'}"
+    assert (
+        main(
+            [
+                "reference",
+                "build",
+                "--store",
+                dsn,
+                "--model",
+                "churn",
+                "--file",
+                str(ref),
+                "--segments",
+                "region,gender",
+                "--prediction",
+                "prediction",
+                "--label",
+                "label",
+                "--latency",
+                "latency_ms",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert (
+        main(
+            ["replay", "--store", dsn, "--file", str(tmp_path / "events.ndjson"), "--window", "5m", "--json"]
+        )
+        == 0
+    )
+    totals = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert totals == {"accepted": 3000, "rejected": 1, "late": 0, "windows_evaluated": 10}
+    assert main(["stats", "--store", dsn, "--model", "churn", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["n_current"] == 3000 and "f00_normal" in report["drifted_features"]
