@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from driftline import metrics as prom
 from driftline.alerting.config import AlertingConfig
 from driftline.alerting.engine import Alert, AlertEngine, Observation
 from driftline.alerting.outbox import Outbox
@@ -42,6 +44,7 @@ class AlertService:
         self._lock = threading.Lock()
         self._last_staleness = 0.0
         self.fired: list[Alert] = []  # what this process notified, for the demo's summary
+        self._exported: set[tuple[str, str]] = set()
 
     def on_window(self, model: str, version: str, start: int, end: int, rows: Sequence[MetricRow]) -> None:
         """Called by the consumer after a window's metrics were stored."""
@@ -51,6 +54,7 @@ class AlertService:
             notify = self.engine.evaluate(obs, self.clock())
             self.dispatcher.submit(notify, self.clock())
             self.fired.extend(notify)
+            self._export_firing()
 
     def tick(self) -> None:
         now = self.clock()
@@ -85,10 +89,22 @@ class AlertService:
     def close(self) -> None:
         self.outbox.close()
 
+    def _export_firing(self) -> None:
+        firing: Counter[tuple[str, str]] = Counter()
+        for st in self.engine.states.values():
+            if st.state == "firing" and st.last is not None:
+                firing[(st.last.model, st.last.severity)] += 1
+        for (model, severity), n in firing.items():
+            prom.ALERTS_FIRING.labels(model, severity).set(n)
+        for model, severity in self._exported - set(firing):
+            prom.ALERTS_FIRING.labels(model, severity).set(0)
+        self._exported = set(firing)
+
     def _silences(self, now: float) -> list[Silence]:
         return [Silence(i, m, s, e, c, b) for i, m, s, e, c, b in self.alerts.silences() if s <= now < e]
 
     def _record(self, attempt: Attempt) -> None:
+        prom.NOTIFICATIONS.labels(attempt.receiver, attempt.outcome).inc()
         try:
             self.alerts.write_attempts([attempt])
         except Exception:

@@ -46,8 +46,8 @@ class ReferenceRange(BaseModel):
     """Use the stored traffic of a past range as the reference (the binning stays the same)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    from_: str = Field(alias="from", examples=["2026-01-01T00:00:00Z"])
-    to: str = Field(examples=["2026-01-02T00:00:00Z"])
+    from_: str | int = Field(alias="from", examples=["2026-01-01T00:00:00Z"])
+    to: str | int = Field(examples=["2026-01-02T00:00:00Z", 1767312000000])
 
 
 def _reference(svc: Service, model: str) -> ModelSketch:
@@ -130,7 +130,7 @@ async def put_reference(
             rng = ReferenceRange.model_validate(orjson.loads(body or b"null"))
         except (orjson.JSONDecodeError, ValueError) as exc:
             raise Problem(400, f"expected {{\"from\": ..., \"to\": ...}}: {str(exc).splitlines()[0]}") from None
-        window = TimeRange(rng.from_, rng.to)
+        window = TimeRange(str(rng.from_), str(rng.to))
         ref = _reference(svc, model_id)
         rows = svc.store.pane_rows(model_id, window.start, window.end)
         sketch = merge_rows(ref.binning, rows)

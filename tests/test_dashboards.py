@@ -1,0 +1,495 @@
+"""The Grafana dashboards and the Prometheus config, checked without Grafana or Prometheus.
+
+* Every dashboard JSON is what ``dashboards/build.py`` generates (regenerate: ``python -m dashboards.build``).
+* Schema essentials: unique uids and panel ids, a layout that fits, datasources that the
+  provisioning defines, variables that exist and are quoted.
+* Every ClickHouse query (panels and variables) runs against a chDB store filled by a short
+  simulated run (``dashboards/sample.py``) after the plugin's macros and the variables are
+  substituted as Grafana and grafana-clickhouse-datasource would; each returns rows with the
+  declared columns, and the numbers say what the simulated run did (drift, fairness, alerts).
+* Every PromQL expression parses (``promtool check rules``), names metrics and labels that
+  ``driftline.metrics`` defines, and returns series from synthetic data of every driftline metric
+  (``promtool test rules``). The scrape config and the service's own rules pass
+  ``promtool check config`` / ``check rules`` and their unit tests (``rules.test.yml``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from dashboards import build
+from dashboards.sample import DRIFT_FEATURES, Sample, fill
+from driftline import metrics
+from driftline.storage.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAFANA = ROOT / "dashboards" / "grafana"
+PROMETHEUS = ROOT / "dashboards" / "prometheus"
+DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
+BUILTIN_VARIABLES = {"__rate_interval", "__range", "__interval", "__interval_ms"}
+PANEL_TYPES = {"timeseries", "stat", "table", "heatmap"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def datasources() -> dict[str, str]:
+    """uid -> type, from the Grafana provisioning."""
+    out = {}
+    for path in (GRAFANA / "provisioning" / "datasources").glob("*.yml"):
+        for ds in yaml.safe_load(path.read_text())["datasources"]:
+            out[ds["uid"]] = ds["type"]
+    return out
+
+
+def targets(dash: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            yield panel, target
+
+
+def variable_refs(text: str) -> list[tuple[str, str | None]]:
+    """(name, format) of every ``$name``, ``${name}``, ``${name:format}``, ``[[name]]``; macros excluded."""
+    refs = []
+    for m in re.finditer(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)|\[\[(\w+)\]\]", text):
+        name = m.group(1) or m.group(3) or m.group(4)
+        if name.startswith("__") and name not in BUILTIN_VARIABLES:
+            continue  # a plugin macro ($__timeFilter, ...)
+        refs.append((name, m.group(2)))
+    return refs
+
+
+# -- files and schema ---------------------------------------------------------------------------
+
+
+def test_the_checked_in_json_is_what_the_generator_writes() -> None:
+    built = build.build()
+    assert [p.stem for p in DASHBOARD_FILES] == sorted(built)
+    for path in DASHBOARD_FILES:
+        assert path.read_text() == build.render(built[path.stem].json), (
+            f"{path} is stale: run python -m dashboards.build"
+        )
+    assert build.main(["--check"]) == 0
+
+
+def test_the_issue_s_four_dashboards_exist() -> None:
+    titles = {load(p)["title"] for p in DASHBOARD_FILES}
+    assert titles == {
+        "driftline / Model overview",
+        "driftline / Feature drift",
+        "driftline / Fairness",
+        "driftline / Pipeline health",
+    }
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_schema_essentials(path: Path) -> None:
+    dash = load(path)
+    for key in ("uid", "title", "panels", "templating", "time", "schemaVersion"):
+        assert key in dash, key
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    known = datasources()
+    cells: set[tuple[int, int]] = set()
+    for panel in dash["panels"]:
+        assert panel["type"] in PANEL_TYPES
+        assert panel["targets"], panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs))
+        g = panel["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, panel["title"]
+        area = set(itertools.product(range(g["x"], g["x"] + g["w"]), range(g["y"], g["y"] + g["h"])))
+        assert not area & cells, f"{panel['title']} overlaps another panel"
+        cells |= area
+        for ds in [panel["datasource"], *(t["datasource"] for t in panel["targets"])]:
+            assert known.get(ds["uid"]) == ds["type"], f"{panel['title']}: datasource {ds} is not provisioned"
+        for t in panel["targets"]:
+            if t["datasource"]["type"] == "grafana-clickhouse-datasource":
+                assert t["editorType"] == "sql" and t["format"] in (0, 1) and t["rawSql"]
+                assert t["pluginVersion"] == build.PLUGIN_VERSION
+            else:
+                assert t["expr"]
+    for var in dash["templating"]["list"]:
+        assert known.get(var["datasource"]["uid"]) == var["datasource"]["type"]
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_variables_referenced_exist_and_are_quoted(path: Path) -> None:
+    dash = load(path)
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    texts = [t.get("rawSql") or t["expr"] for _, t in targets(dash)]
+    defined_before: set[str] = set()
+    for v in dash["templating"]["list"]:  # a variable's query may use the variables above it
+        for name, _ in variable_refs(v["query"]):
+            assert name in defined_before, f"variable {v['name']} uses ${name} before it is defined"
+        defined_before.add(v["name"])
+    for text in texts:
+        for name, fmt in variable_refs(text):
+            assert name in variables or name in BUILTIN_VARIABLES, f"${name} is not a variable of {path.name}"
+            if name in variables and variables[name]["multi"]:
+                assert fmt == "singlequote", f"multi-value ${name} must be used as ${{{name}:singlequote}}"
+    for text in [*texts, *(v["query"] for v in variables.values())]:
+        if "SELECT" in text:  # single values sit inside quotes in SQL
+            for m in re.finditer(r"\$\{(\w+)\}", text):
+                assert text[m.start() - 1] == "'" and text[m.end()] == "'", f"unquoted {m.group()} in {text}"
+
+
+def test_dashboard_queries_follow_the_conventions() -> None:
+    for path in DASHBOARD_FILES:
+        for panel, t in targets(load(path)):
+            sql = t.get("rawSql", "")
+            if "drift_metrics" in sql:
+                assert sql.count("drift_metrics FINAL") >= 1, f"{panel['title']}: read drift_metrics with FINAL"
+            if "driftline." not in sql and sql:
+                pytest.fail(f"{panel['title']}: qualify tables with the driftline database")
+            if t.get("format") == build.TIME_SERIES and sql:
+                assert "ORDER BY time" in sql, f"{panel['title']}: time series must be ordered by time"
+
+
+# -- ClickHouse queries against a filled store --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    from_ms: int
+    to_ms: int
+    interval_s: int
+
+
+def expand_macros(sql: str, r: TimeRange) -> str:
+    """What grafana-clickhouse-datasource (pkg/macros) makes of its macros."""
+
+    def dt(ms: int) -> str:
+        return f"toDateTime({ms // 1000})"
+
+    def dt64(ms: int) -> str:
+        return f"fromUnixTimestamp64Milli({ms})"
+
+    sql = re.sub(r"\$__timeFilter_ms\(([^)]+)\)",
+                 lambda m: f"{m[1]} >= {dt64(r.from_ms)} AND {m[1]} <= {dt64(r.to_ms)}", sql)  # fmt: skip
+    sql = re.sub(r"\$__timeFilter\(([^)]+)\)",
+                 lambda m: f"{m[1]} >= {dt(r.from_ms)} AND {m[1]} <= {dt(r.to_ms)}", sql)  # fmt: skip
+    sql = sql.replace("$__fromTime_ms", dt64(r.from_ms)).replace("$__toTime_ms", dt64(r.to_ms))
+    sql = sql.replace("$__fromTime", dt(r.from_ms)).replace("$__toTime", dt(r.to_ms))
+    sql = sql.replace("$__interval_s", str(r.interval_s))
+    assert "$__" not in sql, f"a macro this test does not expand: {sql}"
+    return sql
+
+
+def expand_variables(sql: str, values: dict[str, list[str]]) -> str:
+    def one(m: re.Match[str]) -> str:
+        name, fmt = m.group(1) or m.group(3), m.group(2)
+        vals = values[name]
+        if fmt == "singlequote":
+            return ",".join("'" + v.replace("'", "\\'") + "'" for v in vals)
+        assert len(vals) == 1, f"${name} is multi-valued: use a format"
+        return vals[0]
+
+    return re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)", one, sql)
+
+
+@dataclass
+class Result:
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+
+@dataclass
+class Filled:
+    store: Store
+    sample: Sample
+    range: TimeRange
+
+    def query(self, sql: str, values: dict[str, list[str]], interval_s: int | None = None) -> Result:
+        r = self.range if interval_s is None else TimeRange(self.range.from_ms, self.range.to_ms, interval_s)
+        text = expand_variables(expand_macros(sql, r), values)
+        # The Store has no raw-query API (it is the only module that writes SQL); dashboards are the
+        # one other reader of ClickHouse, so the test uses its client directly, under its lock.
+        with self.store._lock:
+            result = self.store._client.query(text)
+        return Result(tuple(result.column_names), tuple(t.name for t in result.column_types), result.result_rows)
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
+    store = Store.open(f"chdb://{tmp_path_factory.mktemp('dashboards') / 'db'}")
+    try:
+        sample = fill(store)
+        # Grafana's "last hour" around the run; alerts and notifications are stamped with the wall clock.
+        span = TimeRange(sample.start_ms - 5 * 60_000, int(time.time() * 1000) + 60_000, 60)
+        yield Filled(store, sample, span)
+    finally:
+        store.close()
+
+
+def resolve_variables(filled: Filled, dash: dict[str, Any]) -> dict[str, list[str]]:
+    """Run each variable's query in order, as Grafana does; single-valued ones take the first value."""
+    values: dict[str, list[str]] = {}
+    for v in dash["templating"]["list"]:
+        result = filled.query(v["query"], values)
+        options = [str(row[0]) for row in result.rows]
+        assert options, f"variable {v['name']} has no options"
+        values[v["name"]] = options if v["multi"] else options[:1]
+    return values
+
+
+CLICKHOUSE_TARGETS = [
+    pytest.param(path, panel["id"], t["refId"], id=f"{path.stem}:{panel['id']}{t['refId']}:{panel['title']}")
+    for path in DASHBOARD_FILES
+    for panel, t in targets(load(path))
+    if t["datasource"]["type"] == "grafana-clickhouse-datasource"
+]
+
+
+def test_every_clickhouse_query_declares_its_columns() -> None:
+    declared = {(b.json["uid"], pid, ref) for b in build.build().values() for pid, ref in b.columns}
+    present = {(load(p)["uid"], pid, ref) for p, pid, ref in (c.values for c in CLICKHOUSE_TARGETS)}
+    assert declared == present
+
+
+@pytest.mark.parametrize(("path", "panel_id", "ref_id"), CLICKHOUSE_TARGETS)
+def test_clickhouse_panel_query_returns_rows_with_its_columns(
+    filled: Filled, path: Path, panel_id: int, ref_id: str
+) -> None:
+    dash = load(path)
+    panel = next(p for p in dash["panels"] if p["id"] == panel_id)
+    target = next(t for t in panel["targets"] if t["refId"] == ref_id)
+    values = resolve_variables(filled, dash)
+    expected = build.build()[path.stem].columns[(panel_id, ref_id)]
+    for interval_s in (60, 300):
+        result = filled.query(target["rawSql"], values, interval_s)
+        assert result.columns == expected
+        assert result.rows, f"{panel['title']} returned no rows"
+        if target["format"] == build.TIME_SERIES:
+            assert result.types[0].startswith("DateTime"), f"time column is {result.types[0]}"
+            times = result.column("time")
+            assert times == sorted(times)
+            assert all(t.startswith(("Float", "Int", "UInt", "Nullable(Float")) or t == "String"
+                       for t in result.types[1:])  # fmt: skip
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_variable_queries_return_the_simulated_model(filled: Filled, path: Path) -> None:
+    values = resolve_variables(filled, load(path))
+    s = filled.sample
+    expected = {"model": [s.model], "version": [s.version], "feature": sorted(s.features),
+                "attribute": sorted(s.attributes)}  # fmt: skip
+    for name, got in values.items():
+        assert sorted(got) == expected[name], name
+
+
+def panel_query(filled: Filled, stem: str, title: str, interval_s: int = 60) -> Result:
+    dash = load(GRAFANA / "dashboards" / f"{stem}.json")
+    panel = next(p for p in dash["panels"] if p["title"] == title)
+    return filled.query(panel["targets"][0]["rawSql"], resolve_variables(filled, dash), interval_s)
+
+
+def test_the_numbers_are_those_of_the_simulated_run(filled: Filled) -> None:
+    s = filled.sample
+    assert panel_query(filled, "model-overview", "Events in range").rows == [(s.events,)]
+    for interval_s in (60, 300):
+        rate = panel_query(filled, "model-overview", "Events/s (event time)", interval_s).column("events_per_s")
+        assert sum(rate) * interval_s == pytest.approx(s.events)
+    assert panel_query(filled, "model-overview", "Alerts firing").rows[0][0] >= 1
+    assert panel_query(filled, "model-overview", "Features drifting (latest window)").rows == [
+        (len(DRIFT_FEATURES),)
+    ]
+    heat = panel_query(filled, "model-overview", "PSI by feature")
+    assert set(heat.column("feature")) == set(s.features)
+    assert len(set(heat.column("time"))) == s.windows
+
+    latest = panel_query(filled, "feature-drift", "Latest window")
+    by_feature = {row[0]: dict(zip(latest.columns, row, strict=True)) for row in latest.rows}
+    assert {f for f, r in by_feature.items() if r["status"] == "drift"} == set(DRIFT_FEATURES)
+    assert all(by_feature[f]["psi"] > 0.2 for f in DRIFT_FEATURES)
+    assert by_feature["plan"]["ks"] is None  # categorical: no KS, shown empty rather than 0
+
+    fairness = panel_query(filled, "fairness", "Latest window per attribute")
+    di = dict(zip(fairness.column("attribute"), fairness.column("disparate_impact"), strict=True))
+    assert di["region"] < 0.8 < di["gender"]  # the simulated regression hits region=south
+
+    attempts = panel_query(filled, "pipeline-health", "Notification attempts not sent (from the store)")
+    assert sorted(attempts.column("outcome")) == ["failed", "retry"]
+    latency = panel_query(filled, "model-overview", "Latency p50 / p95 / p99 (window)")
+    assert all(p50 < p95 < p99 for _, p50, p95, p99 in latency.rows)
+    assert isinstance(latency.rows[0][0], datetime)
+
+
+# -- Prometheus ---------------------------------------------------------------------------------
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed: apt-get update && apt-get install -y prometheus")
+    return path
+
+
+def run_promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def service_metrics() -> dict[str, tuple[set[str], str]]:
+    """Series name -> (label names, type) for everything ``driftline.metrics`` exports."""
+    out: dict[str, tuple[set[str], str]] = {"up": ({"job", "instance"}, "gauge")}
+    for m in vars(metrics).values():
+        if isinstance(m, MetricWrapperBase):
+            labels = {*m._labelnames, "job", "instance"}
+            if m._type == "counter":
+                out[f"{m._name}_total"] = (labels, "counter")
+            elif m._type == "histogram":
+                out[f"{m._name}_bucket"] = (labels | {"le"}, "histogram")
+                out[f"{m._name}_sum"] = out[f"{m._name}_count"] = (labels, "counter")
+            else:
+                out[m._name] = (labels, m._type)
+    return out
+
+
+GRAFANA_PROMQL_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s", '"$model|"': '"churn|"'}
+
+
+def dashboard_promql() -> list[str]:
+    exprs = []
+    for path in DASHBOARD_FILES:
+        for _, t in targets(load(path)):
+            if "expr" in t:
+                expr = t["expr"]
+                for var, value in GRAFANA_PROMQL_VARIABLES.items():
+                    expr = expr.replace(var, value)
+                assert "$" not in expr, f"unsubstituted variable in {expr}"
+                exprs.append(expr)
+    return exprs
+
+
+def test_every_pipeline_health_panel_is_prometheus_but_the_outbox_table() -> None:
+    dash = load(GRAFANA / "dashboards" / "pipeline-health.json")
+    kinds = {p["title"]: p["datasource"]["type"] for p in dash["panels"]}
+    assert [t for t, k in kinds.items() if k != "prometheus"] == ["Notification attempts not sent (from the store)"]
+    assert len(dashboard_promql()) >= 15
+
+
+def test_promql_names_only_metrics_and_labels_the_service_exports() -> None:
+    known = service_metrics()
+    rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    exprs = dashboard_promql() + [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    for expr in exprs:
+        names = set(re.findall(r"\b(driftline[_:][a-z0-9_:]*|up)\b", expr))
+        assert names, expr
+        for name in names:
+            assert name in known or name in recorded, f"{name} is not exported by driftline.metrics ({expr})"
+        for name, selector in re.findall(r"\b(driftline_[a-z0-9_]*|up)\{([^}]*)\}", expr):
+            for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector):
+                assert label in known[name][0], f"{name} has no label {label!r}"
+        for grouping in re.findall(r"\bby \(([^)]*)\)", expr):
+            labels = {g.strip() for g in grouping.split(",")}
+            available = set().union(*(known[n][0] for n in names if n in known)) | {"topic", "model", "outcome"}
+            assert labels <= available, f"grouping by unknown labels {labels - available} in {expr}"
+
+
+def test_every_dashboard_promql_expression_parses(tmp_path: Path) -> None:
+    groups = [{"name": "dashboards", "rules": [{"record": f"dashboard:expr_{i}", "expr": e}
+                                               for i, e in enumerate(dashboard_promql())]}]  # fmt: skip
+    (tmp_path / "exprs.yml").write_text(yaml.safe_dump({"groups": groups}))
+    out = run_promtool("check", "rules", "exprs.yml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+LABEL_VALUES = {
+    "model": ["churn"],
+    "outcome": ["accepted", "rejected", "late", "sent", "retry", "failed"],
+    "topic": ["predictions"],
+    "partition": ["0", "1"],
+    "operation": ["flush", "metrics"],
+    "receiver": ["oncall"],
+    "severity": ["warning"],
+    "feature": ["f00_normal"],
+    "metric": ["psi"],
+    "route": ["/v1/events"],
+    "method": ["POST"],
+    "status": ["200"],
+}
+
+
+def synthetic_series() -> list[dict[str, str]]:
+    """Growing counters, gauges and histograms for every driftline metric, as a promtool test input."""
+    series = [{"series": 'up{job="driftline", instance="driftline:8000"}', "values": "1x30"}]
+    base = {"job": "driftline", "instance": "driftline:8000"}
+    for m in vars(metrics).values():
+        if not isinstance(m, MetricWrapperBase):
+            continue
+        for combo in itertools.product(*(LABEL_VALUES[name] for name in m._labelnames)):
+            labels = {**base, **dict(zip(m._labelnames, combo, strict=True))}
+
+            def add(name: str, values: str, extra: dict[str, str] | None = None) -> None:
+                text = ", ".join(f'{k}="{v}"' for k, v in {**labels, **(extra or {})}.items())
+                series.append({"series": f"{name}{{{text}}}", "values": values})
+
+            if m._type == "counter":
+                add(f"{m._name}_total", "0+10x30")
+            elif m._type == "histogram":
+                for i, bound in enumerate(m._upper_bounds):
+                    le = "+Inf" if bound == float("inf") else repr(bound)
+                    add(f"{m._name}_bucket", f"0+{i + 1}x30", {"le": le})
+                add(f"{m._name}_sum", "0+1x30")
+                add(f"{m._name}_count", f"0+{len(m._upper_bounds)}x30")
+            else:
+                add(m._name, "5+1x30")
+    return series
+
+
+def test_every_dashboard_promql_expression_returns_series(tmp_path: Path) -> None:
+    exprs = dashboard_promql()
+    test = {
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": synthetic_series(),
+            # An empty expectation fails exactly for the expressions that return something.
+            "promql_expr_test": [{"expr": e, "eval_time": "20m", "exp_samples": []} for e in exprs],
+        }],
+    }  # fmt: skip
+    (tmp_path / "exprs.test.yml").write_text(yaml.safe_dump(test))
+    out = run_promtool("test", "rules", "exprs.test.yml", cwd=tmp_path)
+    returned = {json.loads(m) for m in re.findall(r'expr: ("(?:[^"\\]|\\.)*"), time:', out.stdout)}
+    assert "got: nil" not in out.stdout
+    assert set(exprs) - returned == set(), f"no series from these expressions:\n{out.stdout}{out.stderr}"
+
+
+def test_prometheus_config_and_rules_pass_promtool() -> None:
+    for args in (("check", "config", "prometheus.yml"), ("check", "rules", "rules.yml"),
+                 ("test", "rules", "rules.test.yml")):  # fmt: skip
+        out = run_promtool(*args)
+        assert out.returncode == 0, f"promtool {' '.join(args)}:\n{out.stdout}{out.stderr}"
+        assert "SUCCESS" in out.stdout + out.stderr
+
+
+def test_the_service_rules_cover_lag_silence_and_notification_failures() -> None:
+    rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
+    alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert {"DriftlineConsumerLagGrowing", "DriftlineNoEvents", "DriftlineNotificationFailures"} <= set(alerts)
+    tested = yaml.safe_load((PROMETHEUS / "rules.test.yml").read_text())
+    fired = {
+        a["alertname"] for t in tested["tests"] for a in t.get("alert_rule_test", []) if a["exp_alerts"]
+    }
+    assert fired == set(alerts), "every alert has a promtool unit test in which it fires"
