@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.metrics import MetricWrapperBase
-
 from dashboards import build
 from dashboards.sample import DRIFT_FEATURES, Sample, fill
+from prometheus_client.metrics import MetricWrapperBase
+
 from driftline import metrics
 from driftline.storage.store import Store
 
@@ -112,7 +112,7 @@ def test_schema_essentials(path: Path) -> None:
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs))
         g = panel["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, panel["title"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, panel["title"]
         area = set(itertools.product(range(g["x"], g["x"] + g["w"]), range(g["y"], g["y"] + g["h"])))
         assert not area & cells, f"{panel['title']} overlaps another panel"
         cells |= area
@@ -154,7 +154,7 @@ def test_dashboard_queries_follow_the_conventions() -> None:
         for panel, t in targets(load(path)):
             sql = t.get("rawSql", "")
             if "drift_metrics" in sql:
-                assert sql.count("drift_metrics FINAL") >= 1, f"{panel['title']}: read drift_metrics with FINAL"
+                assert "drift_metrics FINAL" in sql, f"{panel['title']}: read drift_metrics with FINAL"
             if "driftline." not in sql and sql:
                 pytest.fail(f"{panel['title']}: qualify tables with the driftline database")
             if t.get("format") == build.TIME_SERIES and sql:
@@ -227,7 +227,8 @@ class Filled:
         # one other reader of ClickHouse, so the test uses its client directly, under its lock.
         with self.store._lock:
             result = self.store._client.query(text)
-        return Result(tuple(result.column_names), tuple(t.name for t in result.column_types), result.result_rows)
+        types = tuple(t.name for t in result.column_types)
+        return Result(tuple(result.column_names), types, result.result_rows)
 
 
 @pytest.fixture(scope="module")
@@ -308,8 +309,8 @@ def test_the_numbers_are_those_of_the_simulated_run(filled: Filled) -> None:
     s = filled.sample
     assert panel_query(filled, "model-overview", "Events in range").rows == [(s.events,)]
     for interval_s in (60, 300):
-        rate = panel_query(filled, "model-overview", "Events/s (event time)", interval_s).column("events_per_s")
-        assert sum(rate) * interval_s == pytest.approx(s.events)
+        rate = panel_query(filled, "model-overview", "Events/s (event time)", interval_s)
+        assert sum(rate.column("events_per_s")) * interval_s == pytest.approx(s.events)
     assert panel_query(filled, "model-overview", "Alerts firing").rows[0][0] >= 1
     assert panel_query(filled, "model-overview", "Features drifting (latest window)").rows == [
         (len(DRIFT_FEATURES),)
@@ -365,7 +366,12 @@ def service_metrics() -> dict[str, tuple[set[str], str]]:
     return out
 
 
-GRAFANA_PROMQL_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s", '"$model|"': '"churn|"'}
+GRAFANA_PROMQL_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__range": "1h",
+    "$__interval": "15s",
+    '"$model|"': '"churn|"',
+}
 
 
 def dashboard_promql() -> list[str]:
@@ -384,14 +390,20 @@ def dashboard_promql() -> list[str]:
 def test_every_pipeline_health_panel_is_prometheus_but_the_outbox_table() -> None:
     dash = load(GRAFANA / "dashboards" / "pipeline-health.json")
     kinds = {p["title"]: p["datasource"]["type"] for p in dash["panels"]}
-    assert [t for t, k in kinds.items() if k != "prometheus"] == ["Notification attempts not sent (from the store)"]
+    clickhouse = [t for t, k in kinds.items() if k != "prometheus"]
+    assert clickhouse == ["Notification attempts not sent (from the store)"]
     assert len(dashboard_promql()) >= 15
 
 
 def test_promql_names_only_metrics_and_labels_the_service_exports() -> None:
     known = service_metrics()
     rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
-    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    recorded = {  # a recording rule's series carry the labels it aggregates by
+        r["record"]: set(re.findall(r"\w+", re.findall(r"\bby \(([^)]*)\)", r["expr"])[0]))
+        for g in rules["groups"]
+        for r in g["rules"]
+        if "record" in r
+    }
     exprs = dashboard_promql() + [r["expr"] for g in rules["groups"] for r in g["rules"]]
     for expr in exprs:
         names = set(re.findall(r"\b(driftline[_:][a-z0-9_:]*|up)\b", expr))
@@ -401,9 +413,9 @@ def test_promql_names_only_metrics_and_labels_the_service_exports() -> None:
         for name, selector in re.findall(r"\b(driftline_[a-z0-9_]*|up)\{([^}]*)\}", expr):
             for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector):
                 assert label in known[name][0], f"{name} has no label {label!r}"
+        available = set().union(*(known[n][0] if n in known else recorded[n] for n in names))
         for grouping in re.findall(r"\bby \(([^)]*)\)", expr):
             labels = {g.strip() for g in grouping.split(",")}
-            available = set().union(*(known[n][0] for n in names if n in known)) | {"topic", "model", "outcome"}
             assert labels <= available, f"grouping by unknown labels {labels - available} in {expr}"
 
 
@@ -431,30 +443,30 @@ LABEL_VALUES = {
 }
 
 
+def series_line(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
+    text = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{text}}}", "values": values}
+
+
 def synthetic_series() -> list[dict[str, str]]:
     """Growing counters, gauges and histograms for every driftline metric, as a promtool test input."""
-    series = [{"series": 'up{job="driftline", instance="driftline:8000"}', "values": "1x30"}]
     base = {"job": "driftline", "instance": "driftline:8000"}
+    series = [series_line("up", base, "1x30")]
     for m in vars(metrics).values():
         if not isinstance(m, MetricWrapperBase):
             continue
         for combo in itertools.product(*(LABEL_VALUES[name] for name in m._labelnames)):
             labels = {**base, **dict(zip(m._labelnames, combo, strict=True))}
-
-            def add(name: str, values: str, extra: dict[str, str] | None = None) -> None:
-                text = ", ".join(f'{k}="{v}"' for k, v in {**labels, **(extra or {})}.items())
-                series.append({"series": f"{name}{{{text}}}", "values": values})
-
             if m._type == "counter":
-                add(f"{m._name}_total", "0+10x30")
+                series.append(series_line(f"{m._name}_total", labels, "0+10x30"))
             elif m._type == "histogram":
                 for i, bound in enumerate(m._upper_bounds):
                     le = "+Inf" if bound == float("inf") else repr(bound)
-                    add(f"{m._name}_bucket", f"0+{i + 1}x30", {"le": le})
-                add(f"{m._name}_sum", "0+1x30")
-                add(f"{m._name}_count", f"0+{len(m._upper_bounds)}x30")
+                    series.append(series_line(f"{m._name}_bucket", {**labels, "le": le}, f"0+{i + 1}x30"))
+                series.append(series_line(f"{m._name}_sum", labels, "0+1x30"))
+                series.append(series_line(f"{m._name}_count", labels, f"0+{len(m._upper_bounds)}x30"))
             else:
-                add(m._name, "5+1x30")
+                series.append(series_line(m._name, labels, "5+1x30"))
     return series
 
 
@@ -487,9 +499,8 @@ def test_prometheus_config_and_rules_pass_promtool() -> None:
 def test_the_service_rules_cover_lag_silence_and_notification_failures() -> None:
     rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
     alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
-    assert {"DriftlineConsumerLagGrowing", "DriftlineNoEvents", "DriftlineNotificationFailures"} <= set(alerts)
+    wanted = {"DriftlineConsumerLagGrowing", "DriftlineNoEvents", "DriftlineNotificationFailures"}
+    assert wanted <= set(alerts)
     tested = yaml.safe_load((PROMETHEUS / "rules.test.yml").read_text())
-    fired = {
-        a["alertname"] for t in tested["tests"] for a in t.get("alert_rule_test", []) if a["exp_alerts"]
-    }
+    fired = {a["alertname"] for t in tested["tests"] for a in t.get("alert_rule_test", []) if a["exp_alerts"]}
     assert fired == set(alerts), "every alert has a promtool unit test in which it fires"

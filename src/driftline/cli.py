@@ -624,10 +624,14 @@ def _silence(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from driftline.alerting.config import ConfigError
     from driftline.api.app import create_app
+
+    _QuietServer = _quiet_server_class()
     from driftline.service import Service
     from driftline.settings import load_settings
 
@@ -650,15 +654,35 @@ def _serve(args: argparse.Namespace) -> int:
         service = Service(settings)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    server = uvicorn.Server(
+    server = _QuietServer(
         uvicorn.Config(create_app(service), host=settings.http_host, port=settings.http_port, log_config=None)
     )
+    stop = lambda *_: setattr(server, "should_exit", True)  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     service.start()
     try:
-        server.run()  # returns on SIGTERM/SIGINT
+        server.run()  # returns once SIGTERM/SIGINT asked it to
     finally:
         service.stop()  # flush panes, commit offsets, drain the outbox
     return 0
+
+
+def _quiet_server_class() -> type:
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its shutdown, which would kill the process before the
+        service flushed; driftline handles the signals itself."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return QuietServer
 
 
 def _has_rules(path: str) -> bool:
