@@ -29,7 +29,8 @@ from typing import Any
 
 import pytest
 import yaml
-from dashboards import build
+from dashboards import build, expand
+from dashboards.expand import Result, TimeRange, expand_macros, expand_variables, run
 from dashboards.sample import DRIFT_FEATURES, Sample, fill
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -164,71 +165,14 @@ def test_dashboard_queries_follow_the_conventions() -> None:
 # -- ClickHouse queries against a filled store --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TimeRange:
-    from_ms: int
-    to_ms: int
-    interval_s: int
-
-
-def expand_macros(sql: str, r: TimeRange) -> str:
-    """What grafana-clickhouse-datasource (pkg/macros) makes of its macros."""
-
-    def dt(ms: int) -> str:
-        return f"toDateTime({ms // 1000})"
-
-    def dt64(ms: int) -> str:
-        return f"fromUnixTimestamp64Milli({ms})"
-
-    sql = re.sub(r"\$__timeFilter_ms\(([^)]+)\)",
-                 lambda m: f"{m[1]} >= {dt64(r.from_ms)} AND {m[1]} <= {dt64(r.to_ms)}", sql)  # fmt: skip
-    sql = re.sub(r"\$__timeFilter\(([^)]+)\)",
-                 lambda m: f"{m[1]} >= {dt(r.from_ms)} AND {m[1]} <= {dt(r.to_ms)}", sql)  # fmt: skip
-    sql = sql.replace("$__fromTime_ms", dt64(r.from_ms)).replace("$__toTime_ms", dt64(r.to_ms))
-    sql = sql.replace("$__fromTime", dt(r.from_ms)).replace("$__toTime", dt(r.to_ms))
-    sql = sql.replace("$__interval_s", str(r.interval_s))
-    assert "$__" not in sql, f"a macro this test does not expand: {sql}"
-    return sql
-
-
-def expand_variables(sql: str, values: dict[str, list[str]]) -> str:
-    def one(m: re.Match[str]) -> str:
-        name, fmt = m.group(1) or m.group(3), m.group(2)
-        vals = values[name]
-        if fmt == "singlequote":
-            return ",".join("'" + v.replace("'", "\\'") + "'" for v in vals)
-        assert len(vals) == 1, f"${name} is multi-valued: use a format"
-        return vals[0]
-
-    return re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)", one, sql)
-
-
-@dataclass
-class Result:
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-
-    def column(self, name: str) -> list[Any]:
-        i = self.columns.index(name)
-        return [r[i] for r in self.rows]
-
-
 @dataclass
 class Filled:
     store: Store
     sample: Sample
     range: TimeRange
 
-    def query(self, sql: str, values: dict[str, list[str]], interval_s: int | None = None) -> Result:
-        r = self.range if interval_s is None else TimeRange(self.range.from_ms, self.range.to_ms, interval_s)
-        text = expand_variables(expand_macros(sql, r), values)
-        # The Store has no raw-query API (it is the only module that writes SQL); dashboards are the
-        # one other reader of ClickHouse, so the test uses its client directly, under its lock.
-        with self.store._lock:
-            result = self.store._client.query(text)
-        types = tuple(t.name for t in result.column_types)
-        return Result(tuple(result.column_names), types, result.result_rows)
+    def query(self, sql: str, values: dict[str, list[str]], interval_s: int = 60) -> Result:
+        return run(self.store, sql, values, TimeRange(self.range.from_ms, self.range.to_ms, interval_s))
 
 
 @pytest.fixture(scope="module")
@@ -237,21 +181,31 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     try:
         sample = fill(store)
         # Grafana's "last hour" around the run; alerts and notifications are stamped with the wall clock.
-        span = TimeRange(sample.start_ms - 5 * 60_000, int(time.time() * 1000) + 60_000, 60)
+        span = TimeRange(sample.start_ms - 5 * 60_000, int(time.time() * 1000) + 60_000)
         yield Filled(store, sample, span)
     finally:
         store.close()
 
 
 def resolve_variables(filled: Filled, dash: dict[str, Any]) -> dict[str, list[str]]:
-    """Run each variable's query in order, as Grafana does; single-valued ones take the first value."""
-    values: dict[str, list[str]] = {}
-    for v in dash["templating"]["list"]:
-        result = filled.query(v["query"], values)
-        options = [str(row[0]) for row in result.rows]
-        assert options, f"variable {v['name']} has no options"
-        values[v["name"]] = options if v["multi"] else options[:1]
-    return values
+    return expand.resolve_variables(filled.store, dash, filled.range)
+
+
+def test_macros_expand_as_the_plugin_does() -> None:
+    r = TimeRange(1_767_225_600_123, 1_767_229_200_456, 30)
+    sql = "WHERE $__timeFilter(at) AND x >= $__fromTime AND x <= $__toTime_ms GROUP BY $__interval_s"
+    assert expand_macros(sql, r) == (
+        "WHERE at >= toDateTime(1767225600) AND at <= toDateTime(1767229200) AND x >= toDateTime(1767225600) "
+        "AND x <= fromUnixTimestamp64Milli(1767229200456) GROUP BY 30"
+    )
+    with pytest.raises(ValueError, match="macro"):
+        expand_macros("$__timeGroup(at, 1m)", r)
+    values = {"model": ["churn"], "feature": ["a", "b'c"]}
+    assert expand_variables("m = '${model}' AND f IN (${feature:singlequote})", values) == (
+        "m = 'churn' AND f IN ('a','b\\'c')"
+    )
+    with pytest.raises(ValueError, match="feature"):
+        expand_variables("f = '${feature}'", values)
 
 
 CLICKHOUSE_TARGETS = [
@@ -285,16 +239,22 @@ def test_clickhouse_panel_query_returns_rows_with_its_columns(
             assert result.types[0].startswith("DateTime"), f"time column is {result.types[0]}"
             times = result.column("time")
             assert times == sorted(times)
-            assert all(t.startswith(("Float", "Int", "UInt", "Nullable(Float")) or t == "String"
-                       for t in result.types[1:])  # fmt: skip
+            assert all(
+                t.startswith(("Float", "Int", "UInt", "Nullable(Float")) or t == "String"
+                for t in result.types[1:]
+            )
 
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
 def test_variable_queries_return_the_simulated_model(filled: Filled, path: Path) -> None:
     values = resolve_variables(filled, load(path))
     s = filled.sample
-    expected = {"model": [s.model], "version": [s.version], "feature": sorted(s.features),
-                "attribute": sorted(s.attributes)}  # fmt: skip
+    expected = {
+        "model": [s.model],
+        "version": [s.version],
+        "feature": sorted(s.features),
+        "attribute": sorted(s.attributes),
+    }
     for name, got in values.items():
         assert sorted(got) == expected[name], name
 
@@ -420,8 +380,12 @@ def test_promql_names_only_metrics_and_labels_the_service_exports() -> None:
 
 
 def test_every_dashboard_promql_expression_parses(tmp_path: Path) -> None:
-    groups = [{"name": "dashboards", "rules": [{"record": f"dashboard:expr_{i}", "expr": e}
-                                               for i, e in enumerate(dashboard_promql())]}]  # fmt: skip
+    groups = [
+        {
+            "name": "dashboards",
+            "rules": [{"record": f"dashboard:expr_{i}", "expr": e} for i, e in enumerate(dashboard_promql())],
+        }
+    ]
     (tmp_path / "exprs.yml").write_text(yaml.safe_dump({"groups": groups}))
     out = run_promtool("check", "rules", "exprs.yml", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -474,23 +438,30 @@ def test_every_dashboard_promql_expression_returns_series(tmp_path: Path) -> Non
     exprs = dashboard_promql()
     test = {
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": synthetic_series(),
-            # An empty expectation fails exactly for the expressions that return something.
-            "promql_expr_test": [{"expr": e, "eval_time": "20m", "exp_samples": []} for e in exprs],
-        }],
-    }  # fmt: skip
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": synthetic_series(),
+                # An empty expectation fails exactly for the expressions that return something.
+                "promql_expr_test": [{"expr": e, "eval_time": "20m", "exp_samples": []} for e in exprs],
+            }
+        ],
+    }
     (tmp_path / "exprs.test.yml").write_text(yaml.safe_dump(test))
     out = run_promtool("test", "rules", "exprs.test.yml", cwd=tmp_path)
-    returned = {json.loads(m) for m in re.findall(r'expr: ("(?:[^"\\]|\\.)*"), time:', out.stdout)}
-    assert "got: nil" not in out.stdout
+    returned = {
+        json.loads(m) for m in re.findall(r'expr: ("(?:[^"\\]|\\.)*"), time:', out.stdout + out.stderr)
+    }
+    assert "got: nil" not in out.stdout + out.stderr
     assert set(exprs) - returned == set(), f"no series from these expressions:\n{out.stdout}{out.stderr}"
 
 
 def test_prometheus_config_and_rules_pass_promtool() -> None:
-    for args in (("check", "config", "prometheus.yml"), ("check", "rules", "rules.yml"),
-                 ("test", "rules", "rules.test.yml")):  # fmt: skip
+    for args in (
+        ("check", "config", "prometheus.yml"),
+        ("check", "rules", "rules.yml"),
+        ("test", "rules", "rules.test.yml"),
+    ):
         out = run_promtool(*args)
         assert out.returncode == 0, f"promtool {' '.join(args)}:\n{out.stdout}{out.stderr}"
         assert "SUCCESS" in out.stdout + out.stderr

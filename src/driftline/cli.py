@@ -188,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--dir", default=None, help="keep the store and files here (default: a temp dir)")
     dm.add_argument("--keep-running", action="store_true", help="keep serving the API after the demo")
+    dm.add_argument(
+        "--kafka", action="store_true", help="feed through a dev Kafka broker (scripts/kafka-dev)"
+    )
     dm.set_defaults(run=_demo)
 
     a = command(
@@ -768,7 +771,7 @@ def _ts_of(line: bytes) -> float:
 def _demo(args: argparse.Namespace) -> int:
     from driftline import demo
 
-    return demo.run(args.dir, args.keep_running)
+    return demo.run(args.dir, args.keep_running, kafka=args.kafka)
 
 
 def _spec_for(path: str, spec: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ import uvicorn
 from rich.console import Console
 
 from driftline.api.app import create_app
+from driftline.ingest.producer import EventProducer
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
@@ -118,7 +120,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(workdir: str | None = None, keep_running: bool = False, console: Console | None = None) -> int:
+def run(
+    workdir: str | None = None,
+    keep_running: bool = False,
+    console: Console | None = None,
+    kafka: bool = False,
+) -> int:
     out = console or Console()
     root = Path(workdir or tempfile.mkdtemp(prefix="driftline-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -129,7 +136,11 @@ def run(workdir: str | None = None, keep_running: bool = False, console: Console
     generate(Traffic(n=30_000, seed=1000)).drop(FILE_DROP).write_parquet(reference)
     key = secrets.token_urlsafe(16)
     port = _free_port()
+    bootstrap = _start_kafka(root, out) if kafka else None
     settings = load_settings(
+        bootstrap=bootstrap,
+        topics=["demo-predictions"],
+        flush_interval_ms=500,
         store=f"chdb://{root / 'store'}",
         rules=str(root / "driftline.yaml"),
         http_port=port,
@@ -164,7 +175,7 @@ def run(workdir: str | None = None, keep_running: bool = False, console: Console
     service.start()
     try:
         _wait_until(lambda: server.started, 30)
-        _feed(f"http://127.0.0.1:{port}", key, out)
+        _feed(f"http://127.0.0.1:{port}", key, out, bootstrap)
         out.print("[dim]traffic done; waiting for the last windows and notifications…[/]")
         ok = _wait_until(lambda: not _expected(service, sink) and _drained(service), 45)
         _summary(out, service, sink, root, port, key)
@@ -180,9 +191,37 @@ def run(workdir: str | None = None, keep_running: bool = False, console: Console
         server.should_exit = True
         service.stop()
         sink.stop()
+        if bootstrap:
+            subprocess.run([str(KAFKA_DEV), "down", "--dir", str(root / "kafka")], capture_output=True)
 
 
-def _feed(api: str, key: str, out: Console) -> None:
+KAFKA_DEV = Path(__file__).resolve().parents[2] / "scripts" / "kafka-dev"
+
+
+def _start_kafka(root: Path, out: Console) -> str:
+    """A real broker from scripts/kafka-dev (a source checkout with Java and Maven)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    if not KAFKA_DEV.exists():
+        raise SystemExit("--kafka needs scripts/kafka-dev from a source checkout of driftline")
+    out.print("[dim]starting a Kafka broker with scripts/kafka-dev …[/]")
+    done = subprocess.run(
+        [str(KAFKA_DEV), "up", "--dir", str(root / "kafka")], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"scripts/kafka-dev failed:\n{done.stderr[-2000:]}")
+    bootstrap = done.stdout.strip().splitlines()[-1].removeprefix("BOOTSTRAP=")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic("demo-predictions", 3, 1)]).values():
+        try:
+            fut.result()
+        except Exception as exc:  # an earlier run in the same --dir created it
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return bootstrap
+
+
+def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> None:
     n = EVENTS_PER_PANE * PANES
     start = (int(time.time()) // PANE_S - PANES - 1) * PANE_S * 1000
     traffic = Traffic(
@@ -195,6 +234,16 @@ def _feed(api: str, key: str, out: Console) -> None:
         fairness_regression="region=south",
     )
     rows = list(events(generate(traffic)))
+    if bootstrap:
+        producer = EventProducer(bootstrap, "demo-predictions")
+        for i, e in enumerate(rows):
+            producer.send(e)
+            if i == n // 2:
+                out.print(
+                    "[yellow]>>> drift starts: f00_normal, f01_lognormal shift; region=south scores drop[/]"
+                )
+        producer.flush()
+        return
     headers = {"authorization": f"Bearer {key}", "content-type": "application/x-ndjson"}
     with httpx.Client(timeout=30) as client:
         for i in range(0, n, EVENTS_PER_PANE):

@@ -178,6 +178,10 @@ class StreamConsumer:
                     self._handle(msgs)
                 if self._due():
                     self.flush()
+                elif not self.ranges and self.clock() - self._last_flush >= self.config.flush_interval_s:
+                    # Nothing pending, but time passes: idle partitions release the watermark.
+                    self._last_flush = self.clock()
+                    self._evaluate_closed_panes()
                 if idle_exit_s is not None and self.clock() - last_message > idle_exit_s and not self._paused:
                     break
             self.flush()
