@@ -592,6 +592,12 @@ def summarise_timers(t: dict[str, Any], events: int) -> dict[str, Any]:
 # main
 
 
+def code_version() -> dict[str, Any]:
+    from bench.decode import code_version as version
+
+    return version()
+
+
 def machine() -> dict[str, Any]:
     from bench.decode import machine_info
 
@@ -602,7 +608,7 @@ def machine() -> dict[str, Any]:
         java = None
     info["java"] = java
     pom = (ROOT / "scripts" / "kafka-pom.xml").read_text()
-    m = re.search(r"<kafka\.version>\s*([^<\s]+)", pom)
+    m = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", pom)
     info["kafka_broker"] = m.group(1) if m else None
     return info
 
@@ -632,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m " + " ".join(["bench.stream", *(sys.argv[1:] if argv is None else argv)]),
         "started_utc": started.isoformat(),
         "machine": machine(),
+        "code": code_version(),
         "parameters": {
             "events": args.events,
             "half_events": args.events // 2,

@@ -55,7 +55,7 @@ class ReceiverServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 rec = Received(
                     self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)

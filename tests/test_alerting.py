@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,19 +40,39 @@ def config(pd: str, slack: str, hook: str, **grouping: Any) -> AlertingConfig:
         {
             "receivers": [
                 {"name": "pd", "pagerduty": {"routing_key": "R0UT1NGKEY", "url": f"{pd}/v2/enqueue"}},
-                {"name": "slack", "slack": {"webhook_url": f"{slack}/services/T/B/X", "grafana_url": "http://g"}},
+                {
+                    "name": "slack",
+                    "slack": {"webhook_url": f"{slack}/services/T/B/X", "grafana_url": "http://g"},
+                },
                 {"name": "retrain", "webhook": {"url": hook, "secret": SECRET, "cooldown": "24h"}},
             ],
             "rules": [
-                {"name": "psi", "metric": "psi", "op": ">", "threshold": 0.2, "for": 2, "severity": "critical",
-                 "receivers": ["pd", "slack"], "retrain": "retrain",
-                 "annotations": {"summary": "PSI {feature} = {value:.2f}", "runbook": "https://runbooks/psi"}},
-                {"name": "nulls", "metric": "null_rate", "op": ">", "threshold": 0.1, "severity": "warning",
-                 "receivers": ["slack"]},
+                {
+                    "name": "psi",
+                    "metric": "psi",
+                    "op": ">",
+                    "threshold": 0.2,
+                    "for": 2,
+                    "severity": "critical",
+                    "receivers": ["pd", "slack"],
+                    "retrain": "retrain",
+                    "annotations": {
+                        "summary": "PSI {feature} = {value:.2f}",
+                        "runbook": "https://runbooks/psi",
+                    },
+                },
+                {
+                    "name": "nulls",
+                    "metric": "null_rate",
+                    "op": ">",
+                    "threshold": 0.1,
+                    "severity": "warning",
+                    "receivers": ["slack"],
+                },
             ],
             "grouping": {"group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h", **grouping},
         }
-    )  # fmt: skip
+    )
 
 
 def obs(feature: str, metric: str, value: float, end: int = 3_600_000) -> Observation:
@@ -111,7 +132,7 @@ def drift_episode(h: Harness) -> None:
 def test_one_trigger_one_resolve_per_episode_with_the_same_dedup_key(
     h: Harness, servers: tuple[ReceiverServer, ...]
 ) -> None:
-    pd, slack, hook = servers
+    pd, _, _ = servers
     drift_episode(h)
     events = [r.json for r in pd.accepted]
     assert [e["event_action"] for e in events] == ["trigger", "resolve"]
@@ -254,11 +275,11 @@ def test_group_wait_batches_and_slack_is_rate_limited(
         times += [h.clock()] * (len(slack.attempts) - before)
         h.clock.advance(0.25)
     assert len(times) == 5
-    assert all(b - a >= 1.0 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
 
 
 def test_inhibition_and_silences(servers: tuple[ReceiverServer, ...], tmp_path: Path) -> None:
-    pd, slack, hook = servers
+    _, slack, _ = servers
     cfg = AlertingConfig.model_validate(
         {
             "receivers": [{"name": "slack", "slack": {"webhook_url": slack.url}}],

@@ -44,7 +44,7 @@ def test_bad_configs_name_file_line_and_field(path: Path) -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read"):
         load(DATA / "nope.yaml")
 
 

@@ -104,7 +104,7 @@ def test_ingest_size_limit_and_idempotency(api: tuple[TestClient, Service]) -> N
 
 
 def test_drift_latency_fairness_and_metrics(api: tuple[TestClient, Service]) -> None:
-    client, service = api
+    client, _ = api
     r = client.get(
         "/v1/models/churn/drift",
         params={"from": START_MS, "to": START_MS + 120_000, "version": "v1"},

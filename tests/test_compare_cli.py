@@ -15,6 +15,7 @@ from driftline.detectors.profile import Binning, ModelSketch, drift_report
 from driftline.ingest.files import TableSpec, read_table, to_batch
 from driftline.simulate import FILE_DROP, Traffic, generate
 
+from .helpers import ROLES
 from .test_numeric_stats import oracle_psi
 
 
@@ -34,18 +35,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ref.write_parquet(d / "ref.parquet")
     cur.write_csv(d / "cur.csv")
     return d / "ref.parquet", d / "cur.csv"
-
-
-ROLES = [
-    "--segments",
-    "region,gender",
-    "--prediction",
-    "prediction",
-    "--label",
-    "label",
-    "--latency",
-    "latency_ms",
-]
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:

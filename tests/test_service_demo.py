@@ -14,6 +14,8 @@ from driftline.cli import main
 from driftline.simulate import FILE_DROP, Traffic, events, generate
 from driftline.storage.store import Store
 
+from .helpers import build_reference
+
 pytestmark = pytest.mark.loopback
 
 
@@ -41,29 +43,7 @@ def test_replay_backfills_with_event_time_windows(tmp_path: Path, capsys: pytest
     lines.insert(10, b'{"event_id": "broken"')
     (tmp_path / "events.ndjson").write_bytes(b"\n".join(reversed(lines)))  # out of order: replay sorts
     dsn = f"chdb://{tmp_path / 'store'}"
-    assert (
-        main(
-            [
-                "reference",
-                "build",
-                "--store",
-                dsn,
-                "--model",
-                "churn",
-                "--file",
-                str(ref),
-                "--segments",
-                "region,gender",
-                "--prediction",
-                "prediction",
-                "--label",
-                "label",
-                "--latency",
-                "latency_ms",
-            ]
-        )
-        == 0
-    )
+    build_reference(dsn, ref)
     capsys.readouterr()
     assert (
         main(

@@ -88,3 +88,11 @@ def test_marks_judge_each_event_of_a_batch_in_order() -> None:
     assert late_mask(ts, 60_000, marks).tolist() == [False, False, True, False, True]
     w.observe("q", 100_000, now_ms=0)  # another partition far behind caps the marks
     assert w.marks("p", ts, now_ms=0).max() == 40_000
+
+
+def test_marks_with_a_silent_partition_are_never_late() -> None:
+    w = Watermark(lateness_ms=300_000)
+    w.assign("quiet", now_ms=0)
+    ts = np.array([600_000, 610_000, 30_000])
+    marks = w.marks("busy", ts, now_ms=0)
+    assert not late_mask(ts, 60_000, marks).any()  # the silent partition may still be behind

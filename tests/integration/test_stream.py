@@ -30,15 +30,11 @@ from driftline.simulate import FILE_DROP, Traffic, bad_message, events, generate
 from driftline.storage.codec import reference_from_rows
 from driftline.storage.store import Store
 
+from ..helpers import build_reference, write_reference
 from ..test_compare_cli import assert_close
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SEGMENTS = "region,gender"
-
-
-def write_reference(path: Path, model: str = "churn") -> Path:
-    generate(Traffic(n=20_000, seed=1000, model_id=model)).drop(FILE_DROP).write_parquet(path)
-    return path
 
 
 def produce(
@@ -62,29 +58,7 @@ def produce(
 
 
 def store_with_reference(dsn: str, ref_path: Path, model: str = "churn") -> Store:
-    assert (
-        main(
-            [
-                "reference",
-                "build",
-                "--store",
-                dsn,
-                "--model",
-                model,
-                "--file",
-                str(ref_path),
-                "--segments",
-                SEGMENTS,
-                "--prediction",
-                "prediction",
-                "--label",
-                "label",
-                "--latency",
-                "latency_ms",
-            ]
-        )
-        == 0
-    )
+    build_reference(dsn, ref_path, model)
     return Store.open(dsn)
 
 

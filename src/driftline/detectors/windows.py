@@ -102,7 +102,9 @@ class Watermark:
         if len(ts_ms):
             before[0] = self._max_event.get(partition, floor)
             before[1:] = np.maximum.accumulate(np.maximum(ts_ms[:-1], before[0]))
-        advanced = np.where(before == floor, floor, np.minimum(before, limit) - self.lateness_ms)
+        capped = np.minimum(before, limit)
+        # "no watermark yet" stays at the floor (subtracting the lateness there would wrap around)
+        advanced = np.where(capped == floor, floor, capped - self.lateness_ms)
         return np.maximum(advanced, floor if base is None else base)
 
     def current(self, now_ms: int) -> int | None:

@@ -212,20 +212,13 @@ class Store:
         kinds: Iterable[str] = ("numeric", "categorical", "latency", "fairness", "events"),
     ) -> list[PaneRow]:
         """Every stored partial for panes starting in ``[start_ms, end_ms)`` (late ones included)."""
-        where = ["kind IN %(kinds)s", "model_id = %(m)s"]
-        params: dict[str, Any] = {"kinds": tuple(kinds), "m": model_id}
-        if start_ms is not None:
-            where.append("pane_start >= %(s)s")
-            params["s"] = start_ms
-        if end_ms is not None:
-            where.append("pane_start < %(e)s")
-            params["e"] = end_ms
-        if model_version is not None:
-            where.append("model_version = %(v)s")
-            params["v"] = model_version
+        where, params = _where(
+            ("kind IN %(kinds)s", tuple(kinds)), ("model_id = %(m)s", model_id), ("pane_start >= %(s)s", start_ms),
+            ("pane_start < %(e)s", end_ms), ("model_version = %(v)s", model_version),
+        )
         rows = self._query(
             "SELECT kind, model_id, model_version, feature, pane_start, pane_ms, late, n, sketch, "
-            f"reference_id FROM {self.database}.pane_sketches WHERE {' AND '.join(where)} "
+            f"reference_id FROM {self.database}.pane_sketches WHERE {where} "
             "ORDER BY pane_start, feature, kind",
             params,
             column_formats={"sketch": "bytes"},
@@ -278,20 +271,26 @@ class Store:
     def metrics(
         self, model_id: str, metric: str | None = None, feature: str | None = None
     ) -> list[MetricRow]:
-        where, params = ["model_id = %(m)s"], {"m": model_id}
-        if metric:
-            where.append("metric = %(metric)s")
-            params["metric"] = metric
-        if feature is not None:
-            where.append("feature = %(f)s")
-            params["f"] = feature
+        where, params = _where(("model_id = %(m)s", model_id), ("metric = %(metric)s", metric or None),
+                               ("feature = %(f)s", feature))
         rows = self._query(
             "SELECT model_id, model_version, feature, window_start, window_end, metric, value, p_value, "
-            f"n_ref, n_cur, status FROM {self.database}.drift_metrics FINAL WHERE {' AND '.join(where)} "
+            f"n_ref, n_cur, status FROM {self.database}.drift_metrics FINAL WHERE {where} "
             "ORDER BY window_end, feature, metric",
             params,
         )
         return [MetricRow(*r) for r in rows]
+
+    def select(self, sql: str) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
+        """Run a read-only query as another reader would (Grafana's panels): names, types, rows."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise StoreError("only SELECT queries may be run through Store.select")
+        with self._lock:
+            try:
+                result = self._client.query(sql)
+            except ClickHouseError as exc:
+                raise StoreError(str(exc).splitlines()[0]) from exc
+        return list(result.column_names), [t.name for t in result.column_types], [tuple(r) for r in result.result_rows]
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -320,6 +319,16 @@ class Store:
                 self._client.insert(f"{self.database}.{table}", data, column_names=list(columns), settings=settings)
             except ClickHouseError as exc:
                 raise StoreError(str(exc).splitlines()[0]) from exc
+
+
+def _where(*clauses: tuple[str, Any]) -> tuple[str, dict[str, Any]]:
+    """AND of the clauses whose value is not None; each clause names its one parameter."""
+    parts, params = [], {}
+    for sql, value in clauses:
+        if value is not None:
+            parts.append(sql)
+            params[sql[sql.index("%(") + 2 : sql.index(")s")]] = value
+    return " AND ".join(parts), params
 
 
 def _statements(sql: str) -> list[str]:
@@ -364,9 +373,9 @@ class AlertStore:
             data.append([fp, state, int(state != "inactive"), d["starts_at"] if state != "inactive" else None,
                          d["rule"], d["model"], d["version"], d["feature"], d["metric"], d["severity"],
                          d["status"], float(d["value"]), float(d["threshold"]), d["window_end"],
-                         orjson.dumps(d).decode(), now])  # fmt: skip
+                         orjson.dumps(d).decode(), now])
         cols = ("fingerprint", "state", "breaches", "started", "rule", "model_id", "model_version", "feature",
-                "metric", "severity", "status", "value", "threshold", "window_end", "alert", "at")  # fmt: skip
+                "metric", "severity", "status", "value", "threshold", "window_end", "alert", "at")
         self.store._insert("alerts", data, cols)
 
     def alert_states(self) -> dict[str, tuple[Any, int, float | None, dict[str, Any]]]:
@@ -404,12 +413,12 @@ class AlertStore:
         )
 
     def save_silence(self, sid: str, matchers: dict[str, str], starts_at: float, ends_at: float,
-                     comment: str, created_by: str) -> None:  # fmt: skip
+                     comment: str, created_by: str) -> None:
         import orjson
 
         row = [sid, orjson.dumps(matchers).decode(), starts_at, ends_at, comment, created_by, datetime.now(UTC)]
         self.store._insert("silences", [row], ("id", "matchers", "starts_at", "ends_at", "comment", "created_by",
-                                                "version"))  # fmt: skip
+                                                "version"))
 
     def silences(self) -> list[tuple[str, dict[str, str], float, float, str, str]]:
         import orjson
@@ -450,19 +459,12 @@ class ModelStore:
     def metric_series(
         self, model_id: str, metric: str, feature: str | None, start: int | None, end: int | None
     ) -> list[tuple[str, int, float, float | None]]:
-        where = ["model_id = %(m)s", "metric = %(metric)s"]
-        params: dict[str, Any] = {"m": model_id, "metric": metric}
-        if feature is not None:
-            where.append("feature = %(f)s")
-            params["f"] = feature
-        if start is not None:
-            where.append("window_end > %(s)s")
-            params["s"] = start
-        if end is not None:
-            where.append("window_end <= %(e)s")
-            params["e"] = end
+        where, params = _where(
+            ("model_id = %(m)s", model_id), ("metric = %(metric)s", metric), ("feature = %(f)s", feature),
+            ("window_end > %(s)s", start), ("window_end <= %(e)s", end),
+        )
         return self.store._query(
             f"SELECT feature, window_end, value, p_value FROM {self.store.database}.drift_metrics FINAL "
-            f"WHERE {' AND '.join(where)} ORDER BY feature, window_end",
+            f"WHERE {where} ORDER BY feature, window_end",
             params,
         )

@@ -1,0 +1,1 @@
+"""Grafana dashboards, Prometheus config and the docker-compose stack (see README.md here)."""
