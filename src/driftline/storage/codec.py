@@ -129,4 +129,7 @@ def metric_rows(
     for attr, fair in report.get("fairness", {}).items():
         for metric in ("demographic_parity_difference", "disparate_impact", "equal_opportunity_difference"):
             add(attr, metric, fair[metric])
+        for group, g in fair["groups"].items():  # per group, for dashboards: feature = "attr=group"
+            add(f"{attr}={group}", "positive_rate", g["positive_rate"])
+            add(f"{attr}={group}", "tpr", g["tpr"])
     return rows
