@@ -283,6 +283,21 @@ def drift_series(metric: str, features: str = "${feature:singlequote}") -> Query
     )
 
 
+def group_series(metric: str, attributes: str = "${attribute:singlequote}") -> Query:
+    """A per-group fairness metric (``feature`` = ``attribute=group``) of the chosen attributes, one
+    series per group named ``attribute=group``; the value of the last window ending in each interval."""
+    return Query(
+        f"""SELECT {bucket("window_end")} AS time, feature AS segment,
+                   argMax(value, window_end) AS value
+            FROM {DB}.drift_metrics FINAL
+            WHERE {MODEL} AND metric = '{metric}'
+              AND arrayExists(a -> startsWith(feature, concat(a, '=')), [{attributes}])
+              AND {in_range("window_end")}
+            GROUP BY time, segment ORDER BY time, segment""",
+        ("time", "segment", "value"),
+    )
+
+
 def model_overview() -> Built:
     alerts_firing = Panel(
         "Alerts firing",
@@ -593,6 +608,18 @@ def fairness() -> Built:
         w=12,
         h=8,
     )
+
+    def by_group(title: str, metric: str, description: str) -> Panel:
+        return Panel(
+            title,
+            "timeseries",
+            [group_series(metric)],
+            label="segment",
+            unit="percentunit",
+            min=0,
+            description=description,
+        )
+
     return dashboard(
         "driftline-fairness",
         "driftline / Fairness",
@@ -621,6 +648,20 @@ def fairness() -> Built:
                     "max − min true positive rate among labelled events; the 0.1 line is a guide.",
                 ),
                 latest,
+            ],
+            [
+                by_group(
+                    "Positive rate by group",
+                    "positive_rate",
+                    "Share of positive predictions per group (attribute=group) of the chosen attributes. "
+                    "Groups below the min support are drawn too (noisy) but left out of the gaps above.",
+                ),
+                by_group(
+                    "TPR by group",
+                    "tpr",
+                    "True positive rate per group among labelled events (no point while a group has no "
+                    "label positives). Groups below the min support are drawn too.",
+                ),
             ],
         ],
         [*MODEL_VARS, attribute_var],

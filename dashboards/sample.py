@@ -44,6 +44,8 @@ class Sample:
     windows: int
     features: tuple[str, ...]
     attributes: tuple[str, ...]
+    window_ms: int  # a window ends at every pane end and covers [end - window_ms, end)
+    traffic: Traffic  # what was simulated: ``generate(traffic)`` gives the events back
 
 
 def reference_sketch(model: str, n: int = 5000) -> ModelSketch:
@@ -142,4 +144,6 @@ def fill(
         windows=windows,
         features=tuple(reference.binning.features),
         attributes=SEGMENTS,
+        window_ms=spec.window_ms,
+        traffic=traffic,
     )

@@ -23,18 +23,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import yaml
 from dashboards import build, expand
 from dashboards.expand import Result, TimeRange, expand_macros, expand_variables, run
-from dashboards.sample import DRIFT_FEATURES, Sample, fill
+from dashboards.sample import DRIFT_FEATURES, FAIRNESS_REGRESSION, Sample, fill
 from prometheus_client.metrics import MetricWrapperBase
 
-from driftline import metrics
+from driftline import metrics, simulate
 from driftline.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,6 +295,85 @@ def test_the_numbers_are_those_of_the_simulated_run(filled: Filled) -> None:
     latency = panel_query(filled, "model-overview", "Latency p50 / p95 / p99 (window)")
     assert all(p50 < p95 < p99 for _, p50, p95, p99 in latency.rows)
     assert isinstance(latency.rows[0][0], datetime)
+
+
+def epoch_ms(t: datetime) -> int:
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def expected_group_rates(sample: Sample) -> dict[tuple[int, str], tuple[float, float | None]]:
+    """(window end, "attr=group") -> (positive rate, TPR), recomputed from the simulated events."""
+    df = pl.DataFrame(simulate.generate(sample.traffic)).with_columns(
+        positive=pl.col("prediction") >= 0.5, label_positive=pl.col("label") == 1
+    )
+    out: dict[tuple[int, str], tuple[float, float | None]] = {}
+    for i in range(sample.windows):
+        end = sample.start_ms + (i + 1) * (sample.end_ms - sample.start_ms) // sample.windows
+        window = df.filter((pl.col("ts") >= end - sample.window_ms) & (pl.col("ts") < end))
+        for attr in sample.attributes:
+            for (group,), g in window.group_by([attr]):
+                label_pos = int(g["label_positive"].sum())
+                tp = int((g["positive"] & g["label_positive"]).sum())
+                out[(end, f"{attr}={group}")] = (
+                    float(g["positive"].mean()),  # type: ignore[arg-type]
+                    tp / label_pos if label_pos else None,
+                )
+    return out
+
+
+def test_per_group_panels_show_the_simulated_rates(filled: Filled) -> None:
+    s = filled.sample
+    expected = expected_group_rates(s)
+    groups = {f"{a}={g}" for a in s.attributes for g in simulate.SEGMENTS[a][0]}
+    for title, which in (("Positive rate by group", 0), ("TPR by group", 1)):
+        # One point per window (they end at every pane end) and group, equal to the events' rate.
+        result = panel_query(filled, "fairness", title)
+        got = {(epoch_ms(t), g): v for t, g, v in result.rows}
+        assert {g for _, g in got} == groups, title
+        assert len({t for t, _ in got}) == s.windows
+        want = {k: v[which] for k, v in expected.items() if v[which] is not None}
+        assert got.keys() == want.keys(), title
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, abs=1e-12), (title, key)
+        # Coarser intervals show the last window ending in each.
+        coarse = panel_query(filled, "fairness", title, interval_s=300)
+        last: dict[tuple[int, str], tuple[int, float]] = {}
+        for (end, g), value in want.items():
+            key = (end // 300_000 * 300_000, g)
+            if key not in last or last[key][0] < end:
+                last[key] = (end, value)
+        assert {(epoch_ms(t), g): v for t, g, v in coarse.rows} == pytest.approx(
+            {k: v for k, (_, v) in last.items()}
+        )
+
+    # The regression: region=south's positive rate (and TPR) collapses in the second half, below the others.
+    attr, _ = FAIRNESS_REGRESSION.split("=")
+    rate = {k: v for k, (v, _) in expected.items()}
+    before, final = s.start_ms + s.window_ms, s.end_ms  # the first full window, untouched; the last
+    others = [g for g in groups if g.startswith(f"{attr}=") and g != FAIRNESS_REGRESSION]
+    assert rate[(final, FAIRNESS_REGRESSION)] < 0.5 * rate[(before, FAIRNESS_REGRESSION)]
+    assert all(rate[(final, FAIRNESS_REGRESSION)] < 0.5 * rate[(final, g)] for g in others)
+    for title in ("Positive rate by group", "TPR by group"):
+        shown = {g: v for t, g, v in panel_query(filled, "fairness", title).rows if epoch_ms(t) == final}
+        assert min(shown, key=shown.__getitem__) == FAIRNESS_REGRESSION, title
+
+
+def test_per_group_panels_follow_the_attribute_variable(filled: Filled) -> None:
+    dash = load(GRAFANA / "dashboards" / "fairness.json")
+    values = {**resolve_variables(filled, dash), "attribute": ["gender"]}
+    for title in ("Positive rate by group", "TPR by group"):
+        panel = next(p for p in dash["panels"] if p["title"] == title)
+        assert panel["fieldConfig"]["defaults"]["displayName"] == "${__field.labels.segment}"
+        rows = filled.query(panel["targets"][0]["rawSql"], values).rows
+        assert {g for _, g, _ in rows} == {"gender=female", "gender=male"}, title
+
+
+def test_disparate_impact_keeps_its_four_fifths_line() -> None:
+    dash = load(GRAFANA / "dashboards" / "fairness.json")
+    panel = next(p for p in dash["panels"] if p["title"].startswith("Disparate impact"))
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
+    assert [s["value"] for s in defaults["thresholds"]["steps"]] == [None, 0.8]
 
 
 # -- Prometheus ---------------------------------------------------------------------------------
