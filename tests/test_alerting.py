@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from driftline.alerting.config import AlertingConfig
 from driftline.alerting.engine import AlertEngine, Observation
-from driftline.alerting.outbox import Outbox
+from driftline.alerting.outbox import Entry, Outbox
 from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import http_transport, verify
 
@@ -75,7 +75,12 @@ def config(pd: str, slack: str, hook: str, **grouping: Any) -> AlertingConfig:
     )
 
 
-def obs(feature: str, metric: str, value: float, end: int = 3_600_000) -> Observation:
+_window_ends = itertools.count(3_600_000, 60_000)
+
+
+def obs(feature: str, metric: str, value: float, end: int | None = None) -> Observation:
+    """An observation of the next window (each call is a new window, as the stream produces them)."""
+    end = next(_window_ends) if end is None else end
     return Observation("churn", "v1", feature, metric, value, None, end - 3_600_000, end)
 
 
@@ -265,7 +270,7 @@ def test_group_wait_batches_and_slack_is_rate_limited(
     assert len(slack.accepted) == 1  # three alerts, one message
     assert slack.accepted[0].json["text"].startswith("[FIRING:3] nulls on churn")
     for i in range(5):  # five separate groups due at once: at most one message per second
-        h.window(Observation(f"model{i}", "", "x", "null_rate", 0.9, None, 0, 1))
+        h.window(Observation(f"model{i}", "", "x", "null_rate", 0.9, None, 0, next(_window_ends)))
     h.clock.advance(30)  # group_wait
     times: list[float] = []
     for _ in range(40):
@@ -369,7 +374,9 @@ def test_p_value_rules_use_benjamini_hochberg() -> None:
         {"rules": [{"name": "p", "metric": "ks_p_value", "op": "<", "threshold": 0.05}], "receivers": []}
     )
     e = AlertEngine(cfg)
-    rows = [Observation("m", "", f"f{i}", "ks", 0.01, p, 0, 1) for i, p in enumerate([0.01, 0.04, 0.5, 0.9])]
+    rows = [
+        Observation("m", "", f"f{i}", "ks", 0.01, p, 0, 60_000) for i, p in enumerate([0.01, 0.04, 0.5, 0.9])
+    ]
     fired = e.evaluate(rows, 1.0)
     # BH: 0.01*4/1 = 0.04 < 0.05 fires; 0.04*4/2 = 0.08 does not (uncorrected it would)
     assert [a.feature for a in fired] == ["f0"]
@@ -397,3 +404,44 @@ def test_an_episode_resolved_before_its_group_flushed_is_still_told(
         h.window(obs("age", "psi", value))
     h.run(60)
     assert [r.json["event_action"] for r in pd.accepted] == ["trigger", "resolve"]
+
+
+def test_a_window_counts_once_towards_for() -> None:
+    cfg = AlertingConfig.model_validate(
+        {"rules": [{"name": "r", "metric": "psi", "threshold": 0.2, "for": 2}], "receivers": []}
+    )
+    e = AlertEngine(cfg)
+    same = obs("x", "psi", 0.5)
+    assert e.evaluate([same], 1.0) == []
+    assert e.evaluate([same], 2.0) == []  # a second consumer evaluating the same window
+    assert e.evaluate([obs("x", "psi", 0.5, end=same.window_end - 60_000)], 3.0) == []  # an older one
+    assert [a.status for a in e.evaluate([obs("x", "psi", 0.5)], 4.0)] == ["firing"]
+
+
+def test_a_flap_within_group_interval_still_resolves_the_first_incident(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    pd, _, _ = servers
+    for value in (0.5, 0.6):  # fires (for: 2)
+        h.window(obs("age", "psi", value))
+    h.run(60)
+    h.window(obs("age", "psi", 0.01))  # resolves ...
+    h.clock.advance(5)
+    for value in (0.5, 0.6):  # ... and fires again before the group's next flush
+        h.window(obs("age", "psi", value))
+    h.run(400)
+    events = [(r.json["event_action"], r.json["dedup_key"]) for r in pd.accepted]
+    assert [a for a, _ in events] == ["trigger", "resolve", "trigger"]
+    assert events[0][1] == events[1][1] != events[2][1]
+
+
+def test_an_entry_that_cannot_be_built_does_not_block_the_queue(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    pd, _, _ = servers
+    h.outbox.enqueue(Entry("broken", "pd", "alert", {"alert": {}}, h.clock(), h.clock()))
+    h.window(obs("age", "psi", 0.5))
+    h.window(obs("age", "psi", 0.5))
+    h.run(60)
+    assert [a.outcome for a in h.attempts if a.entry_id == "broken"] == ["failed"]
+    assert len(pd.accepted) == 1

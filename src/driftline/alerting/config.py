@@ -85,6 +85,14 @@ class WebhookConfig(Strict):
     token: SecretStr | None = None  # bearer token for Airflow / Kubeflow / GitHub
     cooldown: Duration = 86_400.0  # seconds per model: one drift episode triggers one retraining run
 
+    @model_validator(mode="after")
+    def _preset_params(self) -> WebhookConfig:
+        needed = {"airflow": ["dag_id"], "github": ["repository"], "kubeflow": ["pipeline_id"]}.get(self.preset, [])
+        missing = [p for p in needed if p not in self.params]
+        if missing:
+            raise ValueError(f"preset {self.preset!r} needs params: {', '.join(missing)}")
+        return self
+
     @field_validator("cooldown", mode="before")
     @classmethod
     def _cooldown(cls, v: Any) -> float:

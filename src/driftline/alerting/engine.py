@@ -74,6 +74,7 @@ class AlertState:
     breaches: int = 0
     started: float | None = None  # episode start
     last: Alert | None = None
+    last_window: int = -1  # end of the newest window seen: a window is counted once
 
 
 class TransitionLog(Protocol):
@@ -91,13 +92,16 @@ class AlertEngine:
     config: AlertingConfig
     log: TransitionLog | None = None
     states: dict[str, AlertState] = field(default_factory=dict)
+    unlogged: list[tuple[str, State, Alert]] = field(default_factory=list)
 
     def restore(self) -> None:
         """Continue from the stored states (pending counts and firing episodes survive restarts)."""
         if self.log is None:
             return
         for fp, (state, breaches, started, alert) in self.log.alert_states().items():
-            self.states[fp] = AlertState(state, breaches, started, Alert.from_dict(alert) if alert else None)
+            last = Alert.from_dict(alert) if alert else None
+            window = last.window_end if last else -1
+            self.states[fp] = AlertState(state, breaches, started, last, window)
 
     def evaluate(self, observations: Sequence[Observation], now: float) -> list[Alert]:
         """Evaluate every rule on one window's observations; return what must be notified:
@@ -112,9 +116,15 @@ class AlertEngine:
                     transitions.append((alert.fingerprint, state, alert))
                     if tell:
                         notify.append(alert)
-        if transitions and self.log is not None:
-            self.log.write_alert_transitions(transitions)
+        self.unlogged.extend(transitions)
         return notify
+
+    def flush_log(self) -> None:
+        """Store the transitions (after the caller journaled what to notify: a store outage must
+        not lose a page). Raises the store's error; the transitions stay queued for next time."""
+        if self.unlogged and self.log is not None:
+            self.log.write_alert_transitions(self.unlogged)
+        self.unlogged = []
 
     def evaluate_staleness(self, last_event: Mapping[tuple[str, str], float], now: float) -> list[Alert]:
         """``seconds_since_last_event`` rules, on a timer: silence from a model is an alert too."""
@@ -142,8 +152,11 @@ class AlertEngine:
         """Advance one alert; returns (new state, alert, notify?) when the state changed."""
         fp = fingerprint(rule.name, obs.model, obs.version, obs.feature)
         st = self.states.setdefault(fp, AlertState())
-        if not math.isfinite(value):
+        if not math.isfinite(value) or obs.window_end <= st.last_window:
+            # Several consumers (or HTTP and Kafka) may each close the same pane: a window, or an
+            # older one arriving late, must not count twice towards `for: N`.
             return None
+        st.last_window = obs.window_end
         if rule.breached(value):
             st.breaches += 1
             if st.state == "inactive":

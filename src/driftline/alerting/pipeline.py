@@ -18,7 +18,7 @@ from typing import Any
 from driftline.alerting.config import AlertingConfig
 from driftline.alerting.engine import Alert
 from driftline.alerting.outbox import Entry, Outbox
-from driftline.alerting.receivers import Transport, build_requests, deliver
+from driftline.alerting.receivers import Result, Transport, build_requests, deliver
 
 log = logging.getLogger("driftline.alerting")
 MAX_AGE_S = 24 * 3600.0  # a notification undeliverable for a day is given up (and recorded)
@@ -75,10 +75,7 @@ class Dispatcher:
         for a in alerts:
             for receiver in a.receivers:
                 group = f"{receiver}|{a.model}|{a.rule}"
-                held = self.outbox.state.alerts.get(group, {}).get(a.fingerprint)
-                if a.status == "resolved" and held and held["status"] == "firing" and a.episode not in self._told(group):
-                    # Resolved before its group was flushed (windows evaluated in a burst, e.g. when
-                    # catching up): tell the firing first, so every episode that fired is heard of.
+                if self._would_hide(group, a):
                     self._checked[group] = now
                     self._flush(group, now)
                 self.outbox.note_alert(group, a.to_dict())
@@ -89,6 +86,18 @@ class Dispatcher:
                     )
             if a.retrain and a.status == "firing":
                 self._retrain(a, now)
+
+    def _would_hide(self, group: str, a: Alert) -> bool:
+        """True if recording ``a`` would overwrite a held alert nobody has been told about yet:
+        a firing resolved before its group flushed (windows evaluated in a burst), or a resolve
+        replaced by the next episode's firing (a flap within group_interval). The group is then
+        flushed first, so every episode is told, trigger then resolve."""
+        held = self.outbox.state.alerts.get(group, {}).get(a.fingerprint)
+        if held is None:
+            return False
+        if held["status"] == "resolved":  # resolved alerts leave the group once told
+            return True
+        return a.status == "resolved" and held["episode"] not in self._told(group)
 
     def tick(self, now: float) -> None:
         # Groups with firing alerts are re-examined every group_interval: a silence may have
@@ -160,6 +169,9 @@ class Dispatcher:
         assert a.retrain is not None
         cfg = self.config.receiver(a.retrain).webhook
         assert cfg is not None
+        if self._silenced(a.to_dict(), now):
+            log.info("retrain of %s skipped: silenced", a.model)
+            return
         key = f"{a.retrain}|{a.model}"
         last = self.outbox.state.cooldowns.get(key)
         if last is not None and now - last < cfg.cooldown:
@@ -202,7 +214,11 @@ class Sender:
                 continue
             if cfg.slack is not None:
                 self._next_slot[e.receiver] = now + cfg.slack.min_interval
-            result = deliver(cfg, build_requests(cfg, e.id, e.kind, e.payload, now), self.transport)
+            try:
+                result = deliver(cfg, build_requests(cfg, e.id, e.kind, e.payload, now), self.transport)
+            except Exception as exc:  # a malformed entry must not block everything queued behind it
+                log.exception("notification %s to %s cannot be built", e.id, e.receiver)
+                result = Result(False, False, None, f"cannot build the request: {type(exc).__name__}: {exc}")
             attempt = e.attempts + 1
             if result.ok:
                 outcome = "sent"

@@ -210,8 +210,14 @@ def build_requests(
             cfg.slack.webhook_url.get_secret_value(), orjson.dumps(msg), {"content-type": "application/json"}
         )
     assert cfg.webhook is not None
-    alert = payload["alert"] if "alert" in payload else payload["alerts"][0]
-    return webhook_request(cfg.webhook, entry_id, kind, alert, now)
+    if "alert" in payload:
+        return webhook_request(cfg.webhook, entry_id, kind, payload["alert"], now)
+    alerts = payload["alerts"]  # a group: one CloudEvent carrying every alert of it
+    status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
+    head = alerts[0]
+    group = {"status": status, "model": head["model"], "rule": head["rule"], "feature": "", "value": 0.0,
+             "alerts": alerts}
+    return webhook_request(cfg.webhook, entry_id, kind, group, now)
 
 
 Transport = Callable[[Request, float], httpx.Response]

@@ -1,7 +1,7 @@
 """Wires the alerting stages together: window metrics in, notifications out.
 
-    engine.evaluate -> dispatcher.submit (journal) -> engine log -> [every tick] dispatcher.tick
-    -> sender.tick -> notifications table
+    engine.evaluate -> dispatcher.submit (journal, fsynced) -> engine log (alerts table)
+    -> [every tick] dispatcher.tick -> sender.tick -> notifications table
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from driftline.alerting.engine import Alert, AlertEngine, Observation
 from driftline.alerting.outbox import Outbox
 from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import Transport, http_transport
-from driftline.storage.store import AlertStore, MetricRow
+from driftline.storage.store import AlertStore, MetricRow, StoreError
 
 log = logging.getLogger("driftline.alerting")
 
@@ -52,9 +52,10 @@ class AlertService:
                for r in rows]  # fmt: skip
         with self._lock:
             notify = self.engine.evaluate(obs, self.clock())
-            self.dispatcher.submit(notify, self.clock())
+            self.dispatcher.submit(notify, self.clock())  # journaled first: nothing to tell is lost
             self.fired.extend(notify)
             self._export_firing()
+            self._flush_log()
 
     def tick(self) -> None:
         now = self.clock()
@@ -66,6 +67,7 @@ class AlertService:
                 notify = self.engine.evaluate_staleness(self.alerts.last_events(), now)
                 self.dispatcher.submit(notify, now)
                 self.fired.extend(notify)
+                self._flush_log()
             self.dispatcher.tick(now)
         self.sender.tick(now)
 
@@ -88,6 +90,12 @@ class AlertService:
 
     def close(self) -> None:
         self.outbox.close()
+
+    def _flush_log(self) -> None:
+        try:
+            self.engine.flush_log()
+        except StoreError as exc:
+            log.warning("alert transitions not stored yet (%s); retried with the next ones", exc)
 
     def _export_firing(self) -> None:
         firing: Counter[tuple[str, str]] = Counter()

@@ -14,6 +14,7 @@ from driftline import metrics as prom
 from driftline.api import problems
 from driftline.api.routers import alerts, health, ingest, models
 from driftline.service import Service
+from driftline.storage.store import StoreError
 
 
 def create_app(service: Service) -> FastAPI:
@@ -27,6 +28,7 @@ def create_app(service: Service) -> FastAPI:
     app.add_exception_handler(problems.Problem, problems.on_problem)
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(RequestValidationError, problems.on_validation_error)
+    app.add_exception_handler(StoreError, problems.on_store_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
     for router in (ingest.router, models.router, alerts.router, health.router):
         app.include_router(router, responses={

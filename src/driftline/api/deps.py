@@ -42,7 +42,8 @@ def _ms(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return parse_ts(int(value) if value.lstrip("-").isdigit() else value)
+        numeric = value.isascii() and value.lstrip("-").isdigit()
+        return parse_ts(int(value) if numeric else value)
     except InvalidEvent as exc:
         raise Problem(400, f"{name}: {exc.reason}") from None
 

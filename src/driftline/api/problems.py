@@ -47,5 +47,9 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(400, detail, request.url.path, errors=errors)
 
 
+async def on_store_error(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(503, f"the store is unavailable, retry later: {exc}", request.url.path)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, f"internal error: {type(exc).__name__}", request.url.path)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from driftline.api.deps import require, service
@@ -78,7 +79,7 @@ async def post_events(
             raise Problem(413, f"request body is above the {limit}-byte limit")
     messages = _split(body, request.headers.get("content-type", ""))
     try:
-        result = svc.http_ingest.ingest(messages, idempotency_key)
+        result = await run_in_threadpool(svc.http_ingest.ingest, messages, idempotency_key)
     except StoreError as exc:
         raise Problem(503, f"the store refused the write, nothing was stored; retry: {exc}") from None
     out = {"accepted": result.accepted, "rejected": len(result.errors), "late": result.late,

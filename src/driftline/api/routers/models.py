@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from driftline.api.deps import TimeRange, require, service
@@ -26,9 +27,9 @@ ModelId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=r"^[^/\
 
 class ModelThresholds(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    psi: float = Field(0.2, gt=0, examples=[0.2])
+    psi: float = Field(0.2, gt=0, le=1e6, examples=[0.2])
     ks: float = Field(0.1, gt=0, le=1, examples=[0.1])
-    min_support: int = Field(30, ge=1)
+    min_support: int = Field(30, ge=1, le=1_000_000_000)
 
 
 class ModelConfig(BaseModel):
@@ -125,6 +126,12 @@ async def put_reference(
 ) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     body = await request.body()
+    roles = TableSpec(segments=[s for s in segments.split(",") if s], prediction=prediction, label=label,
+                      latency=latency)
+    return await run_in_threadpool(_set_reference, svc, model_id, ctype, body, roles)
+
+
+def _set_reference(svc: Service, model_id: str, ctype: str, body: bytes, spec: TableSpec) -> dict[str, Any]:
     if ctype == "application/json":
         try:
             rng = ReferenceRange.model_validate(orjson.loads(body or b"null"))
@@ -142,8 +149,6 @@ async def put_reference(
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"reference{suffix}"
             path.write_bytes(body)
-            spec = TableSpec(segments=[s for s in segments.split(",") if s], prediction=prediction, label=label,
-                             latency=latency)
             try:
                 sketch, _ = load_reference(path, spec, 1000, 10)
             except (TableError, ValueError) as exc:
