@@ -144,3 +144,24 @@ def test_rows_of_another_reference_are_ignored(store: Store) -> None:
     assert merge_rows(ref_b.binning, store.pane_rows("m")).n_events == 0
     assert merge_rows(ref_a.binning, store.pane_rows("m")).n_events == cur_a.n_events
     assert all(isinstance(r, PaneRow) for r in store.pane_rows("m"))
+
+
+def test_alert_states_survive_a_restart_with_their_pending_count(store: Store) -> None:
+    from driftline.alerting.config import AlertingConfig
+    from driftline.alerting.engine import AlertEngine, Observation
+    from driftline.storage.store import AlertStore
+
+    cfg = AlertingConfig.model_validate({"rules": [{"name": "r", "metric": "psi", "threshold": 0.2, "for": 3}]})
+
+    def window(end: int) -> list[Observation]:
+        return [Observation("m", "v", "x", "psi", 0.5, None, end - 60_000, end)]
+
+    first = AlertEngine(cfg, log=AlertStore(store))
+    for end in (60_000, 120_000):
+        assert first.evaluate(window(end), float(end)) == []
+        first.flush_log()
+    restarted = AlertEngine(cfg, log=AlertStore(store))
+    restarted.restore()
+    assert restarted.evaluate(window(120_000), 130.0) == []  # a window seen before the restart
+    fired = restarted.evaluate(window(180_000), 180.0)
+    assert [(a.status, a.starts_at) for a in fired] == [("firing", 60_000.0)]

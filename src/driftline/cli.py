@@ -440,12 +440,11 @@ def _reference(args: argparse.Namespace) -> int:
 
 
 def _references(store: Any) -> dict[str, Any]:
-    from itertools import groupby
+    from driftline.service import References
 
-    from driftline.storage.codec import reference_from_rows
-
-    rows = store.references()
-    return {m: reference_from_rows(list(g)) for m, g in groupby(rows, key=lambda r: r.model_id)}
+    refs = References()
+    refs.reload(store)
+    return refs
 
 
 def _thresholds(args: argparse.Namespace) -> Any:
@@ -709,15 +708,21 @@ def _replay(args: argparse.Namespace) -> int:
         service = Service(settings)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    import hashlib
+
     ingest = service.http_ingest
     ingest.source = "replay"
+    ingest.max_future_ms = None  # a backfill may hold any period
     totals = {"accepted": 0, "rejected": 0, "late": 0}
     try:
         messages = _replay_messages(args.file, args.segments, args.model)
         with Progress(transient=not args.json) as progress:
             task = progress.add_task(f"replaying {args.file}", total=len(messages))
             for i in range(0, len(messages), args.batch_size):
-                result = ingest.ingest(messages[i : i + args.batch_size], f"{args.file}:{i}")
+                batch = messages[i : i + args.batch_size]
+                # the same batch replayed twice is stored once; an edited file is new data
+                key = hashlib.sha256(b"\n".join(batch)).hexdigest()
+                result = ingest.ingest(batch, key)
                 totals["accepted"] += result.accepted
                 totals["rejected"] += len(result.errors)
                 totals["late"] += result.late
@@ -761,10 +766,12 @@ def _replay_messages(path: str, segments: list[str], model: str | None) -> list[
 
 
 def _ts_of(line: bytes) -> float:
+    """Sort key: the event time (RFC 3339 or epoch ms); unreadable lines first (they are rejected)."""
+    from driftline.contract import InvalidEvent, parse_ts
+
     try:
-        ts = orjson.loads(line).get("ts")
-        return float(ts) if isinstance(ts, int | float) else 0.0
-    except (orjson.JSONDecodeError, AttributeError):
+        return float(parse_ts(orjson.loads(line).get("ts")))
+    except (orjson.JSONDecodeError, AttributeError, InvalidEvent):
         return 0.0
 
 

@@ -1,4 +1,4 @@
-"""``driftline demo``: the whole product in one process, in about a minute, on embedded chDB.
+"""``driftline demo``: the whole product in one process, in seconds, on embedded chDB.
 
 Starts the service (HTTP API + alerting) on a fresh store, runs a local sink that plays Slack,
 PagerDuty and a retraining endpoint, feeds 20 minutes of simulated traffic through

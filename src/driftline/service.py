@@ -2,8 +2,8 @@
 
 Built from :class:`driftline.settings.Settings` at an entry point (``driftline serve``,
 ``driftline demo``); the API reads everything through it. ``stop()`` is the graceful shutdown:
-consumers flush their panes and commit, the HTTP ingest closes idle panes, the alerting outbox
-is drained.
+consumers flush their panes and commit, then the alerting outbox is drained (what cannot be
+delivered now stays in its journal for the next start).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Service:
         """Graceful: consumers flush and commit, alerting drains its outbox, then the store closes."""
         self._stop.set()
         deadline = time.monotonic() + timeout_s
-        for t in self._threads:
+        for t in self._threads:  # consumers first (their last flush may evaluate windows), alerting last
             t.join(timeout=max(0.1, deadline - time.monotonic()))
         if self.alerting:
             self.alerting.close()
@@ -169,5 +169,8 @@ class Service:
             checks["store"] = f"unreachable: {exc}"
         if self.settings.bootstrap:
             assigned = sum(len(c.assigned) for c in self.consumers)
-            checks["kafka"] = "ok" if assigned else "no partitions assigned"
+            dead = [t.name for t in self._threads if not t.is_alive()]
+            checks["kafka"] = (
+                f"stopped: {', '.join(dead)}" if dead else "ok" if assigned else "no partitions assigned"
+            )
         return checks

@@ -78,7 +78,7 @@ class AlertState:
 
 
 class TransitionLog(Protocol):
-    def write_alert_transitions(self, transitions: Sequence[tuple[str, State, Alert]]) -> None: ...
+    def write_alert_transitions(self, transitions: Sequence[tuple[str, State, Alert, int]]) -> None: ...
 
     def alert_states(self) -> dict[str, tuple[State, int, float | None, dict[str, Any]]]: ...
 
@@ -92,7 +92,7 @@ class AlertEngine:
     config: AlertingConfig
     log: TransitionLog | None = None
     states: dict[str, AlertState] = field(default_factory=dict)
-    unlogged: list[tuple[str, State, Alert]] = field(default_factory=list)
+    unlogged: list[tuple[str, State, Alert, int]] = field(default_factory=list)
 
     def restore(self) -> None:
         """Continue from the stored states (pending counts and firing episodes survive restarts)."""
@@ -106,14 +106,14 @@ class AlertEngine:
     def evaluate(self, observations: Sequence[Observation], now: float) -> list[Alert]:
         """Evaluate every rule on one window's observations; return what must be notified:
         alerts that started firing and alerts that resolved (pending ones are only stored)."""
-        transitions: list[tuple[str, State, Alert]] = []
+        transitions: list[tuple[str, State, Alert, int]] = []
         notify: list[Alert] = []
         for rule in self.config.rules:
             for obs, value in self._values(rule, observations):
                 step = self._step(rule, obs, value, now)
                 if step is not None:
                     state, alert, tell = step
-                    transitions.append((alert.fingerprint, state, alert))
+                    transitions.append((alert.fingerprint, state, alert, self.states[alert.fingerprint].breaches))
                     if tell:
                         notify.append(alert)
         self.unlogged.extend(transitions)
@@ -164,7 +164,9 @@ class AlertEngine:
             new: State = "firing" if st.breaches >= rule.for_windows else "pending"
             st.last = self._alert(rule, obs, value, "firing", st, now, fp)
             if new == st.state:
-                return None  # still pending or still firing: nothing to tell
+                # Still firing: nothing to store or tell. Still pending: store the count, so a
+                # restart continues towards `for: N` instead of starting over.
+                return (new, st.last, False) if new == "pending" else None
             st.state = new
             return new, st.last, new == "firing"
         if st.state == "inactive":

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from driftline import metrics as prom
@@ -47,17 +47,22 @@ class ConsumerConfig:
     flush_interval_s: float = 5.0
     max_pending_events: int = 500_000
     max_message_bytes: int = MAX_EVENT_BYTES
+    max_future_ms: int = 86_400_000  # events stamped further ahead of the wall clock are rejected
     instance_id: str | None = None  # static membership: a restarted member gets its partitions back
     session_timeout_ms: int = 10_000
     kafka: dict[str, str] = field(default_factory=dict)
 
 
 class DeadLetterRouter:
-    """Every rejected message goes to ``<source topic><suffix>`` with the reason in its headers."""
+    """Every rejected message goes to ``<source topic><suffix>`` with the reason in its headers.
+
+    A message whose delivery failed is produced again at the next ``flush()``, which raises until
+    all are acknowledged, so the commit covering their offsets waits for them.
+    """
 
     def __init__(self, bootstrap: str, suffix: str, extra: dict[str, str] | None = None) -> None:
         self.suffix = suffix
-        self.failed: list[str] = []
+        self.failed: list[tuple[Rejected, str]] = []
         self._producer = Producer(
             {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
              "message.max.bytes": 16 << 20, **(extra or {})}
@@ -71,15 +76,16 @@ class DeadLetterRouter:
             ("driftline-source-partition", str(r.partition).encode()),
             ("driftline-source-offset", str(r.offset).encode()),
         ]
-        self._producer.produce(r.topic + self.suffix, value=r.value, key=r.key, headers=headers,
-                               on_delivery=self._delivered)
-        self._producer.poll(0)
 
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self.failed.append(str(err))
-        else:
-            self.sent += 1
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is None:
+                self.sent += 1
+            else:
+                self.failed.append((r, str(err)))
+
+        self._producer.produce(r.topic + self.suffix, value=r.value, key=r.key, headers=headers,
+                               on_delivery=delivered)
+        self._producer.poll(0)
 
     def close(self) -> None:
         """Deliver what is queued (already covered by a commit only if flush() succeeded before)."""
@@ -88,10 +94,15 @@ class DeadLetterRouter:
             log.warning("%d dead-letter messages undelivered at shutdown; their offsets were not committed", left)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Block until every routed message is acknowledged; raise if any was not."""
-        if self._producer.flush(timeout_s) > 0 or self.failed:
-            errors, self.failed = self.failed, []
-            raise StoreError(f"dead-letter delivery failed: {errors[:3] or 'timeout'}")
+        """Block until every routed message is acknowledged; raise (and re-queue) if any was not."""
+        left = self._producer.flush(timeout_s)
+        if self.failed:
+            retry, self.failed = self.failed, []
+            for r, _ in retry:
+                self.route(r)
+            raise StoreError(f"dead-letter delivery failed, retrying: {[e for _, e in retry][:3]}")
+        if left:
+            raise StoreError(f"dead-letter delivery timed out ({left} messages still queued)")
 
 
 def _export_lag(stats_json: str) -> None:
@@ -128,6 +139,7 @@ class StreamConsumer:
         self._rows_pending: list[PaneRow] = []  # taken from the folder, not yet acknowledged
         self._retry_at = 0.0
         self._failures = 0
+        self._stop = threading.Event()
         self._consumer = Consumer(self._kafka_config())
 
     def _kafka_config(self) -> dict[str, object]:
@@ -170,18 +182,26 @@ class StreamConsumer:
             self.config.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         last_message = self.clock()
+        self._stop = stop
         try:
             while not stop.is_set():
-                msgs = self._consumer.consume(self.config.batch_size, timeout=0.2)
-                if msgs:
-                    last_message = self.clock()
-                    self._handle(msgs)
-                if self._due():
-                    self.flush()
-                elif not self.ranges and self.clock() - self._last_flush >= self.config.flush_interval_s:
-                    # Nothing pending, but time passes: idle partitions release the watermark.
-                    self._last_flush = self.clock()
-                    self._evaluate_closed_panes()
+                try:
+                    msgs = self._consumer.consume(self.config.batch_size, timeout=0.2)
+                    if msgs:
+                        last_message = self.clock()
+                        self._handle(msgs)
+                    if self._due():
+                        self.flush()
+                    elif not self.ranges and self.clock() - self._last_flush >= self.config.flush_interval_s:
+                        # Nothing pending, but time passes: idle partitions release the watermark.
+                        self._last_flush = self.clock()
+                        self._evaluate_closed_panes()
+                except (KafkaException, StoreError):
+                    # Never die silently: drop what was not stored and re-read it from the stored offsets.
+                    log.exception("consumer step failed; re-reading from the last stored offsets")
+                    self.stats["recoveries"] += 1
+                    self._recover()
+                    stop.wait(1.0)
                 if idle_exit_s is not None and self.clock() - last_message > idle_exit_s and not self._paused:
                     break
             self.flush()
@@ -196,6 +216,7 @@ class StreamConsumer:
             self._rewind(msgs)
             return
         started = time.perf_counter()
+        horizon = int(self.clock() * 1000) + self.config.max_future_ms
         by_partition: dict[tuple[str, int], list[AnyEvent]] = defaultdict(list)
         for m in msgs:
             err = m.error()
@@ -211,7 +232,7 @@ class StreamConsumer:
                 r[1] = offset
             value = m.value()
             try:
-                event = decode(value, self.config.max_message_bytes)
+                event = decode(value, self.config.max_message_bytes, horizon)
                 if event.model_id not in self.references:
                     raise InvalidEvent("model_id", f"no reference registered for model {event.model_id!r}")
             except InvalidEvent as exc:
@@ -274,8 +295,11 @@ class StreamConsumer:
         prom.PANES_FLUSHED.inc(len(rows))
         self._rows_pending = []
         self._failures = 0
-        self._consumer.commit(offsets=[TopicPartition(o.topic, o.partition, o.end + 1) for o in offsets],
-                              asynchronous=False)
+        try:
+            self._consumer.commit(offsets=[TopicPartition(o.topic, o.partition, o.end + 1) for o in offsets],
+                                  asynchronous=False)
+        except KafkaException as exc:  # safe: the offsets are stored with the data; the next commit catches up
+            log.warning("offset commit failed (%s); the stored offsets cover it", exc)
         self.ranges.clear()
         self._last_flush = self.clock()
         self.stats["flushes"] += 1
@@ -304,11 +328,35 @@ class StreamConsumer:
 
     # -- rebalance ----------------------------------------------------------------------------
 
+    def _stored_offsets(self, topic: str) -> dict[int, int]:
+        """The store is the source of truth for where to resume: wait for it rather than guess."""
+        delay = 0.5
+        while True:
+            try:
+                return self.store.stored_offsets(self.config.group, topic)
+            except StoreError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("stored offsets unavailable (%s); retrying in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                delay = min(30.0, delay * 2)
+
+    def _recover(self) -> None:
+        self._drop_unflushed()
+        for topic in {t for t, _ in self.assigned}:
+            stored = self._stored_offsets(topic)
+            for t, p in self.assigned:
+                if t == topic and p in stored:
+                    self._consumer.seek(TopicPartition(t, p, stored[p] + 1))
+                elif t == topic:
+                    committed = self._consumer.committed([TopicPartition(t, p)], timeout=10)[0].offset
+                    self._consumer.seek(TopicPartition(t, p, committed if committed >= 0 else OFFSET_BEGINNING))
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         stored: dict[str, dict[int, int]] = {}
         for tp in partitions:
             if tp.topic not in stored:
-                stored[tp.topic] = self.store.stored_offsets(self.config.group, tp.topic)
+                stored[tp.topic] = self._stored_offsets(tp.topic)
             last = stored[tp.topic].get(tp.partition)
             if last is not None:
                 tp.offset = last + 1  # ClickHouse is ahead of (or equal to) the committed offset

@@ -72,7 +72,16 @@ AnyEvent = Event | FastEvent
 _fast = msgspec.json.Decoder(FastEvent)
 
 
-def decode(value: bytes | None, max_bytes: int) -> AnyEvent:
+def decode(value: bytes | None, max_bytes: int, max_ts_ms: int | None = None) -> AnyEvent:
+    """One message -> a valid event, or InvalidEvent. ``max_ts_ms`` bounds event time from above:
+    one event stamped in 2100 would otherwise drag the watermark there and make all traffic late."""
+    e = _decode(value, max_bytes)
+    if max_ts_ms is not None and e.ts_ms > max_ts_ms:
+        raise InvalidEvent("ts", f"{e.ts_ms} ms is too far in the future (more than the allowed clock skew)")
+    return e
+
+
+def _decode(value: bytes | None, max_bytes: int) -> AnyEvent:
     if value is None:
         raise InvalidEvent("$", "empty message (no value)")
     if len(value) > max_bytes:

@@ -40,6 +40,7 @@ class DirectIngest:
         source: str = "http",
         clock: Callable[[], float] = time.time,
         max_event_bytes: int = MAX_EVENT_BYTES,
+        max_future_ms: int | None = 86_400_000,
     ) -> None:
         self.store = store
         self.references = references
@@ -48,15 +49,17 @@ class DirectIngest:
         self.source = source
         self.clock = clock
         self.max_event_bytes = max_event_bytes
+        self.max_future_ms = max_future_ms  # None for backfills of any period
         self._lock = threading.Lock()
 
     def ingest(self, messages: Sequence[bytes], idempotency_key: str | None = None) -> IngestResult:
         """Validate, fold and store a batch; rejected events are reported, the rest stored."""
         result = IngestResult()
         events: list[AnyEvent] = []
+        horizon = None if self.max_future_ms is None else int(self.clock() * 1000) + self.max_future_ms
         for i, raw in enumerate(messages):
             try:
-                e = decode(raw, self.max_event_bytes)
+                e = decode(raw, self.max_event_bytes, horizon)
                 if e.model_id not in self.references:
                     raise InvalidEvent("model_id", f"no reference registered for model {e.model_id!r}")
                 events.append(e)
@@ -75,8 +78,9 @@ class DirectIngest:
                 with prom.STORE_WRITE_SECONDS.time():
                     self.store.write_flush(self.source, rows, [], token=token)
             except Exception:
+                # Nothing was stored; the caller retries. The watermark has already seen these event
+                # times, so a retry of old panes lands in their correction sketches (still counted).
                 prom.STORE_ERRORS.labels("flush").inc()
-                # Nothing was acknowledged: forget the panes this request opened and let the caller retry.
                 raise
             prom.PANES_FLUSHED.inc(len(rows))
             result.accepted = len(events)

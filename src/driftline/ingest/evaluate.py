@@ -54,7 +54,10 @@ class WindowEvaluator:
                 if r.metric in prom.GAUGED_METRICS and r.feature:
                     prom.DRIFT_VALUE.labels(model, r.feature, r.metric).set(r.value)
             if self.on_window is not None:
-                self.on_window(model, version, begin, end, window)
+                try:
+                    self.on_window(model, version, begin, end, window)
+                except Exception:  # the metrics are stored; alerting's own failure must not stop ingest
+                    log.exception("window hook failed for %s [%d, %d)", model, begin, end)
         return []
 
 

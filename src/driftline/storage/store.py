@@ -363,14 +363,14 @@ class AlertStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def write_alert_transitions(self, transitions: Sequence[tuple[str, str, Any]]) -> None:
+    def write_alert_transitions(self, transitions: Sequence[tuple[str, str, Any, int]]) -> None:
         import orjson
 
         now = datetime.now(UTC)
         data = []
-        for fp, state, a in transitions:
+        for fp, state, a, breaches in transitions:
             d = a.to_dict()
-            data.append([fp, state, int(state != "inactive"), d["starts_at"] if state != "inactive" else None,
+            data.append([fp, state, breaches, d["starts_at"] if state != "inactive" else None,
                          d["rule"], d["model"], d["version"], d["feature"], d["metric"], d["severity"],
                          d["status"], float(d["value"]), float(d["threshold"]), d["window_end"],
                          orjson.dumps(d).decode(), now])
