@@ -124,6 +124,7 @@ def fill(
             ],
             now=w_end / 1000,
         )
+        engine.flush_log()
         windows += 1
 
     now = time.time()
