@@ -151,7 +151,9 @@ def test_alert_states_survive_a_restart_with_their_pending_count(store: Store) -
     from driftline.alerting.engine import AlertEngine, Observation
     from driftline.storage.store import AlertStore
 
-    cfg = AlertingConfig.model_validate({"rules": [{"name": "r", "metric": "psi", "threshold": 0.2, "for": 3}]})
+    cfg = AlertingConfig.model_validate(
+        {"rules": [{"name": "r", "metric": "psi", "threshold": 0.2, "for": 3}]}
+    )
 
     def window(end: int) -> list[Observation]:
         return [Observation("m", "v", "x", "psi", 0.5, None, end - 60_000, end)]

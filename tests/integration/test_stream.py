@@ -30,7 +30,7 @@ from driftline.simulate import FILE_DROP, Traffic, bad_message, events, generate
 from driftline.storage.codec import reference_from_rows
 from driftline.storage.store import Store
 
-from ..helpers import build_reference, write_reference
+from ..helpers import ROLES, build_reference, write_reference
 from ..test_compare_cli import assert_close
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -190,14 +190,7 @@ def test_stats_over_stream_equals_compare_on_exported_files(
                 str(ref_path),
                 "--current",
                 str(cur_path),
-                "--segments",
-                SEGMENTS,
-                "--prediction",
-                "prediction",
-                "--label",
-                "label",
-                "--latency",
-                "latency_ms",
+                *ROLES,
                 "--json",
             ]
         )
