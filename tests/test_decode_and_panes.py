@@ -126,3 +126,12 @@ def test_fast_decoder_agrees_with_the_contract(obj: dict[str, object]) -> None:
         "segments",
     ):
         assert getattr(got, name) == getattr(expected, name), name
+
+
+def test_events_too_far_in_the_future_are_rejected() -> None:
+    raw = orjson.dumps(
+        {"event_id": "e", "model_id": "m", "ts": 2_000_000_000_000, "features": {}, "prediction": 1}
+    )
+    assert decode(raw, MAX_EVENT_BYTES).ts_ms == 2_000_000_000_000
+    with pytest.raises(InvalidEvent, match="ts: 2000000000000 ms is too far in the future"):
+        decode(raw, MAX_EVENT_BYTES, max_ts_ms=1_900_000_000_000)

@@ -69,10 +69,18 @@ def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
 class FlakyStore:
     """A real store whose first ``failures`` flushes fail, as a ClickHouse outage would."""
 
-    def __init__(self, store: Store, failures: int) -> None:
+    def __init__(self, store: Store, failures: int, offset_failures: int = 0) -> None:
         self._store = store
         self.failures = failures
+        self.offset_failures = offset_failures
         self.attempts: list[str] = []
+
+    def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
+        self.attempts.append("offsets")
+        if self.offset_failures > 0:
+            self.offset_failures -= 1
+            raise StoreError("simulated outage while resuming")
+        return self._store.stored_offsets(group, topic)
 
     def write_flush(self, group: str, rows: Sequence[PaneRow], offsets: Sequence[OffsetRange]) -> str:
         self.attempts.append(f"{len(rows)}:{[(o.partition, o.start, o.end) for o in offsets]}")
@@ -105,7 +113,27 @@ def test_store_outage_pauses_and_retries_the_same_flush(
         c.run(threading.Event(), idle_exit_s=8.0)
         assert c.stats["flush_failures"] == 3
         # The retries after the outage wrote exactly what the failed attempt would have.
-        assert flaky.attempts[0] == flaky.attempts[1] == flaky.attempts[2] == flaky.attempts[3]
+        flushes = [a for a in flaky.attempts if a != "offsets"]
+        assert flushes[0] == flushes[1] == flushes[2] == flushes[3]
+        assert stored_counts(store)[0] == valid.height == c.stats["accepted"]
+    finally:
+        store.close()
+
+
+def test_store_outage_while_resuming_waits_for_the_stored_offsets(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = new_topic(2)
+    valid, _ = produce(kafka_bootstrap, topic, Traffic(n=2000, seed=12, start_ms=START_MS))
+    store = store_with_reference(f"chdb://{tmp_path / 'store'}", write_reference(tmp_path / "ref.parquet"))
+    try:
+        flaky = FlakyStore(store, failures=0, offset_failures=2)
+        config = ConsumerConfig(
+            kafka_bootstrap, [topic], "g-resume", flush_interval_s=0.5, session_timeout_ms=6000
+        )
+        c = StreamConsumer(config, flaky, {"churn": reference_from_rows(store.references())})  # type: ignore[arg-type]
+        c.run(threading.Event(), idle_exit_s=6.0)
+        assert flaky.offset_failures == 0 and flaky.attempts.count("offsets") >= 3
         assert stored_counts(store)[0] == valid.height == c.stats["accepted"]
     finally:
         store.close()
