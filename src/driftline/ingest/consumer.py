@@ -140,6 +140,7 @@ class StreamConsumer:
         self._retry_at = 0.0
         self._failures = 0
         self._stop = threading.Event()
+        self._needs_recovery = False
         self._consumer = Consumer(self._kafka_config())
 
     def _kafka_config(self) -> dict[str, object]:
@@ -186,6 +187,9 @@ class StreamConsumer:
         try:
             while not stop.is_set():
                 try:
+                    if self._needs_recovery:  # nothing is consumed until we are back at the stored offsets
+                        self._recover()
+                        self._needs_recovery = False
                     msgs = self._consumer.consume(self.config.batch_size, timeout=0.2)
                     if msgs:
                         last_message = self.clock()
@@ -200,11 +204,12 @@ class StreamConsumer:
                     # Never die silently: drop what was not stored and re-read it from the stored offsets.
                     log.exception("consumer step failed; re-reading from the last stored offsets")
                     self.stats["recoveries"] += 1
-                    self._recover()
+                    self._needs_recovery = True
                     stop.wait(1.0)
                 if idle_exit_s is not None and self.clock() - last_message > idle_exit_s and not self._paused:
                     break
-            self.flush()
+            if not self._needs_recovery:  # after a failed step the state may be partial: never store it
+                self.flush()
         finally:
             self._consumer.close()
             self.dlq.close()
