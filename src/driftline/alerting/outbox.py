@@ -20,6 +20,9 @@ from typing import Any
 import orjson
 
 
+KEEP_DONE = 50_000
+
+
 @dataclass
 class Entry:
     id: str  # idempotency key
@@ -42,7 +45,7 @@ class Journal:
     sent_count: dict[str, int] = field(default_factory=dict)  # group key -> notifications so far
     told: dict[str, set[str]] = field(default_factory=dict)  # group key -> episodes notified as firing
     cooldowns: dict[str, float] = field(default_factory=dict)  # receiver/model -> last retrain
-    done: set[str] = field(default_factory=set)
+    done: dict[str, None] = field(default_factory=dict)  # ids sent or given up, oldest first
     next_seq: int = 0
 
 
@@ -126,7 +129,7 @@ class Outbox:
                     e.next_attempt_at, e.attempts = rec["next_attempt_at"], rec["attempts"]
             case "done":
                 s.pending.pop(rec["id"], None)
-                s.done.add(rec["id"])
+                s.done[rec["id"]] = None
             case "alert":
                 s.alerts.setdefault(rec["group"], {})[rec["alert"]["fingerprint"]] = rec["alert"]
             case "notified":
@@ -160,7 +163,9 @@ class Outbox:
         """Rewrite the journal with the live state only (atomic rename)."""
         s = self.state
         recs: list[dict[str, Any]] = [{"op": "enqueue", **asdict(e)} for e in s.pending.values()]
-        recs += [{"op": "done", "id": i, "status": "compacted"} for i in sorted(s.done)]
+        # Done ids only stop a replayed enqueue from sending twice, which happens right after a
+        # crash: the newest ones are enough, so the journal does not grow without bound.
+        recs += [{"op": "done", "id": i, "status": "compacted"} for i in list(s.done)[-KEEP_DONE:]]
         recs += [
             {"op": "alert", "group": g, "alert": a} for g, alerts in s.alerts.items() for a in alerts.values()
         ]
