@@ -137,3 +137,46 @@ def test_store_outage_while_resuming_waits_for_the_stored_offsets(
         assert stored_counts(store)[0] == valid.height == c.stats["accepted"]
     finally:
         store.close()
+
+
+class StaleMemberStore(FlakyStore):
+    """The first flush finds its offsets already stored, as a member that stalled past its
+    session (and whose partitions were consumed by another) would."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store, failures=0)
+        self.fenced = False
+        self.flushes = 0
+
+    def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
+        real = self._store.stored_offsets(group, topic)
+        if not self.fenced and self.flushes == 0 and len(self.attempts) > 0:
+            self.fenced = True
+            return {p: 10**9 for p in range(8)}  # "someone stored everything already"
+        self.attempts.append("offsets")
+        return real
+
+    def write_flush(self, group: str, rows: Sequence[PaneRow], offsets: Sequence[OffsetRange]) -> str:
+        self.flushes += 1
+        return self._store.write_flush(group, rows, offsets)
+
+
+def test_a_flush_whose_offsets_are_already_stored_is_dropped_not_double_counted(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path
+) -> None:
+    topic = new_topic(2)
+    valid, _ = produce(kafka_bootstrap, topic, Traffic(n=3000, seed=14, start_ms=START_MS))
+    store = store_with_reference(f"chdb://{tmp_path / 'store'}", write_reference(tmp_path / "ref.parquet"))
+    try:
+        stale = StaleMemberStore(store)
+        config = ConsumerConfig(
+            kafka_bootstrap, [topic], "g-fence", flush_interval_s=0.5, session_timeout_ms=6000
+        )
+        c = StreamConsumer(config, stale, {"churn": reference_from_rows(store.references())})  # type: ignore[arg-type]
+        c.run(threading.Event(), idle_exit_s=6.0)
+        assert stale.fenced and c.stats["superseded"] == 1
+        # the fenced batch was dropped and re-read from the (real) stored offsets: counted once
+        assert stored_counts(store)[0] == valid.height
+        assert c.stats["accepted"] > valid.height
+    finally:
+        store.close()

@@ -288,6 +288,13 @@ class StreamConsumer:
             return True
         offsets = [OffsetRange(t, p, a, b) for (t, p), (a, b) in sorted(self.ranges.items())]
         try:
+            if self._superseded(offsets):
+                # Another member (or our own earlier attempt whose acknowledgement was lost) already
+                # stored these offsets: writing would count them twice. Re-read from what is stored.
+                log.warning("offsets %s already stored; dropping this flush and resuming after them", offsets)
+                self.stats["superseded"] += 1
+                self._needs_recovery = True
+                return False
             self.dlq.flush()
             rows = self._rows_pending or self.folder.take_rows()
             self._rows_pending = rows  # kept until acknowledged: the retry writes the same rows
@@ -332,6 +339,14 @@ class StreamConsumer:
         self.stats["windows_evaluated"] = self.evaluator.evaluated
 
     # -- rebalance ----------------------------------------------------------------------------
+
+    def _superseded(self, offsets: list[OffsetRange]) -> bool:
+        """A fence for a member that stalled past its session: has anyone stored these offsets?"""
+        for topic in {o.topic for o in offsets}:
+            stored = self.store.stored_offsets(self.config.group, topic)
+            if any(stored.get(o.partition, -1) >= o.start for o in offsets if o.topic == topic):
+                return True
+        return False
 
     def _stored_offsets(self, topic: str) -> dict[int, int]:
         """The store is the source of truth for where to resume: wait for it rather than guess."""
