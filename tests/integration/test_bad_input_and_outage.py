@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import Producer
@@ -66,6 +67,22 @@ def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
         assert any(r.startswith(expected) for r in reasons), (expected, reasons)
 
 
+def run_member(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    store_like: object,
+    store: Store,
+    idle_exit_s: float = 6.0,
+    **config: Any,
+) -> StreamConsumer:
+    """One group member over ``store_like`` (a wrapper injecting faults into the real store)."""
+    cfg = ConsumerConfig(bootstrap, [topic], group, flush_interval_s=0.5, session_timeout_ms=6000, **config)
+    member = StreamConsumer(cfg, store_like, {"churn": reference_from_rows(store.references())})  # type: ignore[arg-type]
+    member.run(threading.Event(), idle_exit_s=idle_exit_s)
+    return member
+
+
 class FlakyStore:
     """A real store whose first ``failures`` flushes fail, as a ClickHouse outage would."""
 
@@ -101,16 +118,7 @@ def test_store_outage_pauses_and_retries_the_same_flush(
     store = store_with_reference(f"chdb://{tmp_path / 'store'}", write_reference(tmp_path / "ref.parquet"))
     try:
         flaky = FlakyStore(store, failures=3)
-        config = ConsumerConfig(
-            kafka_bootstrap,
-            [topic],
-            "g-outage",
-            flush_interval_s=0.5,
-            batch_size=1000,
-            session_timeout_ms=6000,
-        )
-        c = StreamConsumer(config, flaky, {"churn": reference_from_rows(store.references())})  # type: ignore[arg-type]
-        c.run(threading.Event(), idle_exit_s=8.0)
+        c = run_member(kafka_bootstrap, topic, "g-outage", flaky, store, idle_exit_s=8.0, batch_size=1000)
         assert c.stats["flush_failures"] == 3
         # The retries after the outage wrote exactly what the failed attempt would have.
         flushes = [a for a in flaky.attempts if a != "offsets"]
@@ -128,11 +136,7 @@ def test_store_outage_while_resuming_waits_for_the_stored_offsets(
     store = store_with_reference(f"chdb://{tmp_path / 'store'}", write_reference(tmp_path / "ref.parquet"))
     try:
         flaky = FlakyStore(store, failures=0, offset_failures=2)
-        config = ConsumerConfig(
-            kafka_bootstrap, [topic], "g-resume", flush_interval_s=0.5, session_timeout_ms=6000
-        )
-        c = StreamConsumer(config, flaky, {"churn": reference_from_rows(store.references())})  # type: ignore[arg-type]
-        c.run(threading.Event(), idle_exit_s=6.0)
+        c = run_member(kafka_bootstrap, topic, "g-resume", flaky, store)
         assert flaky.offset_failures == 0 and flaky.attempts.count("offsets") >= 3
         assert stored_counts(store)[0] == valid.height == c.stats["accepted"]
     finally:
@@ -169,11 +173,7 @@ def test_a_flush_whose_offsets_are_already_stored_is_dropped_not_double_counted(
     store = store_with_reference(f"chdb://{tmp_path / 'store'}", write_reference(tmp_path / "ref.parquet"))
     try:
         stale = StaleMemberStore(store)
-        config = ConsumerConfig(
-            kafka_bootstrap, [topic], "g-fence", flush_interval_s=0.5, session_timeout_ms=6000
-        )
-        c = StreamConsumer(config, stale, {"churn": reference_from_rows(store.references())})  # type: ignore[arg-type]
-        c.run(threading.Event(), idle_exit_s=6.0)
+        c = run_member(kafka_bootstrap, topic, "g-fence", stale, store)
         assert stale.fenced and c.stats["superseded"] == 1
         # the fenced batch was dropped and re-read from the (real) stored offsets: counted once
         assert stored_counts(store)[0] == valid.height
