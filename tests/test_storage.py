@@ -167,3 +167,24 @@ def test_alert_states_survive_a_restart_with_their_pending_count(store: Store) -
     assert restarted.evaluate(window(120_000), 130.0) == []  # a window seen before the restart
     fired = restarted.evaluate(window(180_000), 180.0)
     assert [(a.status, a.starts_at) for a in fired] == [("firing", 60_000.0)]
+
+
+def test_cluster_ddl_is_on_cluster_and_replicated() -> None:
+    from driftline.storage.store import schema_statements
+
+    plain = schema_statements("driftline", 30)
+    clustered = schema_statements("driftline", 30, cluster="prod")
+    assert len(plain) == len(clustered) >= 8
+    for p, c in zip(plain, clustered, strict=True):
+        assert c.splitlines()[0] == p.splitlines()[0] + " ON CLUSTER prod"
+        engines = [line for line in c.splitlines() if line.startswith("ENGINE")]
+        assert all(
+            "Replicated" in e and "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'" in e
+            for e in engines
+        )
+        assert "non_replicated_deduplication_window" not in c
+    models = clustered[-1]
+    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', " in models
+    assert models.endswith("'{replica}', updated_at)\nORDER BY model_id")
+    assert any("non_replicated_deduplication_window = 10000" in p for p in plain)
+    assert all("ON CLUSTER" not in p for p in plain)

@@ -69,7 +69,7 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.started_at = clock()
-        self.store = Store.open(settings.store, ttl_days=settings.ttl_days)
+        self.store = Store.open(settings.store, ttl_days=settings.ttl_days, cluster=settings.store_cluster)
         self.alert_store = AlertStore(self.store)
         self.models = ModelStore(self.store)
         self.references = References()

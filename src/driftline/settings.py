@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="forbid", frozen=True)
 
     store: str = "chdb://./driftline-data"
+    store_cluster: str | None = None  # a ClickHouse server cluster: ON CLUSTER DDL, Replicated engines
     bootstrap: str | None = None  # Kafka; without it the service ingests over HTTP only
     topics: list[str] = Field(default_factory=lambda: ["predictions"])
     group: str = "driftline"

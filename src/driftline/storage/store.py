@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -109,16 +110,22 @@ def flush_token(group: str, offsets: Sequence[OffsetRange], rows: Sequence[PaneR
 class Store:
     """ClickHouse access for every component. Thread-safe: calls are serialised per store."""
 
-    def __init__(self, client: Client, database: str, ttl_days: int, lock_file: IO[str] | None = None) -> None:
+    def __init__(
+        self, client: Client, database: str, ttl_days: int, lock_file: IO[str] | None = None, cluster: str | None = None
+    ) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._lock_file = lock_file
         self.database = database
         self.ttl_days = ttl_days
+        self.cluster = cluster
 
     @classmethod
-    def open(cls, dsn: str, database: str = "driftline", ttl_days: int = 90) -> Store:
-        """``chdb:///abs/dir`` (or a plain directory path) for embedded; ``http(s)://...`` for a server."""
+    def open(cls, dsn: str, database: str = "driftline", ttl_days: int = 90, cluster: str | None = None) -> Store:
+        """``chdb:///abs/dir`` (or a plain directory path) for embedded; ``http(s)://...`` for a server.
+
+        ``cluster`` (server only) creates the schema ``ON CLUSTER`` with Replicated engines.
+        """
         if dsn.startswith(("http://", "https://")):
             url = urlparse(dsn)
             try:
@@ -131,7 +138,7 @@ class Store:
                 )
             except Exception as exc:
                 raise StoreError(f"cannot reach ClickHouse at {url.hostname}:{url.port}: {exc}") from None
-            store = cls(client, url.path.strip("/") or database, ttl_days)
+            store = cls(client, url.path.strip("/") or database, ttl_days, cluster=cluster)
         else:
             path = Path(dsn.removeprefix("chdb://")).expanduser().resolve()
             path.mkdir(parents=True, exist_ok=True)
@@ -159,11 +166,8 @@ class Store:
 
     def migrate(self) -> None:
         """Apply the versioned DDL files in order; every statement is idempotent."""
-        self._command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-        for path in sorted(SCHEMA_DIR.glob("*.sql")):
-            sql = path.read_text().format(database=self.database, ttl_days=int(self.ttl_days))
-            for statement in _statements(sql):
-                self._command(statement)
+        for statement in schema_statements(self.database, self.ttl_days, self.cluster):
+            self._command(statement)
 
     def tables(self) -> list[str]:
         return [r[0] for r in self._query(f"SHOW TABLES FROM {self.database}")]
@@ -329,6 +333,28 @@ def _where(*clauses: tuple[str, Any]) -> tuple[str, dict[str, Any]]:
             parts.append(sql)
             params[sql[sql.index("%(") + 2 : sql.index(")s")]] = value
     return " AND ".join(parts), params
+
+
+def schema_statements(database: str, ttl_days: int, cluster: str | None = None) -> list[str]:
+    """The DDL, in order. With a cluster: ``ON CLUSTER`` and the Replicated twin of every engine
+    (a replicated table deduplicates retried inserts by token on its own)."""
+    statements = [f"CREATE DATABASE IF NOT EXISTS {database}"]
+    for path in sorted(SCHEMA_DIR.glob("*.sql")):
+        statements += _statements(path.read_text().format(database=database, ttl_days=int(ttl_days)))
+    return statements if cluster is None else [_on_cluster(s, database, cluster) for s in statements]
+
+
+_REPLICA = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"  # ClickHouse macros
+
+
+def _on_cluster(statement: str, database: str, cluster: str) -> str:
+    head, _, rest = statement.partition("\n")
+    head = re.sub(rf"^(CREATE (?:DATABASE|TABLE) IF NOT EXISTS {re.escape(database)}(?:\.\w+)?)",
+                  rf"\1 ON CLUSTER {cluster}", head)
+    rest = re.sub(r"ENGINE = (\w*)MergeTree(?:\((.*?)\))?",
+                  lambda m: f"ENGINE = Replicated{m[1]}MergeTree({_REPLICA}{', ' + m[2] if m[2] else ''})", rest)
+    rest = re.sub(r"\nSETTINGS non_replicated_deduplication_window = \d+", "", rest)
+    return head + ("\n" + rest if rest else "")
 
 
 def _statements(sql: str) -> list[str]:
