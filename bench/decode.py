@@ -68,6 +68,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from bench._machine import cpu_model
 from driftline.contract import MAX_EVENT_BYTES, MAX_FEATURES, InvalidEvent, parse_event, validate_event
 from driftline.detectors.categorical import dictionary_encode
 from driftline.detectors.profile import Batch, Binning, ModelSketch
@@ -506,14 +507,7 @@ def rejection_matrix(decoders: list[Decoder], good: list[bytes]) -> dict[str, An
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import version
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = {}
     for dist in (
         "driftline",

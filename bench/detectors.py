@@ -49,6 +49,7 @@ import scipy
 from scipy import stats as sps
 
 import driftline
+from bench._machine import cpu_model
 from driftline.detectors import stats
 from driftline.detectors.numeric import DEFAULT_FINE_BINS, NumericBins, NumericSketch
 from driftline.detectors.profile import Batch, Binning, ModelSketch
@@ -416,14 +417,7 @@ def _phases() -> dict[str, float]:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "cpu_model": cpu,
         "nproc": len(os.sched_getaffinity(0)),
