@@ -30,15 +30,36 @@ from pydantic import (
 Severity = Literal["critical", "error", "warning", "info"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 # Metrics a rule may watch: what the stream writes to drift_metrics, p-values of the tests, and
 # the engine's own staleness measure (evaluated on a timer).
 METRICS = {
-    "psi", "ks", "js", "wasserstein", "chi2", "null_rate", "out_of_range_rate", "events",
-    "latency_p50", "latency_p90", "latency_p95", "latency_p99", "latency_max", "latency_mean",
-    "demographic_parity_difference", "disparate_impact", "equal_opportunity_difference",
-    "ks_p_value", "chi2_p_value", "seconds_since_last_event",
+    "psi",
+    "ks",
+    "js",
+    "wasserstein",
+    "chi2",
+    "null_rate",
+    "out_of_range_rate",
+    "events",
+    "latency_p50",
+    "latency_p90",
+    "latency_p95",
+    "latency_p99",
+    "latency_max",
+    "latency_mean",
+    "demographic_parity_difference",
+    "disparate_impact",
+    "equal_opportunity_difference",
+    "ks_p_value",
+    "chi2_p_value",
+    "seconds_since_last_event",
 }
 P_VALUE_METRICS = {"ks_p_value", "chi2_p_value"}
 
@@ -87,7 +108,9 @@ class WebhookConfig(Strict):
 
     @model_validator(mode="after")
     def _preset_params(self) -> WebhookConfig:
-        needed = {"airflow": ["dag_id"], "github": ["repository"], "kubeflow": ["pipeline_id"]}.get(self.preset, [])
+        needed = {"airflow": ["dag_id"], "github": ["repository"], "kubeflow": ["pipeline_id"]}.get(
+            self.preset, []
+        )
         missing = [p for p in needed if p not in self.params]
         if missing:
             raise ValueError(f"preset {self.preset!r} needs params: {', '.join(missing)}")
@@ -198,16 +221,45 @@ class AlertingConfig(Strict):
 
 def default_rules(receivers: list[str]) -> list[Rule]:
     """Effect-size defaults shipped with driftline."""
+
     def rule(name: str, metric: str, op: str, threshold: float, severity: str, summary: str) -> Rule:
-        return Rule.model_validate({"name": name, "metric": metric, "op": op, "threshold": threshold,
-                                    "severity": severity, "receivers": receivers,
-                                    "annotations": {"summary": summary}})
+        return Rule.model_validate(
+            {
+                "name": name,
+                "metric": metric,
+                "op": op,
+                "threshold": threshold,
+                "severity": severity,
+                "receivers": receivers,
+                "annotations": {"summary": summary},
+            }
+        )
 
     return [
-        rule("feature-psi", "psi", ">", 0.2, "warning", "PSI of {feature} on {model} is {value:.3f} (> {threshold})"),
-        rule("feature-ks", "ks", ">", 0.1, "warning", "KS D of {feature} on {model} is {value:.3f} (> {threshold})"),
-        rule("disparate-impact", "disparate_impact", "<", 0.8, "error",
-             "disparate impact by {feature} on {model} is {value:.2f} (< 0.8)"),
+        rule(
+            "feature-psi",
+            "psi",
+            ">",
+            0.2,
+            "warning",
+            "PSI of {feature} on {model} is {value:.3f} (> {threshold})",
+        ),
+        rule(
+            "feature-ks",
+            "ks",
+            ">",
+            0.1,
+            "warning",
+            "KS D of {feature} on {model} is {value:.3f} (> {threshold})",
+        ),
+        rule(
+            "disparate-impact",
+            "disparate_impact",
+            "<",
+            0.8,
+            "error",
+            "disparate impact by {feature} on {model} is {value:.2f} (< 0.8)",
+        ),
     ]
 
 

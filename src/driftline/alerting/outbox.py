@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 
-
 KEEP_DONE = 50_000
 
 
@@ -82,8 +81,17 @@ class Outbox:
 
     def note_notified(self, group: str, state_hash: str, at: float, sent: list[str], told: list[str]) -> None:
         count = self.state.sent_count.get(group, 0) + 1
-        self._write({"op": "notified", "group": group, "hash": state_hash, "at": at, "sent": sent, "told": told,
-                     "count": count})
+        self._write(
+            {
+                "op": "notified",
+                "group": group,
+                "hash": state_hash,
+                "at": at,
+                "sent": sent,
+                "told": told,
+                "count": count,
+            }
+        )
 
     def note_forget(self, group: str, fingerprints: list[str]) -> None:
         """Resolved alerts nobody was told about (silenced, inhibited) leave their group."""
@@ -96,8 +104,10 @@ class Outbox:
 
     def due(self, now: float) -> list[Entry]:
         with self._lock:
-            return sorted((e for e in self.state.pending.values() if e.next_attempt_at <= now),
-                          key=lambda e: (e.next_attempt_at, e.seq))
+            return sorted(
+                (e for e in self.state.pending.values() if e.next_attempt_at <= now),
+                key=lambda e: (e.next_attempt_at, e.seq),
+            )
 
     def in_order(self) -> list[Entry]:
         with self._lock:
@@ -169,8 +179,18 @@ class Outbox:
         recs += [
             {"op": "alert", "group": g, "alert": a} for g, alerts in s.alerts.items() for a in alerts.values()
         ]
-        recs += [{"op": "notified", "group": g, "hash": h, "at": at, "sent": [], "told": sorted(s.told.get(g, ())),
-                  "count": s.sent_count.get(g, 0)} for g, (h, at) in s.notified.items()]
+        recs += [
+            {
+                "op": "notified",
+                "group": g,
+                "hash": h,
+                "at": at,
+                "sent": [],
+                "told": sorted(s.told.get(g, ())),
+                "count": s.sent_count.get(g, 0),
+            }
+            for g, (h, at) in s.notified.items()
+        ]
         recs += [{"op": "cooldown", "key": k, "at": at} for k, at in s.cooldowns.items()]
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("wb") as f:

@@ -118,8 +118,13 @@ class Dispatcher:
         receiver = group.split("|", 1)[0]
         alerts = list(self.outbox.state.alerts.get(group, {}).values())
         told = self._told(group)
-        visible = [a for a in alerts if not self._inhibited(a) and not self._silenced(a, now)
-                   and (a["status"] == "firing" or a["episode"] in told)]
+        visible = [
+            a
+            for a in alerts
+            if not self._inhibited(a)
+            and not self._silenced(a, now)
+            and (a["status"] == "firing" or a["episode"] in told)
+        ]
         state = _key(*sorted(f"{a['episode']}:{a['status']}" for a in visible))
         last = self.outbox.state.notified.get(group)
         firing = any(a["status"] == "firing" for a in visible)
@@ -155,8 +160,11 @@ class Dispatcher:
                 continue
             for alerts in self.outbox.state.alerts.values():
                 for b in alerts.values():
-                    if (b["status"] == "firing" and b["severity"] == rule.source_severity
-                            and all(a[k] == b[k] for k in rule.equal)):
+                    if (
+                        b["status"] == "firing"
+                        and b["severity"] == rule.source_severity
+                        and all(a[k] == b[k] for k in rule.equal)
+                    ):
                         return True
         return False
 
@@ -177,8 +185,11 @@ class Dispatcher:
         if last is not None and now - last < cfg.cooldown:
             log.info("retrain of %s skipped: cooldown (%.0fs left)", a.model, cfg.cooldown - (now - last))
             return
-        self.outbox.enqueue(Entry(_key(a.retrain, a.episode, "retrain"), a.retrain, "retrain",
-                                  {"alert": a.to_dict()}, now, now))
+        self.outbox.enqueue(
+            Entry(
+                _key(a.retrain, a.episode, "retrain"), a.retrain, "retrain", {"alert": a.to_dict()}, now, now
+            )
+        )
         self.outbox.note_cooldown(key, now)
 
 

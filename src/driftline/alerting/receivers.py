@@ -75,8 +75,10 @@ def _window(alert: dict[str, Any]) -> str:
 
 
 def _summary(alert: dict[str, Any]) -> str:
-    default = (f"{alert['rule']}: {alert['metric']} of {alert['feature'] or 'model'} on {alert['model']} is "
-               f"{alert['value']:.4g} ({alert['op']} {alert['threshold']:g})")
+    default = (
+        f"{alert['rule']}: {alert['metric']} of {alert['feature'] or 'model'} on {alert['model']} is "
+        f"{alert['value']:.4g} ({alert['op']} {alert['threshold']:g})"
+    )
     return str(alert["annotations"].get("summary") or default)
 
 
@@ -96,8 +98,21 @@ def pagerduty_event(routing_key: str, alert: dict[str, Any]) -> dict[str, Any]:
             "group": alert["model"],
             "class": alert["metric"],
             "timestamp": _iso(alert["starts_at"]),
-            "custom_details": {k: alert[k] for k in ("rule", "model", "version", "feature", "metric", "value",
-                                                      "op", "threshold", "window_start", "window_end")},
+            "custom_details": {
+                k: alert[k]
+                for k in (
+                    "rule",
+                    "model",
+                    "version",
+                    "feature",
+                    "metric",
+                    "value",
+                    "op",
+                    "threshold",
+                    "window_start",
+                    "window_end",
+                )
+            },
         }
         if runbook := alert["annotations"].get("runbook"):
             event["links"] = [{"href": runbook, "text": "runbook"}]
@@ -118,12 +133,19 @@ def slack_message(alerts: list[dict[str, Any]], grafana_url: str | None) -> dict
             f"*{a['metric']}*\n{a['value']:.4g} ({a['op']} {a['threshold']:g})",
             f"*Window*\n{_window(a)}",
         ]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} {_summary(a)}"},
-                       "fields": [{"type": "mrkdwn", "text": f} for f in fields]})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"{icon} {_summary(a)}"},
+                "fields": [{"type": "mrkdwn", "text": f} for f in fields],
+            }
+        )
         links = []
         if grafana_url:
-            links.append(f"<{grafana_url}/d/driftline-feature-drift?var-model={a['model']}&var-feature={a['feature']}"
-                         f"|dashboard>")
+            links.append(
+                f"<{grafana_url}/d/driftline-feature-drift?var-model={a['model']}&var-feature={a['feature']}"
+                f"|dashboard>"
+            )
         if runbook := a["annotations"].get("runbook"):
             links.append(f"<{runbook}|runbook>")
         if links:
@@ -178,9 +200,16 @@ def webhook_request(
                 body["experiment_id"] = p["experiment_id"]
         case "github":
             url += f"/repos/{p['repository']}/dispatches"
-            body = {"event_type": p.get("event_type", "driftline-retrain"),
-                    "client_payload": {"id": entry_id, "model": alert["model"], "rule": alert["rule"],
-                                       "feature": alert["feature"], "value": alert["value"]}}
+            body = {
+                "event_type": p.get("event_type", "driftline-retrain"),
+                "client_payload": {
+                    "id": entry_id,
+                    "model": alert["model"],
+                    "rule": alert["rule"],
+                    "feature": alert["feature"],
+                    "value": alert["value"],
+                },
+            }
         case _:  # cloudevents, argo (an Argo Events webhook event source takes the event as is)
             body = event
     data = orjson.dumps(body)
@@ -193,8 +222,11 @@ def webhook_request(
         headers["authorization"] = f"Bearer {cfg.token.get_secret_value()}"
     if cfg.secret is not None:
         ts = int(time.time())  # wall time: receivers check freshness against their own clock
-        headers |= {"webhook-id": entry_id, "webhook-timestamp": str(ts),
-                    "webhook-signature": sign(cfg.secret.get_secret_value(), entry_id, ts, data)}
+        headers |= {
+            "webhook-id": entry_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": sign(cfg.secret.get_secret_value(), entry_id, ts, data),
+        }
     return Request(url, data, headers)
 
 
@@ -215,8 +247,14 @@ def build_requests(
     alerts = payload["alerts"]  # a group: one CloudEvent carrying every alert of it
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     head = alerts[0]
-    group = {"status": status, "model": head["model"], "rule": head["rule"], "feature": "", "value": 0.0,
-             "alerts": alerts}
+    group = {
+        "status": status,
+        "model": head["model"],
+        "rule": head["rule"],
+        "feature": "",
+        "value": 0.0,
+        "alerts": alerts,
+    }
     return webhook_request(cfg.webhook, entry_id, kind, group, now)
 
 
@@ -256,7 +294,10 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         try:
-            return max(0.0, datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC).timestamp()
-                       - time.time())
+            return max(
+                0.0,
+                datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC).timestamp()
+                - time.time(),
+            )
         except ValueError:
             return None

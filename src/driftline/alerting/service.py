@@ -1,7 +1,7 @@
 """Wires the alerting stages together: window metrics in, notifications out.
 
-    engine.evaluate -> dispatcher.submit (journal, fsynced) -> engine log (alerts table)
-    -> [every tick] dispatcher.tick -> sender.tick -> notifications table
+engine.evaluate -> dispatcher.submit (journal, fsynced) -> engine log (alerts table)
+-> [every tick] dispatcher.tick -> sender.tick -> notifications table
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(
         title="driftline",
         version=__version__,
-        description="Model monitoring and drift detection. Authenticate with `Authorization: Bearer <API key>`; "
-        "keys carry the scopes `ingest`, `read` and `admin`. Errors are RFC 9457 problem details.",
+        description="Model monitoring and drift detection. "
+        "Authenticate with `Authorization: Bearer <API key>`; keys carry the scopes `ingest`, `read` "
+        "and `admin`. Errors are RFC 9457 problem details.",
     )
     app.state.service = service
     app.add_exception_handler(problems.Problem, problems.on_problem)
@@ -31,10 +32,13 @@ def create_app(service: Service) -> FastAPI:
     app.add_exception_handler(StoreError, problems.on_store_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
     for router in (ingest.router, models.router, alerts.router, health.router):
-        app.include_router(router, responses={
-            401: {"description": "missing or unknown API key", "content": {problems.PROBLEM: {}}},
-            403: {"description": "the key lacks the scope", "content": {problems.PROBLEM: {}}},
-        })
+        app.include_router(
+            router,
+            responses={
+                401: {"description": "missing or unknown API key", "content": {problems.PROBLEM: {}}},
+                403: {"description": "the key lacks the scope", "content": {problems.PROBLEM: {}}},
+            },
+        )
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -25,7 +25,11 @@ def require(scope: str) -> Callable[..., None]:
         if settings.open_mode:
             return
         header = request.headers.get("authorization", "")
-        key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else request.headers.get("x-api-key")
+        key = (
+            header.removeprefix("Bearer ").strip()
+            if header.startswith("Bearer ")
+            else request.headers.get("x-api-key")
+        )
         if not key:
             raise Problem(401, "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         scopes = settings.api_keys.get(key)

@@ -143,9 +143,7 @@ def fold_log_buckets(
 
 
 @kernel
-def fold_outcomes(
-    groups: np.ndarray, positive: np.ndarray, label: np.ndarray, table: np.ndarray
-) -> None:
+def fold_outcomes(groups: np.ndarray, positive: np.ndarray, label: np.ndarray, table: np.ndarray) -> None:
     """Fairness fold. ``table[g]`` = [n, predicted positive, labelled, label positive, true positive].
 
     ``groups`` holds group codes (-1 = attribute missing, skipped), ``positive`` 0/1 per row,

@@ -191,7 +191,9 @@ class CategoricalSketch:
         untracked, type_errors, max_unseen = (int(v) for v in _codec.from_i64(scalars))
         s = cls(vocabulary, max_unseen)
         s.counts = _codec.from_i64(counts)
-        s.unseen = dict(zip(_codec.from_strings(names), (int(c) for c in _codec.from_i64(unseen)), strict=True))
+        s.unseen = dict(
+            zip(_codec.from_strings(names), (int(c) for c in _codec.from_i64(unseen)), strict=True)
+        )
         s.unseen_untracked, s.type_errors = untracked, type_errors
         return s
 

@@ -182,14 +182,18 @@ def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[
             "kind": "categorical",
             "psi": stats.psi(r, c) if cur.n and ref.n else None,
             "js": stats.js_distance(r, c) if cur.n and ref.n else None,
-            "chi2": None if chi is None else {"statistic": chi.statistic, "p_value": chi.p_value, "dof": chi.dof},
+            "chi2": None
+            if chi is None
+            else {"statistic": chi.statistic, "p_value": chi.p_value, "dof": chi.dof},
             "unseen": [[name, count] for name, count in cur.top_unseen()],
             "unseen_rate": int(cur.counts[-2]) / cur.n if cur.n else None,
         }
     return out
 
 
-def drift_report(reference: ModelSketch, current: ModelSketch, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+def drift_report(
+    reference: ModelSketch, current: ModelSketch, thresholds: Thresholds = Thresholds()
+) -> dict[str, Any]:
     """The JSON document of ``driftline compare`` / ``driftline stats``."""
     features = {
         name: feature_report(reference.features[name], sketch, current.n_events)

@@ -32,7 +32,12 @@ def pane_rows(
         return PaneRow(kind, model_id, model_version, feature, pane_start, pane_ms, late, n, data, ref)
 
     rows = [
-        row("numeric" if isinstance(s, NumericSketch) else "categorical", name, s.n + s.n_missing, s.to_bytes())
+        row(
+            "numeric" if isinstance(s, NumericSketch) else "categorical",
+            name,
+            s.n + s.n_missing,
+            s.to_bytes(),
+        )
         for name, s in sorted(sketch.features.items())
     ]
     rows.append(row("latency", "", sketch.latency.count, sketch.latency.to_bytes()))
@@ -52,7 +57,9 @@ def merge_rows(binning: Binning, rows: Iterable[PaneRow]) -> ModelSketch:
             case "numeric":
                 bins = binning.numeric.get(r.feature)
                 if bins is not None:
-                    out.features[r.feature] = out.features[r.feature].merge(NumericSketch.from_bytes(r.sketch, bins))  # type: ignore[arg-type]
+                    out.features[r.feature] = out.features[r.feature].merge(
+                        NumericSketch.from_bytes(r.sketch, bins)
+                    )  # type: ignore[arg-type]
             case "categorical":
                 vocab = binning.categorical.get(r.feature)
                 if vocab is not None:
@@ -73,13 +80,36 @@ def reference_rows(model_id: str, reference: ModelSketch, source: str) -> list[R
     rows = []
     for name, s in sorted(reference.features.items()):
         if isinstance(s, NumericSketch):
-            rows.append(ReferenceRow(model_id, name, "numeric", binning.numeric[name].to_bytes(), s.to_bytes(),
-                                     s.n, ref, source))
+            rows.append(
+                ReferenceRow(
+                    model_id,
+                    name,
+                    "numeric",
+                    binning.numeric[name].to_bytes(),
+                    s.to_bytes(),
+                    s.n,
+                    ref,
+                    source,
+                )
+            )
         else:
-            rows.append(ReferenceRow(model_id, name, "categorical", binning.categorical[name].to_bytes(),
-                                     s.to_bytes(), s.n, ref, source))
-    rows.append(ReferenceRow(model_id, "", "latency", b"", reference.latency.to_bytes(), reference.n_events,
-                             ref, source))
+            rows.append(
+                ReferenceRow(
+                    model_id,
+                    name,
+                    "categorical",
+                    binning.categorical[name].to_bytes(),
+                    s.to_bytes(),
+                    s.n,
+                    ref,
+                    source,
+                )
+            )
+    rows.append(
+        ReferenceRow(
+            model_id, "", "latency", b"", reference.latency.to_bytes(), reference.n_events, ref, source
+        )
+    )
     return rows
 
 
@@ -105,10 +135,25 @@ def metric_rows(
     n_ref, n_cur = report["n_reference"], report["n_current"]
     rows: list[MetricRow] = []
 
-    def add(feature: str, metric: str, value: float | None, p: float | None = None, status: str = "ok") -> None:
+    def add(
+        feature: str, metric: str, value: float | None, p: float | None = None, status: str = "ok"
+    ) -> None:
         if value is not None and math.isfinite(value):
-            rows.append(MetricRow(model_id, model_version, feature, window_start, window_end, metric,
-                                  float(value), p, n_ref, n_cur, status))
+            rows.append(
+                MetricRow(
+                    model_id,
+                    model_version,
+                    feature,
+                    window_start,
+                    window_end,
+                    metric,
+                    float(value),
+                    p,
+                    n_ref,
+                    n_cur,
+                    status,
+                )
+            )
 
     for name, f in report["features"].items():
         status = "drift" if f["drift"] else "ok"

@@ -21,7 +21,9 @@ admin = [Depends(require("admin"))]
 @router.get("/alerts", dependencies=read, summary="Alerts now pending or firing")
 def current(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
     states = svc.alert_store.alert_states()
-    return [{"state": state, **alert} for state, _, _, alert in states.values() if state in ("pending", "firing")]
+    return [
+        {"state": state, **alert} for state, _, _, alert in states.values() if state in ("pending", "firing")
+    ]
 
 
 @router.get("/alerts/history", dependencies=read, summary="State transitions, newest first")
@@ -33,9 +35,15 @@ def history(
     return svc.alert_store.alert_history(model, limit)
 
 
-@router.get("/alerts/{fingerprint}", dependencies=read, summary="One alert's current state",
-            responses={404: {"description": "unknown fingerprint"}})
-def one(fingerprint: Annotated[str, Path(max_length=64)], svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
+@router.get(
+    "/alerts/{fingerprint}",
+    dependencies=read,
+    summary="One alert's current state",
+    responses={404: {"description": "unknown fingerprint"}},
+)
+def one(
+    fingerprint: Annotated[str, Path(max_length=64)], svc: Annotated[Service, Depends(service)]
+) -> dict[str, Any]:
     found = svc.alert_store.alert_states().get(fingerprint)
     if found is None:
         raise Problem(404, f"no alert with fingerprint {fingerprint!r}")
@@ -45,9 +53,9 @@ def one(fingerprint: Annotated[str, Path(max_length=64)], svc: Annotated[Service
 
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    matchers: dict[Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=256)]] = Field(
-        min_length=1, examples=[{"model": "churn", "feature": "age*"}]
-    )
+    matchers: dict[
+        Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=256)]
+    ] = Field(min_length=1, examples=[{"model": "churn", "feature": "age*"}])
     duration_s: float = Field(3600, gt=0, le=366 * 86400, examples=[7200])
     comment: str = Field("", max_length=2000, examples=["retraining in progress"])
     created_by: str = Field("", max_length=200, examples=["alice"])
@@ -55,8 +63,15 @@ class SilenceIn(BaseModel):
 
 def _silence(row: tuple[str, dict[str, str], float, float, str, str], now: float) -> dict[str, Any]:
     sid, matchers, start, end, comment, by = row
-    return {"id": sid, "matchers": matchers, "starts_at": start, "ends_at": end, "active": start <= now < end,
-            "comment": comment, "created_by": by}
+    return {
+        "id": sid,
+        "matchers": matchers,
+        "starts_at": start,
+        "ends_at": end,
+        "active": start <= now < end,
+        "comment": comment,
+        "created_by": by,
+    }
 
 
 @router.get("/silences", dependencies=read, summary="All silences")
@@ -68,13 +83,21 @@ def silences(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
 @router.post("/silences", dependencies=admin, status_code=201, summary="Create a silence")
 def create_silence(body: SilenceIn, svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
     now, sid = time.time(), uuid.uuid4().hex[:12]
-    svc.alert_store.save_silence(sid, body.matchers, now, now + body.duration_s, body.comment, body.created_by)
+    svc.alert_store.save_silence(
+        sid, body.matchers, now, now + body.duration_s, body.comment, body.created_by
+    )
     return _silence((sid, body.matchers, now, now + body.duration_s, body.comment, body.created_by), now)
 
 
-@router.delete("/silences/{silence_id}", dependencies=admin, summary="Expire a silence now",
-               responses={404: {"description": "unknown silence"}})
-def expire_silence(silence_id: Annotated[str, Path(max_length=64)], svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
+@router.delete(
+    "/silences/{silence_id}",
+    dependencies=admin,
+    summary="Expire a silence now",
+    responses={404: {"description": "unknown silence"}},
+)
+def expire_silence(
+    silence_id: Annotated[str, Path(max_length=64)], svc: Annotated[Service, Depends(service)]
+) -> dict[str, Any]:
     found = [s for s in svc.alert_store.silences() if s[0] == silence_id]
     if not found:
         raise Problem(404, f"no silence with id {silence_id!r}")

@@ -19,14 +19,18 @@ def healthz(svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
     return {"status": "ok", "uptime_s": round(svc.clock() - svc.started_at, 3)}
 
 
-@router.get("/readyz", summary="Store reachable and, with Kafka, partitions assigned",
-            responses={503: {"description": "not ready"}})
+@router.get(
+    "/readyz",
+    summary="Store reachable and, with Kafka, partitions assigned",
+    responses={503: {"description": "not ready"}},
+)
 def readyz(svc: Annotated[Service, Depends(service)]) -> Any:
     checks = svc.ready()
     if all(v == "ok" for v in checks.values()):
         return {"status": "ready", "checks": checks}
-    return problem_response(503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), "/readyz",
-                            checks=checks)
+    return problem_response(
+        503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), "/readyz", checks=checks
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

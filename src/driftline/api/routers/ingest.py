@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from driftline.api.deps import require, service
 from driftline.api.problems import Problem
@@ -54,14 +54,18 @@ class IngestResponse(BaseModel):
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"type": "array", "items": {"type": "object"}},
-                                     "example": [EXAMPLE_EVENT]},
+                "application/json": {
+                    "schema": {"type": "array", "items": {"type": "object"}},
+                    "example": [EXAMPLE_EVENT],
+                },
                 "application/x-ndjson": {"schema": {"type": "string"}},
             },
         }
     },
-    responses={400: {"description": "no valid event, or the body is not JSON"},
-               413: {"description": "body above the configured limit"}},
+    responses={
+        400: {"description": "no valid event, or the body is not JSON"},
+        413: {"description": "body above the configured limit"},
+    },
 )
 async def post_events(
     request: Request,
@@ -82,8 +86,12 @@ async def post_events(
         result = await run_in_threadpool(svc.http_ingest.ingest, messages, idempotency_key)
     except StoreError as exc:
         raise Problem(503, f"the store refused the write, nothing was stored; retry: {exc}") from None
-    out = {"accepted": result.accepted, "rejected": len(result.errors), "late": result.late,
-           "errors": result.errors}
+    out = {
+        "accepted": result.accepted,
+        "rejected": len(result.errors),
+        "late": result.late,
+        "errors": result.errors,
+    }
     if result.errors and not result.accepted:
         raise Problem(400, f"none of the {len(messages)} events is valid", **out)
     return out

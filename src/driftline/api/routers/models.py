@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from driftline.api.deps import TimeRange, require, service
 from driftline.api.problems import Problem
@@ -68,7 +69,9 @@ def _summary(svc: Service, model: str, config: dict[str, Any] | None) -> dict[st
     return {
         "model_id": model,
         "config": config or {},
-        "reference": None if ref is None else {
+        "reference": None
+        if ref is None
+        else {
             "reference_id": reference_id(ref.binning),
             "rows": ref.n_events,
             "features": {f: ref.binning.kind(f) for f in ref.binning.features},
@@ -82,7 +85,9 @@ def list_models(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any
     return [_summary(svc, m, configs.get(m)) for m in sorted(set(configs) | set(svc.references))]
 
 
-@router.get("/{model_id}", dependencies=read, summary="One model", responses={404: {"description": "unknown"}})
+@router.get(
+    "/{model_id}", dependencies=read, summary="One model", responses={404: {"description": "unknown"}}
+)
 def get_model(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
     configs = svc.models.all()
     if model_id not in configs and model_id not in svc.references:
@@ -91,7 +96,9 @@ def get_model(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> d
 
 
 @router.put("/{model_id}", dependencies=admin, summary="Register or update a model")
-def put_model(model_id: ModelId, config: ModelConfig, svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
+def put_model(
+    model_id: ModelId, config: ModelConfig, svc: Annotated[Service, Depends(service)]
+) -> dict[str, Any]:
     svc.models.save(model_id, config.model_dump())
     return _summary(svc, model_id, config.model_dump())
 
@@ -101,13 +108,15 @@ def put_model(model_id: ModelId, config: ModelConfig, svc: Annotated[Service, De
     dependencies=admin,
     summary="Set the reference: upload Parquet/CSV, or name a past time range",
     description="Body: the file itself (`Content-Type: application/vnd.apache.parquet` or `text/csv`), "
-    "roles as query parameters; or JSON `{\"from\": ..., \"to\": ...}` to use stored traffic.",
+    'roles as query parameters; or JSON `{"from": ..., "to": ...}` to use stored traffic.',
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": ReferenceRange.model_json_schema(by_alias=True),
-                                     "example": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}},
+                "application/json": {
+                    "schema": ReferenceRange.model_json_schema(by_alias=True),
+                    "example": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"},
+                },
                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
                 "text/csv": {"schema": {"type": "string"}},
             },
@@ -126,8 +135,9 @@ async def put_reference(
 ) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     body = await request.body()
-    roles = TableSpec(segments=[s for s in segments.split(",") if s], prediction=prediction, label=label,
-                      latency=latency)
+    roles = TableSpec(
+        segments=[s for s in segments.split(",") if s], prediction=prediction, label=label, latency=latency
+    )
     return await run_in_threadpool(_set_reference, svc, model_id, ctype, body, roles)
 
 
@@ -136,7 +146,7 @@ def _set_reference(svc: Service, model_id: str, ctype: str, body: bytes, spec: T
         try:
             rng = ReferenceRange.model_validate(orjson.loads(body or b"null"))
         except (orjson.JSONDecodeError, ValueError) as exc:
-            raise Problem(400, f"expected {{\"from\": ..., \"to\": ...}}: {str(exc).splitlines()[0]}") from None
+            raise Problem(400, f'expected {{"from": ..., "to": ...}}: {str(exc).splitlines()[0]}') from None
         window = TimeRange(str(rng.from_), str(rng.to))
         ref = _reference(svc, model_id)
         rows = svc.store.pane_rows(model_id, window.start, window.end)
@@ -160,7 +170,9 @@ def _set_reference(svc: Service, model_id: str, ctype: str, body: bytes, spec: T
     return _summary(svc, model_id, svc.models.all().get(model_id))
 
 
-@router.get("/{model_id}/drift", dependencies=read, summary="Drift over any range (same JSON as `driftline stats`)")
+@router.get(
+    "/{model_id}/drift", dependencies=read, summary="Drift over any range (same JSON as `driftline stats`)"
+)
 def drift(
     model_id: ModelId,
     svc: Annotated[Service, Depends(service)],
@@ -168,7 +180,9 @@ def drift(
     version: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
     ref = _reference(svc, model_id)
-    return range_report(svc.store, ref, model_id, window.start, window.end, version, _thresholds(svc, model_id))
+    return range_report(
+        svc.store, ref, model_id, window.start, window.end, version, _thresholds(svc, model_id)
+    )
 
 
 @router.get("/{model_id}/latency", dependencies=read, summary="Latency percentiles over a range")
@@ -194,7 +208,9 @@ def metric_series(
     window: Annotated[TimeRange, Depends()],
     metric: Annotated[str, Query(min_length=1, max_length=64, examples=["psi"])] = "psi",
     feature: Annotated[str | None, Query(max_length=256, examples=["f00_normal"])] = None,
-    step: Annotated[int | None, Query(ge=1000, le=31 * 86_400_000, description="bucket in ms: last value per bucket")] = None,
+    step: Annotated[
+        int | None, Query(ge=1000, le=31 * 86_400_000, description="bucket in ms: last value per bucket")
+    ] = None,
 ) -> dict[str, Any]:
     rows = svc.models.metric_series(model_id, metric, feature, window.start, window.end)
     series: dict[str, list[dict[str, Any]]] = {}
@@ -206,4 +222,3 @@ def metric_series(
         else:
             points.append(point)
     return {"model_id": model_id, "metric": metric, "series": series}
-
