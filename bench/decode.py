@@ -33,6 +33,11 @@ after one untimed warm-up run):
   ``driftline.ingest.files.to_batch`` (the file path's polars -> numpy conversion). No contract
   validation at all.
 * ``polars_ndjson_schema``: the same with the schema given up front.
+* ``scanner``: ``driftline.ingest.scan.scan`` (one Numba pass over the batch's joined values,
+  for the contract: see that module), ``decode()`` for each message it leaves to the fallback
+  (for the reason, or to accept it), then as the consumer does: ``ScannedBatch.batch`` per
+  (model, version, pane) group and ``to_batch`` of the fallback events; the groups' Batches are
+  concatenated (vectorised) for the checks.
 
 Checks: every decoder's ``Batch`` equals driftline's on the first batch (numeric columns bit
 for bit, categories, outcomes); a rejection matrix runs each decoder on a batch holding one
@@ -74,6 +79,7 @@ from driftline.detectors.categorical import dictionary_encode
 from driftline.detectors.profile import Batch, Binning, ModelSketch
 from driftline.ingest import files
 from driftline.ingest.decode import _numeric, _outcome, decode, to_batch
+from driftline.ingest.scan import OK, FeatureNames, ScannedBatch, scan
 from driftline.simulate import (
     CATEGORICAL,
     FILE_DROP,
@@ -309,6 +315,83 @@ def polars_decode(values: Sequence[bytes], schema: dict[str, Any] | None = None)
     return df.unnest("features", "segments"), []
 
 
+PANE_MS = 60_000  # the consumer's default pane (ingest.panes.WindowSpec)
+
+
+class ScannerDecoder:
+    """The Numba batch scanner, with ``decode()`` for what it leaves, grouped as the consumer folds."""
+
+    def __init__(self, binning: Binning) -> None:
+        self.binning = binning
+        self.names = FeatureNames.of([*binning.numeric, *binning.categorical])
+
+    def decode(self, values: Sequence[bytes]) -> tuple[Any, Rejections]:
+        sb = scan(values, self.names, MAX_EVENT_BYTES)
+        fallback, rejected = [], []
+        for i in np.flatnonzero(sb.status != OK).tolist():
+            try:
+                fallback.append(decode(values[i], MAX_EVENT_BYTES))
+            except InvalidEvent as exc:
+                rejected.append((i, str(exc)))
+        return (sb, fallback), rejected
+
+    def columnar(self, decoded: tuple[ScannedBatch, list[Any]]) -> Batch:
+        sb, fallback = decoded
+        batches = [sb.batch(rows, self.binning) for rows in groups(sb)]
+        if fallback:
+            batches.append(to_batch(fallback, self.binning))
+        return concat_batches(batches)
+
+
+def groups(sb: ScannedBatch) -> list[np.ndarray]:
+    """Rows of the OK messages per (model, version, pane), each in arrival order."""
+    ok = np.flatnonzero(sb.status == OK)
+    keys = (sb.ts_ms[ok] // PANE_MS, sb.version[ok], sb.model[ok])
+    order = np.lexsort(keys)
+    rows = ok[order]
+    change = np.zeros(len(rows), bool)
+    for k in keys:
+        sorted_k = k[order]
+        change[1:] |= sorted_k[1:] != sorted_k[:-1]
+    return np.split(rows, np.flatnonzero(change))
+
+
+def _concat_codes(columns: list[Any]) -> tuple[list[str | None], np.ndarray]:
+    names: dict[str | None, int] = {}
+    codes = []
+    for col_names, col_codes in columns:
+        lut = np.array([names.setdefault(n, len(names)) for n in col_names] or [0], np.int64)
+        codes.append(lut[np.asarray(col_codes, np.int64)])
+    return list(names), np.concatenate(codes) if codes else np.zeros(0, np.int64)
+
+
+def concat_batches(batches: list[Batch]) -> Batch:
+    """One Batch of several (vectorised: a dict lookup per category name, not per row)."""
+    if len(batches) == 1:
+        return batches[0]
+    if not batches:
+        return Batch(0, {})
+    first = batches[0]
+    features: dict[str, Any] = {}
+    for name, col in first.features.items():
+        cols = [b.features[name] for b in batches]
+        features[name] = _concat_codes(cols) if isinstance(col, tuple) else np.concatenate(cols)
+    segment_names = sorted({a for b in batches for a in b.segments})
+    segments = {}
+    for a in segment_names:
+        cols = [b.segments.get(a, ([None], np.zeros(b.n, np.int64))) for b in batches]
+        segments[a] = _concat_codes(cols)
+    return Batch(
+        n=sum(b.n for b in batches),
+        features=features,
+        type_errors={k: sum(b.type_errors.get(k, 0) for b in batches) for k in first.type_errors},
+        latency_ms=np.concatenate([b.latency_ms for b in batches]),  # type: ignore[misc]
+        segments=segments,  # type: ignore[arg-type]
+        positive=np.concatenate([b.positive for b in batches]),  # type: ignore[misc]
+        label=np.concatenate([b.label for b in batches]),  # type: ignore[misc]
+    )
+
+
 def make_decoders(binning: Binning, kinds: dict[str, str]) -> list[Decoder]:
     def dl_columnar(evs: list[Any]) -> Batch:
         return to_batch(evs, binning)
@@ -318,6 +401,7 @@ def make_decoders(binning: Binning, kinds: dict[str, str]) -> list[Decoder]:
 
     schema = polars_schema()
     model_struct = ModelStructDecoder(binning)
+    scanner = ScannerDecoder(binning)
     return [
         Decoder(
             "driftline",
@@ -370,6 +454,14 @@ def make_decoders(binning: Binning, kinds: dict[str, str]) -> list[Decoder]:
             pl_columnar,
             False,
             "none (JSON syntax; values cast to the given schema)",
+        ),
+        Decoder(
+            "scanner",
+            "Numba batch scanner + batch() per pane",
+            scanner.decode,
+            scanner.columnar,
+            True,
+            "full contract (proves each message valid, else decode() for the reason or to accept it)",
         ),
     ]
 

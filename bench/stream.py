@@ -1,590 +1,376 @@
-"""Stream benchmark: driftline's Kafka consumer into chDB against a raw confluent-kafka loop.
+"""Stream benchmark: ``driftline consume`` into chDB against a raw confluent-kafka consume loop.
 
 Run from the repository root (needs java 17+ and mvn for ``scripts/kafka-dev``)::
 
-    python -m bench.stream --quick      # 200k events
-    python -m bench.stream              # 2M events
+    python -m bench.stream --quick      # 300k events, 2 rounds: a smoke run (2-3 min), JSON to /tmp
+    python -m bench.stream              # 2M events, 3 rounds, JSON to bench/results/stream.json
 
-Steps, all on one throw-away broker (``scripts/kafka-dev up --dir <tmp>``; ``down`` in a
-``finally``):
+Everything runs against one throw-away broker (``scripts/kafka-dev up --dir <tmp>``, ``down`` in
+a ``finally``) and one topic with 2 partitions (the stream-core issue's setup), and every
+driftline subprocess runs from a snapshot of ``src/`` taken at the start:
 
-1. Produce ``--events`` events (``driftline.simulate`` traffic, chunks of 200k with their own
-   seed and consecutive event times) to a 6-partition topic with ``EventProducer`` (lz4, 1 MB
-   batches, acks=all, idempotent), keyed by ``event_id`` so the events spread over the
-   partitions; the same for a topic of half as many events, and one of ``--profile-events``.
-2. Build the reference (``simulate.generate(Traffic(n=50_000, seed=1000))`` without the id and
-   time columns) with ``driftline reference build --store chdb://DIR ...``; every consumer run
-   below stores it into its own fresh chDB directory first (not timed).
-3. Raw baseline, in this process: ``Consumer.consume(10000, 1.0)`` + ``m.error()`` +
-   ``m.value()`` per message, a fresh group with ``auto.offset.reset=earliest``, until every
-   message is read; ``--raw-repeat`` runs (median) of each of three fetch configurations
-   (``RAW_CONFIGS``: librdkafka defaults; driftline's consumer settings, i.e. 16 MB
-   ``fetch.message.max.bytes``; the same plus ``fetch.queue.backoff.ms=0``). The fastest is the
-   baseline: with driftline's settings librdkafka stalls a fast reader (see ``RAW_CONFIGS``).
-4. driftline: ``python -m driftline.cli consume --bootstrap B --topic T --group G
-   --store chdb://DIR --idle-exit 5s --batch-size 10000`` as a subprocess, first once on the
-   profile topic as a warm-up (Numba cache, page cache), then on the half and the full topic.
-   Its rate is given two ways: events / (wall time - idle exit), the whole process (start-up,
-   imports, chDB open, group join, final flush included); and events / (time from its
-   "assigned" log line to exit - idle exit), comparable with the raw loop's rate from its
-   first batch to its last. Peak RSS from ``wait4`` (``ru_maxrss``) and from polling
-   ``/proc/PID/status`` (VmHWM). The events the store holds afterwards are counted.
-5. Where the time goes: the consumer in-process (a child ``python -m bench.stream _profile``)
-   on the profile topic, once with wall-clock timers wrapped around decode, to_batch, the
-   sketch update, fold, the store write and window evaluation (low overhead), once under
-   cProfile (top entries by cumulative time).
+1. Produce N/2 ``driftline.simulate`` events (20 numeric + 3 categorical features, segments,
+   prediction, label, latency; chunks of 200k with their own seed and consecutive event times)
+   with ``EventProducer`` (lz4, 1 MB batches, acks=all), keyed by ``event_id`` so both partitions
+   get events.
+2. ``driftline consume --workers 1`` on those N/2 events: a warm-up (Numba cache, page cache),
+   then the measured run (peak RSS at N/2). Then produce the other N/2 to the same topic.
+3. ``--rounds`` rounds on the N events, each: the raw loop, ``driftline consume --workers 1``,
+   ``driftline consume --workers 2``, and the raw loop with ``fetch.queue.backoff.ms=0``
+   (informational). Interleaved, so that load drift hits every contender alike.
 
-``--out`` (default ``bench/results/stream.json``) gets machine info, parameters and results.
+The raw loop runs in this process: ``Consumer.consume(BATCH, 1.0)`` + ``m.error()`` +
+``m.value()`` per message, librdkafka's default fetch settings, a fresh group,
+``auto.offset.reset=earliest``, until every event is read; its rate runs from the first batch to
+the last. ``driftline consume`` runs as a subprocess into a fresh ``chdb://DIR`` holding the
+reference (``driftline reference build``, not timed), with ``--idle-exit 5s``. Its rate is given
+two ways: N / (wall - idle exit), the whole process; and N / (exit - idle exit - its first
+"assigned" log line), comparable with the raw loop's. CPU seconds come from ``wait4`` and from
+polling ``/proc/PID/stat``, peak RSS from ``wait4`` (``ru_maxrss``) and polled ``VmHWM``. After
+every run the events stored in chDB are counted; they must equal N. The ratio is driftline
+(``--workers 1``, from assignment) / the raw loop of the same round, median over the rounds.
+
+``--profile`` adds one cProfile run of the consumer (in a child, on the main thread).
+``python -m bench.report`` puts the summary into README.md and bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
-import cProfile
-import io
+import gc
+import hashlib
 import json
 import os
-import pstats
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench._machine import ROOT, commit
+
 DEFAULT_OUT = ROOT / "bench" / "results" / "stream.json"
+QUICK_OUT = Path(tempfile.gettempdir()) / "driftline-bench-stream-quick.json"
 KAFKA_DEV = ROOT / "scripts" / "kafka-dev"
-PARTITIONS = 6
+TOPIC = "bench-stream"
+PARTITIONS = 2  # the stream-core issue's setup
 CHUNK = 200_000
+BATCH = 10_000  # consume(BATCH) for the raw loop, --batch-size for driftline
 IDLE_EXIT_S = 5
-BATCH_SIZE = 10_000
 MODEL = "churn"
-REFERENCE_ARGS = [
-    "--segments",
-    "region,gender",
-    "--prediction",
-    "prediction",
-    "--label",
-    "label",
-    "--latency",
-    "latency_ms",
-]
+TARGET_RATIO = 0.5
+TARGET_PER_CORE = 300_000
+REFERENCE_ARGS = ["--segments", "region,gender", "--prediction", "prediction", "--label", "label"]
+REFERENCE_ARGS += ["--latency", "latency_ms"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Informational only (not the baseline): librdkafka >= 2.4 pauses a partition's fetches for
+# fetch.queue.backoff.ms (1000 ms) whenever its local queue is over queued.max.messages.kbytes /
+# queued.min.messages, which caps a fast reader; this run shows what the broker could deliver.
+UNTHROTTLED = {"fetch.queue.backoff.ms": 0}
+ENV = dict(os.environ)  # for every subprocess; PYTHONPATH gets the snapshot of src/ (snapshot_src)
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+def sh(cmd: list[str], what: str) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV)
+    if proc.returncode:
+        raise RuntimeError(f"{what} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def snapshot_src(work: Path) -> str:
+    """Copy src/ into ``work`` and run every driftline subprocess from the copy, so that edits to
+    the tree during the run neither mix code versions nor make Numba recompile mid-run. Numba's
+    __pycache__ is copied with its sources' mtimes, so its cache stays valid. Returns the copy's
+    sha256 (computed as ``bench.decode.code_version`` does)."""
+    shutil.copytree(ROOT / "src", work / "src")
+    ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")]))
+    h = hashlib.sha256()
+    for path in sorted((work / "src" / "driftline").rglob("*.py")):
+        h.update(str(path.relative_to(work)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "driftline.cli", *args]
 
 
 # --------------------------------------------------------------------------------------------
-# broker and topics
+# broker, topic, events
 
 
-def kafka_up(state_dir: Path) -> str:
-    proc = subprocess.run([str(KAFKA_DEV), "up", "--dir", str(state_dir)], capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"kafka-dev up failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    last = proc.stdout.strip().splitlines()[-1]
-    if not last.startswith("BOOTSTRAP="):
-        raise RuntimeError(f"kafka-dev up printed {last!r}")
-    return last.removeprefix("BOOTSTRAP=")
-
-
-def kafka_down(state_dir: Path) -> None:
-    proc = subprocess.run([str(KAFKA_DEV), "down", "--dir", str(state_dir)], capture_output=True, text=True)
-    if proc.returncode:
-        print(f"kafka-dev down failed ({proc.returncode}): {proc.stderr[-2000:]}", file=sys.stderr)
-
-
-def create_topics(admin: Any, names: list[str]) -> None:
-    from confluent_kafka.admin import NewTopic
-
-    futures = admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-    for fut in futures.values():
-        fut.result(timeout=60)
-
-
-def produce(bootstrap: str, topic: str, n: int, seed: int) -> dict[str, Any]:
-    """``n`` simulator events in chunks (own seed, consecutive event times), keyed by event_id."""
+def produce(bootstrap: str, first: int, n: int, seed: int) -> dict[str, Any]:
+    """Events ``first .. first+n`` of the stream: chunks with their own seed, event times go on."""
     import orjson
 
     from driftline.ingest.producer import EventProducer
     from driftline.simulate import Traffic, events, generate
 
-    producer = EventProducer(bootstrap, topic)  # lz4, 1 MB batches, acks=all, idempotent
-    t0 = time.perf_counter()
-    nbytes = 0
-    for k, start in enumerate(range(0, n, CHUNK)):
-        df = generate(Traffic(n=min(CHUNK, n - start), seed=seed + k, start_ms=Traffic.start_ms + start))
+    producer = EventProducer(bootstrap, TOPIC)  # lz4, batch.size 1 MB, linger 20 ms, acks=all
+    t0, nbytes = time.perf_counter(), 0
+    for start in range(first, first + n, CHUNK):
+        size = min(CHUNK, first + n - start)
+        # Traffic's rate is 1000 events/s of event time: event k is at start_ms + k ms
+        df = generate(Traffic(n=size, seed=seed + start // CHUNK, start_ms=Traffic.start_ms + start))
         for e in events(df):
             value = orjson.dumps(e)
             nbytes += len(value)
             producer.send_raw(value, str(e["event_id"]).encode())
-        del df
     delivered = producer.flush(300)
     seconds = time.perf_counter() - t0
+    del producer
+    gc.collect()  # the producer's delivery callback is a cycle: close its client before the broker goes
     if delivered != n:
-        raise RuntimeError(f"{topic}: delivered {delivered} of {n}")
-    return {
-        "topic": topic,
-        "events": n,
-        "mean_bytes": nbytes / n,
-        "seconds": seconds,
-        "events_per_s": n / seconds,
-        "note": "includes generating the events (polars rows -> dicts) and orjson.dumps",
-    }
+        raise RuntimeError(f"delivered {delivered} of {n}")
+    return {"events": n, "mean_bytes": nbytes / n, "seconds": seconds, "events_per_s": n / seconds}
 
 
-def topic_counts(bootstrap: str, topic: str) -> dict[int, int]:
+def partition_counts(bootstrap: str) -> list[int]:
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
     try:
-        out = {}
-        for p in range(PARTITIONS):
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            out[p] = hi - lo
-        return out
+        marks = [c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10) for p in range(PARTITIONS)]
+        return [hi - lo for lo, hi in marks]
     finally:
         c.close()
 
 
 # --------------------------------------------------------------------------------------------
-# raw baseline
-
-
-# Fetch settings of the raw loop. driftline's consumer sets fetch.message.max.bytes = 16 MB and
-# leaves the rest at librdkafka's defaults; with 6 partitions x 16 MB the local queue
-# (queued.max.messages.kbytes, 64 MB) overflows, and librdkafka >= 2.4 then postpones each
-# partition's next fetch by fetch.queue.backoff.ms (default 1000 ms): a fast reader stalls.
-RAW_CONFIGS: dict[str, dict[str, Any]] = {
-    "tuned": {"fetch.message.max.bytes": 16 << 20, "fetch.queue.backoff.ms": 0},
-    "driftline_fetch_settings": {"fetch.message.max.bytes": 16 << 20},
-    "librdkafka_defaults": {},
-}
+# raw loop (in this process)
 
 
 def raw_consume(
-    bootstrap: str, topic: str, total: int, group: str, extra: dict[str, Any], timeout_s: float = 600
+    bootstrap: str, total: int, group: str, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     from confluent_kafka import Consumer
 
+    # librdkafka's default fetch settings: only what a consumer group needs is set (``extra``: the
+    # informational run without the fetch backoff)
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        **(extra or {}),
+    }
+    load = os.getloadavg()[0]
     t_create = time.perf_counter()
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 10_000,
-            **extra,
-        }
-    )
-    c.subscribe([topic])
-    n = errors = nbytes = 0
-    first_batch = 0
-    t_first = t_last = None
+    c = Consumer(conf)
+    c.subscribe([TOPIC])
+    n = errors = first_n = 0
+    t_first = t_last = cpu_first = cpu_last = 0.0
     try:
         while n < total:
-            if time.perf_counter() - t_create > timeout_s:
-                raise RuntimeError(f"raw loop: read {n} of {total} in {timeout_s} s")
-            msgs = c.consume(BATCH_SIZE, 1.0)
+            if time.perf_counter() - t_create > 600:
+                raise RuntimeError(f"raw loop: {n} of {total} events in 600 s")
+            msgs = c.consume(BATCH, 1.0)
             for m in msgs:
                 if m.error() is not None:
                     errors += 1
                     continue
-                v = m.value()
+                m.value()
                 n += 1
-                nbytes += len(v) if v else 0
             if msgs:
                 t_last = time.perf_counter()
-                if t_first is None:
-                    t_first, first_batch = t_last, n
+                cpu_last = time.process_time()  # the whole process: librdkafka's threads too
+                if not first_n:
+                    t_first, cpu_first, first_n = t_last, cpu_last, n
     finally:
         c.close()
-    assert t_first is not None and t_last is not None
-    steady = t_last - t_first
-    whole = t_last - t_create
     return {
         "group": group,
-        "config": extra,
+        "config": conf,
         "events": n,
         "errors": errors,
-        "bytes": nbytes,
-        "seconds_first_batch_to_last": steady,
-        "seconds_from_consumer_creation": whole,
-        "events_per_s": (n - first_batch) / steady,
-        "events_per_s_including_join": n / whole,
-        "mb_per_s": nbytes / steady / 1e6,
+        "events_per_s": (n - first_n) / (t_last - t_first),
+        "events_per_s_including_join": n / (t_last - t_create),
+        "events_per_cpu_s": (n - first_n) / (cpu_last - cpu_first),
+        "seconds_first_batch_to_last": t_last - t_first,
+        "loadavg_1m_before": load,
     }
 
 
 # --------------------------------------------------------------------------------------------
-# driftline consumer as a subprocess
+# driftline consume (a subprocess per run: one embedded chDB per process)
 
 
-def _proc_status(pid: int) -> dict[str, int]:
-    out = {}
+def _proc_sample(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds of the whole process, VmHWM kB) from /proc, or None once it is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(rest.split()[0])  # kB
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        pass
-    return out
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")), 0)
+    return cpu, hwm
 
 
-def run_monitored(
-    cmd: list[str], log_dir: Path, name: str, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Run ``cmd``; wall time, exit status, rusage (peak RSS, CPU) and an RSS timeline."""
-    stdout_path, stderr_path = log_dir / f"{name}.stdout", log_dir / f"{name}.stderr"
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        t0_wall = time.time()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=env)
-        samples: list[tuple[float, int]] = []
+def run_monitored(cmd: list[str], log_dir: Path, name: str) -> dict[str, Any]:
+    """Run ``cmd``, polling its CPU time and VmHWM; wall time, exit status and rusage."""
+    stderr_path = log_dir / f"{name}.stderr"
+    with open(stderr_path, "wb") as err:
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=ROOT, env=ENV)
+        samples: list[tuple[float, float]] = []  # (epoch s, cpu s)
         hwm = 0
         while True:
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            st = _proc_status(proc.pid)
-            if "VmRSS" in st:
-                samples.append((round(time.perf_counter() - t0, 2), st["VmRSS"]))
-                hwm = max(hwm, st.get("VmHWM", 0))
-            time.sleep(0.2)
-        wall = time.perf_counter() - t0
-        t_end_wall = time.time()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+            if (s := _proc_sample(proc.pid)) is not None:
+                samples.append((time.time(), s[0]))
+                hwm = max(hwm, s[1])
+            time.sleep(0.1)
+        ended = time.time()
+    stdout = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
     return {
         "cmd": cmd,
-        "returncode": proc.returncode,
-        "wall_s": wall,
-        "started_epoch_s": t0_wall,
-        "ended_epoch_s": t_end_wall,
+        "returncode": os.waitstatus_to_exitcode(status),
+        "started_epoch_s": t0,
+        "ended_epoch_s": ended,
+        "wall_s": ended - t0,
+        "cpu_s": rusage.ru_utime + rusage.ru_stime,
+        "cpu_samples": samples,
         "peak_rss_mb_wait4": rusage.ru_maxrss / 1024,
         "peak_rss_mb_vmhwm_polled": hwm / 1024,
-        "cpu_user_s": rusage.ru_utime,
-        "cpu_sys_s": rusage.ru_stime,
-        "rss_timeline_mb": [(t, round(kb / 1024, 1)) for t, kb in samples[:: max(1, len(samples) // 60)]],
-        "stdout": stdout_path.read_text(errors="replace")[-4000:],
-        "stderr_tail": stderr_path.read_text(errors="replace")[-4000:],
+        "stdout": stdout[-2000:],
         "stderr_path": str(stderr_path),
     }
 
 
-def _assigned_epoch(stderr_path: str) -> float | None:
-    """Wall time of the consumer's first ``assigned`` log line (JSON logs, UTC, ms)."""
+def assigned_epoch(stderr_path: str) -> float | None:
+    """Wall time of the first ``assigned`` log line (JSON logs, ``ts`` in UTC)."""
     with open(stderr_path, errors="replace") as f:
         for line in f:
             if '"assigned' in line:
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                ts = datetime.strptime(doc["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-                return ts.timestamp()
+                with contextlib.suppress(ValueError, KeyError):
+                    ts = json.loads(line)["ts"]
+                    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     return None
+
+
+def build_store(store_dir: Path, ref_path: Path) -> None:
+    """A fresh chDB directory holding the reference (a chDB directory cannot be copied)."""
+    args = ["reference", "build", "--store", f"chdb://{store_dir}", "--model", MODEL, "--file", str(ref_path)]
+    sh(cli(*args, *REFERENCE_ARGS), "driftline reference build")
 
 
 def stored_events(store_dir: Path) -> dict[str, int]:
     code = (
-        "import json, sys\n"
-        "from driftline.storage.store import Store\n"
-        f"s = Store.open('chdb://{store_dir}')\n"
-        f"rows = s.pane_rows({MODEL!r}, kinds=('events',))\n"
-        "print(json.dumps({'events': sum(r.n for r in rows), 'late_events': sum(r.n for r in rows if r.late),"
-        " 'event_rows': len(rows)}))\n"
+        "import json\nfrom driftline.storage.store import Store\n"
+        f"s = Store.open('chdb://{store_dir}')\nrows = s.pane_rows({MODEL!r}, kinds=('events',))\n"
+        "print(json.dumps({'events': sum(r.n for r in rows), 'late': sum(r.n for r in rows if r.late)}))\n"
         "s.close()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode:
-        return {"error": proc.stderr[-1000:]}  # type: ignore[dict-item]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def build_store(store_dir: Path, ref_path: Path) -> dict[str, Any]:
-    """``driftline reference build`` into a new chDB directory (a chDB directory cannot be copied)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "driftline.cli",
-        "reference",
-        "build",
-        "--store",
-        f"chdb://{store_dir}",
-        "--model",
-        MODEL,
-        "--file",
-        str(ref_path),
-        *REFERENCE_ARGS,
-    ]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode:
-        raise RuntimeError(f"reference build failed:\n{proc.stderr[-3000:]}")
-    return {
-        "cmd": cmd,
-        "seconds": time.perf_counter() - t,
-        "output": json.loads(proc.stdout.strip().splitlines()[-1]),
-    }
+    return json.loads(sh([sys.executable, "-c", code], "counting stored events").splitlines()[-1])
 
 
 def driftline_consume(
-    bootstrap: str, topic: str, total: int, group: str, ref_path: Path, work: Path, name: str
+    bootstrap: str, total: int, workers: int, ref_path: Path, work: Path, name: str
 ) -> dict[str, Any]:
     store_dir = work / f"store-{name}"
     build_store(store_dir, ref_path)
-    cmd = [
-        sys.executable,
-        "-m",
-        "driftline.cli",
-        "--log-level",
-        "INFO",
-        "consume",
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group",
-        group,
-        "--store",
-        f"chdb://{store_dir}",
-        "--idle-exit",
-        f"{IDLE_EXIT_S}s",
-        "--batch-size",
-        str(BATCH_SIZE),
-    ]
-    load_before = loadavg()
+    cmd = cli("--log-level", "INFO", "consume", "--bootstrap", bootstrap, "--topic", TOPIC)
+    cmd += ["--group", f"bench-{name}", "--store", f"chdb://{store_dir}", "--idle-exit", f"{IDLE_EXIT_S}s"]
+    cmd += ["--batch-size", str(BATCH), "--workers", str(workers)]
+    load = os.getloadavg()[0]
     r = run_monitored(cmd, work, name)
-    r["loadavg_before"], r["loadavg_after"] = load_before, loadavg()
     if r["returncode"]:
-        raise RuntimeError(f"{name}: driftline consume exited {r['returncode']}:\n{r['stderr_tail']}")
-    totals = json.loads(r["stdout"].strip().splitlines()[-1])
-    r["totals"] = totals
-    busy = r["wall_s"] - IDLE_EXIT_S
-    r["wall_minus_idle_s"] = busy
-    r["events_per_s_wall_minus_idle"] = total / busy
-    assigned = _assigned_epoch(r["stderr_path"])
-    if assigned is not None:
-        r["startup_to_assigned_s"] = assigned - r["started_epoch_s"]
-        r["assigned_to_done_s"] = r["ended_epoch_s"] - IDLE_EXIT_S - assigned
-        r["events_per_s_from_assigned"] = total / r["assigned_to_done_s"]
-    r["cpu_s_per_million_events"] = (r["cpu_user_s"] + r["cpu_sys_s"]) / total * 1e6
-    r["store"] = stored_events(store_dir)
-    r["complete"] = totals.get("accepted") == total and r["store"].get("events") == total
+        tail = Path(r["stderr_path"]).read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{name}: driftline consume exited {r['returncode']}:\n{tail}")
+    r["loadavg_1m_before"] = load
+    r["workers"] = workers
+    r["totals"] = json.loads(r["stdout"].strip().splitlines()[-1])
+    r["events_per_s_wall_minus_idle"] = total / (r["wall_s"] - IDLE_EXIT_S)
+    r["events_per_cpu_s_whole_process"] = total / r["cpu_s"]
+    assigned = assigned_epoch(r["stderr_path"])
+    if assigned is None:
+        raise RuntimeError(f"{name}: no 'assigned' log line in {r['stderr_path']}")
+    r["startup_to_assigned_s"] = assigned - r["started_epoch_s"]
+    r["assigned_to_done_s"] = r["ended_epoch_s"] - IDLE_EXIT_S - assigned
+    r["events_per_s_from_assigned"] = total / r["assigned_to_done_s"]
+    # CPU from the last sample before the assignment to the exit (the idle tail included)
+    samples = r.pop("cpu_samples")
+    k = bisect.bisect_right([t for t, _ in samples], assigned) - 1
+    r["cpu_s_from_assigned"] = r["cpu_s"] - (samples[k][1] if k >= 0 else 0.0)
+    r["events_per_cpu_s_from_assigned"] = total / r["cpu_s_from_assigned"]
+    r["stored"] = stored_events(store_dir)
+    r["complete"] = r["totals"].get("accepted") == total and r["stored"]["events"] == total
     shutil.rmtree(store_dir, ignore_errors=True)
+    log(
+        f"  {name}: {r['events_per_s_from_assigned']:,.0f} events/s from assignment, "
+        f"{r['events_per_s_wall_minus_idle']:,.0f}/s wall - idle, "
+        f"{r['events_per_cpu_s_from_assigned']:,.0f}/CPU-s; peak RSS {r['peak_rss_mb_wait4']:.0f} MB; "
+        f"stored {r['stored']['events']:,}"
+    )
     return r
 
 
 # --------------------------------------------------------------------------------------------
-# profile worker (child process: one chDB directory per process)
-
-
-class _Timers:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-
-    def wrap(self, owner: Any, attr: str, key: str) -> None:
-        fn = getattr(owner, attr)
-        seconds, calls = self.seconds, self.calls
-
-        def timed(*a: Any, **k: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                seconds[key] += time.perf_counter() - t
-                calls[key] += 1
-
-        setattr(owner, attr, timed)
-
-
-PROFILE_KEYS = {
-    "handle": "StreamConsumer._handle: one consumed batch (per-message loop, decode, fold)",
-    "decode": "decode(): orjson.loads + contract.validate_event, per message",
-    "fold": "PaneFolder.fold: group by pane, to_batch, sketch update",
-    "to_batch": "decode.to_batch: events -> numpy columns",
-    "sketch_update": "ModelSketch.update: Numba fold of the columns",
-    "flush": "StreamConsumer.flush: serialise panes, store write, commit, window evaluation",
-    "take_rows": "PaneFolder.take_rows: sketches -> rows (to_bytes)",
-    "store_write": "Store.write_flush: one chDB insert per flush",
-    "evaluate_windows": "_evaluate_closed_panes: read window rows, merge, drift_report, write metrics",
-    "consume_with_messages": "Consumer.consume calls that returned messages",
-    "consume_empty": "Consumer.consume calls that returned nothing (incl. the idle-exit wait)",
-}
+# optional: cProfile of the consumer (child process, member on the main thread)
 
 
 def profile_worker(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.stream _profile")
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--topic", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--store", required=True)
-    p.add_argument("--mode", choices=["timers", "cprofile"], required=True)
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
+    import cProfile
+    import pstats
+    import threading
 
-    from itertools import groupby
-
-    import confluent_kafka
-
-    import driftline.ingest.consumer as consumer_mod
-    import driftline.ingest.panes as panes_mod
-    from driftline.detectors.profile import ModelSketch
+    from driftline.cli import _references
     from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
-    from driftline.ingest.panes import PaneFolder
-    from driftline.storage.codec import reference_from_rows
     from driftline.storage.store import Store
 
-    store = Store.open(args.store)
-    references = {
-        m: reference_from_rows(list(g)) for m, g in groupby(store.references(), key=lambda r: r.model_id)
-    }
-    timers = _Timers()
-
-    class TimedConsumer(confluent_kafka.Consumer):  # type: ignore[misc]
-        def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
-            t = time.perf_counter()
-            msgs = super().consume(num_messages, timeout)
-            key = "consume_with_messages" if msgs else "consume_empty"
-            timers.seconds[key] += time.perf_counter() - t
-            timers.calls[key] += 1
-            return msgs
-
-    if args.mode == "timers":
-        consumer_mod.Consumer = TimedConsumer  # type: ignore[misc]
-        timers.wrap(consumer_mod, "decode", "decode")
-        timers.wrap(panes_mod, "to_batch", "to_batch")
-        timers.wrap(ModelSketch, "update", "sketch_update")
-        timers.wrap(PaneFolder, "fold", "fold")
-        timers.wrap(PaneFolder, "take_rows", "take_rows")
-        timers.wrap(StreamConsumer, "_handle", "handle")
-        timers.wrap(StreamConsumer, "flush", "flush")
-        timers.wrap(StreamConsumer, "_evaluate_closed_panes", "evaluate_windows")
-        timers.wrap(Store, "write_flush", "store_write")
-
-    config = ConsumerConfig(
-        bootstrap=args.bootstrap, topics=[args.topic], group=args.group, batch_size=BATCH_SIZE
-    )
-    member = StreamConsumer(config, store, references)
-    stop = threading.Event()
-    prof = cProfile.Profile() if args.mode == "cprofile" else None
-    t0 = time.perf_counter()
-    if prof:
-        prof.enable()
-    member.run(stop, idle_exit_s=IDLE_EXIT_S)
-    if prof:
-        prof.disable()
-    total_s = time.perf_counter() - t0
+    bootstrap, store_dsn, out = argv
+    store = Store.open(store_dsn)
+    config = ConsumerConfig(bootstrap=bootstrap, topics=[TOPIC], group="bench-profile", batch_size=BATCH)
+    member = StreamConsumer(config, store, _references(store))
+    prof = cProfile.Profile()
+    prof.runcall(member.run, threading.Event(), IDLE_EXIT_S)
     store.close()
-    out: dict[str, Any] = {"mode": args.mode, "run_s": total_s, "stats": dict(member.stats)}
-    if prof:
-        prof.dump_stats(args.out + ".prof")
-        out["top_cumulative"] = _top_entries(prof, "cumulative", 30)
-        out["top_tottime"] = _top_entries(prof, "tottime", 20)
-    else:
-        out["seconds"] = dict(timers.seconds)
-        out["calls"] = dict(timers.calls)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    st = pstats.Stats(prof)
+
+    def top(order: str) -> list[dict[str, Any]]:
+        rows = []
+        for func in st.sort_stats(order).fcn_list[:25]:  # type: ignore[attr-defined]
+            _, calls, tottime, cumtime, _ = st.stats[func]  # type: ignore[attr-defined]
+            path, line, fn = func
+            where = path.split("/src/")[-1].split("site-packages/")[-1].split("/lib/python3.11/")[-1]
+            rows.append(
+                {
+                    "function": f"{where}:{line}({fn})",
+                    "calls": calls,
+                    "tottime_s": tottime,
+                    "cumtime_s": cumtime,
+                }
+            )
+        return rows
+
+    doc = {"stats": dict(member.stats), "top_cumulative": top("cumulative"), "top_tottime": top("tottime")}
+    Path(out).write_text(json.dumps(doc, indent=1))
     return 0
 
 
-def _top_entries(prof: cProfile.Profile, key: str, n: int) -> list[dict[str, Any]]:
-    st = pstats.Stats(prof, stream=io.StringIO())
-    st.sort_stats(key)
-    rows = []
-    for func in st.fcn_list[:n]:  # type: ignore[attr-defined]
-        _cc, nc, tt, ct, _ = st.stats[func]  # type: ignore[attr-defined]
-        filename, line, name = func
-        short = re.sub(r".*/site-packages/", "", filename)
-        short = re.sub(r".*/src/driftline/", "driftline/", short)
-        short = re.sub(r".*/lib/python3\.\d+/", "", short)
-        rows.append({"function": f"{short}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct})
-    return rows
-
-
-def run_profile(
-    bootstrap: str, topic: str, mode: str, ref_path: Path, work: Path, name: str
-) -> dict[str, Any]:
-    store_dir = work / f"store-{name}"
+def run_profile(bootstrap: str, ref_path: Path, work: Path) -> dict[str, Any]:
+    store_dir, out = work / "store-profile", work / "profile.json"
     build_store(store_dir, ref_path)
-    out = work / f"{name}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.stream",
-        "_profile",
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group",
-        f"bench-profile-{mode}",
-        "--store",
-        f"chdb://{store_dir}",
-        "--mode",
-        mode,
-        "--out",
-        str(out),
-    ]
-    r = run_monitored(cmd, work, name)
-    if r["returncode"]:
-        raise RuntimeError(f"profile {mode} exited {r['returncode']}:\n{r['stderr_tail']}")
-    result = json.loads(out.read_text())
-    result["process_wall_s"] = r["wall_s"]
-    result["peak_rss_mb"] = r["peak_rss_mb_wait4"]
+    sh(
+        [sys.executable, "-m", "bench.stream", "_profile", bootstrap, f"chdb://{store_dir}", str(out)],
+        "profile",
+    )
     shutil.rmtree(store_dir, ignore_errors=True)
-    return result
-
-
-def summarise_timers(t: dict[str, Any], events: int) -> dict[str, Any]:
-    s = t["seconds"]
-    busy = t["run_s"] - s.get("consume_empty", 0.0)
-    rows = {}
-    for key, what in PROFILE_KEYS.items():
-        sec = s.get(key, 0.0)
-        rows[key] = {
-            "what": what,
-            "seconds": sec,
-            "fraction_of_busy": sec / busy if busy and key != "consume_empty" else None,
-            "us_per_event": sec / events * 1e6,
-            "calls": t["calls"].get(key, 0),
-        }
-    handle = s.get("handle", 0.0)
-    rows["per_message_loop_other"] = {
-        "what": "_handle minus decode and fold: m.error/topic/partition/offset/value, offset ranges, lists",
-        "seconds": handle - s.get("decode", 0.0) - s.get("fold", 0.0),
-    }
-    rows["fold_other"] = {
-        "what": "fold minus to_batch and sketch update: per-event pane grouping, watermarks",
-        "seconds": s.get("fold", 0.0) - s.get("to_batch", 0.0) - s.get("sketch_update", 0.0),
-    }
-    for key in ("per_message_loop_other", "fold_other"):
-        rows[key]["fraction_of_busy"] = rows[key]["seconds"] / busy if busy else None
-        rows[key]["us_per_event"] = rows[key]["seconds"] / events * 1e6
-    return {
-        "run_s": t["run_s"],
-        "busy_s": busy,
-        "events_per_s_busy": events / busy if busy else None,
-        "note": "busy = run() wall time minus the consume() calls that returned nothing (start-up wait"
-        " for the assignment and the idle-exit tail)",
-        "stages": rows,
+    return json.loads(out.read_text()) | {
+        "note": "StreamConsumer.run on the main thread under cProfile; window evaluation runs in its own"
+        " thread and is not in these figures"
     }
 
 
@@ -592,272 +378,218 @@ def summarise_timers(t: dict[str, Any], events: int) -> dict[str, Any]:
 # main
 
 
-def code_version() -> dict[str, Any]:
-    from bench.decode import code_version as version
-
-    return version()
-
-
 def machine() -> dict[str, Any]:
     from bench.decode import machine_info
 
     info = machine_info()
-    try:
-        java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
-    except OSError:
-        java = None
-    info["java"] = java
-    pom = (ROOT / "scripts" / "kafka-pom.xml").read_text()
-    m = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", pom)
-    info["kafka_broker"] = m.group(1) if m else None
+    with contextlib.suppress(OSError, IndexError):
+        info["java"] = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True
+        ).stderr.splitlines()[0]
     return info
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    rounds = result["rounds"]
+    raw = [r["raw"] for r in rounds]
+    one = [r["driftline_workers_1"] for r in rounds]
+    two = [r["driftline_workers_2"] for r in rounds]
+    at_half = result["driftline_half"]
+    rss_full = max(r["peak_rss_mb_wait4"] for r in one)
+    ratios = [d["events_per_s_from_assigned"] / a["events_per_s"] for a, d in zip(raw, one, strict=True)]
+    per_core = median(one, "events_per_cpu_s_from_assigned")
+    ratio = statistics.median(ratios)
+    return {
+        "events": result["parameters"]["events"],
+        "partitions": PARTITIONS,
+        "mean_bytes": result["produced"]["mean_bytes"],
+        "rounds": len(rounds),
+        "raw_events_per_s": median(raw, "events_per_s"),
+        "raw_events_per_cpu_s": median(raw, "events_per_cpu_s"),
+        "driftline_events_per_s_from_assigned": median(one, "events_per_s_from_assigned"),
+        "driftline_events_per_s_wall_minus_idle": median(one, "events_per_s_wall_minus_idle"),
+        "driftline_events_per_cpu_s_from_assigned": per_core,
+        "ratio_per_round": ratios,
+        "ratio": ratio,
+        "ratio_target": TARGET_RATIO,
+        "ratio_met": ratio >= TARGET_RATIO,
+        "per_core_target": TARGET_PER_CORE,
+        "per_core_met": per_core >= TARGET_PER_CORE,
+        "raw_backoff_0_events_per_s": median([r["raw_backoff_0"] for r in rounds], "events_per_s"),
+        "workers_2_events_per_s_from_assigned": median(two, "events_per_s_from_assigned"),
+        "workers_2_events_per_s_wall_minus_idle": median(two, "events_per_s_wall_minus_idle"),
+        "workers_2_over_1": median(two, "events_per_s_from_assigned")
+        / median(one, "events_per_s_from_assigned"),
+        "peak_rss_mb_half": at_half["peak_rss_mb_wait4"],
+        "peak_rss_mb_full": rss_full,
+        "peak_rss_mb_full_workers_2": max(r["peak_rss_mb_wait4"] for r in two),
+        "rss_full_over_half": rss_full / at_half["peak_rss_mb_wait4"],
+        "rss_flat_within_10pct": abs(rss_full / at_half["peak_rss_mb_wait4"] - 1) <= 0.10,
+        "all_events_stored": all(r["complete"] for r in [*one, *two, at_half]),
+        "late_events_workers_1": [r["stored"]["late"] for r in one],
+    }
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    print(
+        f"\n{s['events']:,} events of {s['mean_bytes']:.0f} B, {s['partitions']} partitions,"
+        f" {s['rounds']} rounds"
+    )
+    print(f"raw loop (librdkafka defaults)      {s['raw_events_per_s']:>10,.0f} events/s (median)")
+    print(
+        f"raw loop, fetch.queue.backoff.ms=0  {s['raw_backoff_0_events_per_s']:>10,.0f} events/s"
+        " (informational)"
+    )
+    print(f"driftline consume, from assignment  {s['driftline_events_per_s_from_assigned']:>10,.0f} events/s")
+    print(
+        f"driftline consume, wall - idle      {s['driftline_events_per_s_wall_minus_idle']:>10,.0f} events/s"
+    )
+    print(
+        f"driftline per CPU-second            {s['driftline_events_per_cpu_s_from_assigned']:>10,.0f}"
+        f"            (target >= {s['per_core_target']:,}: {'met' if s['per_core_met'] else 'NOT met'})"
+    )
+    rounds = ", ".join(f"{x:.2f}" for x in s["ratio_per_round"])
+    print(
+        f"ratio driftline / raw               {s['ratio']:>10.2f}   rounds {rounds}"
+        f" (target >= {s['ratio_target']}: {'met' if s['ratio_met'] else 'NOT met'})"
+    )
+    print(
+        f"--workers 2, from assignment        {s['workers_2_events_per_s_from_assigned']:>10,.0f} events/s"
+        f"   ({s['workers_2_over_1']:.2f}x --workers 1)"
+    )
+    print(
+        f"peak RSS N/2 {s['peak_rss_mb_half']:.0f} MB, N {s['peak_rss_mb_full']:.0f} MB: ratio"
+        f" {s['rss_full_over_half']:.2f} (flat within 10%: {s['rss_flat_within_10pct']})"
+    )
+    print(f"every run stored exactly the produced events: {s['all_events_stored']}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.split("\n")[0])
-    p.add_argument("--events", type=int, default=2_000_000)
-    p.add_argument("--quick", action="store_true", help="--events 200000")
-    p.add_argument("--profile-events", type=int, default=200_000)
-    p.add_argument("--raw-repeat", type=int, default=3)
+    p.add_argument("--events", type=int, default=2_000_000, help="N (half of them for the RSS run at N/2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of raw, --workers 1, --workers 2")
+    p.add_argument("--quick", action="store_true", help="--events 300000 --rounds 2")
+    p.add_argument("--profile", action="store_true", help="add a cProfile run of the consumer")
     p.add_argument("--seed", type=int, default=100)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, stores)")
+    p.add_argument(
+        "--out", type=Path, help=f"default {DEFAULT_OUT.relative_to(ROOT)}; with --quick {QUICK_OUT}"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = p.parse_args(argv)
     if args.quick:
-        args.events = 200_000
+        args.events, args.rounds = 300_000, 2
+    args.out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)  # a smoke run never replaces the result
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="driftline-bench-stream-"))
-    kafka_dir = work / "kafka"
+    n, half = args.events, args.events // 2
     result: dict[str, Any] = {
         "benchmark": "bench.stream",
-        "command": "python -m " + " ".join(["bench.stream", *(sys.argv[1:] if argv is None else argv)]),
-        "started_utc": started.isoformat(),
+        "command": " ".join(["python -m bench.stream", *(sys.argv[1:] if argv is None else argv)]),
+        "commit": commit(),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "code": code_version(),
         "parameters": {
-            "events": args.events,
-            "half_events": args.events // 2,
-            "profile_events": args.profile_events,
+            "events": n,
+            "half_events": half,
             "partitions": PARTITIONS,
-            "batch_size": BATCH_SIZE,
+            "batch": BATCH,
             "idle_exit_s": IDLE_EXIT_S,
-            "raw_repeat": args.raw_repeat,
-            "producer": "driftline EventProducer: lz4, batch.size 1 MB, linger 20 ms, acks=all,"
-            " idempotent; key = event_id (spreads over the 6 partitions)",
-            "consumer_cli_defaults": "flush every 5 s, pane 60 s, window 1 h, lateness 5 min, 1 worker",
+            "rounds": args.rounds,
+            "producer": "EventProducer: lz4, batch.size 1 MB, linger 20 ms, acks=all, idempotent;"
+            " key event_id",
+            "consumer": "driftline CLI defaults otherwise: flush every 5 s, pane 60 s, window 1 h,"
+            " lateness 5 min",
         },
     }
-    log(f"work dir {work}")
+    from bench.decode import code_version
+
+    result["code"] = code_version()
+    result["code"]["src_sha256_measured"] = snapshot_src(work)
+    log(f"work dir {work}; commit {result['commit']}; measuring a snapshot of src/ in it")
+    kafka_dir = work / "kafka"
     try:
-        from confluent_kafka.admin import AdminClient
+        from confluent_kafka.admin import AdminClient, NewTopic
 
-        t = time.perf_counter()
-        bootstrap = kafka_up(kafka_dir)
-        result["broker"] = {"bootstrap": bootstrap, "up_s": time.perf_counter() - t}
+        up = sh([str(KAFKA_DEV), "up", "--dir", str(kafka_dir)], "kafka-dev up")
+        bootstrap = up.strip().splitlines()[-1].removeprefix("BOOTSTRAP=")
         log(f"broker up at {bootstrap}")
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        topics = {"full": ("bench-full", args.events), "half": ("bench-half", args.events // 2)}
-        if args.profile_events != args.events:
-            topics["profile"] = ("bench-profile", args.profile_events)
-        create_topics(admin, [name for name, _ in topics.values()])
-        produced = {}
-        for i, (key, (topic, n)) in enumerate(topics.items()):
-            produced[key] = produce(bootstrap, topic, n, args.seed + 1000 * i)
-            produced[key]["partition_counts"] = topic_counts(bootstrap, topic)
-            log(
-                f"produced {n:,} to {topic} at {produced[key]['events_per_s']:,.0f}/s "
-                f"({produced[key]['mean_bytes']:.0f} B mean)"
-            )
-        if "profile" not in topics:
-            topics["profile"] = topics["full"]
-        result["produced"] = produced
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic exists
+        for fut in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
+            fut.result(timeout=60)
 
-        # the reference file; every consumer run stores it into its own fresh chDB directory
         from driftline.simulate import FILE_DROP, Traffic, generate
 
         ref_path = work / "reference.parquet"
         generate(Traffic(n=50_000, seed=1000)).drop(FILE_DROP).write_parquet(ref_path)
-        result["reference"] = build_store(work / "store-check", ref_path)
-        shutil.rmtree(work / "store-check", ignore_errors=True)
-        log(f"reference stored in {result['reference']['seconds']:.1f} s")
 
-        # raw baseline: each fetch configuration --raw-repeat times, interleaved
-        full_topic, n_full = topics["full"]
-        half_topic, n_half = topics["half"]
-        raw_runs: dict[str, list[dict[str, Any]]] = {k: [] for k in RAW_CONFIGS}
-        for i in range(args.raw_repeat):
-            for conf_name, extra in RAW_CONFIGS.items():
-                load_before = loadavg()
-                r = raw_consume(bootstrap, full_topic, n_full, f"bench-raw-{conf_name}-{i}", extra)
-                r["loadavg_before"], r["loadavg_after"] = load_before, loadavg()
-                raw_runs[conf_name].append(r)
-                log(
-                    f"raw loop {conf_name} {i + 1}: {r['events_per_s']:,.0f} events/s "
-                    f"({r['events_per_s_including_join']:,.0f}/s including the group join)"
-                )
-        raw: dict[str, Any] = {
-            "what": "Consumer.consume(10000, 1.0) + m.error() + m.value() per message, fresh group, earliest",
-            "configs": {
-                name: {
-                    "config": RAW_CONFIGS[name],
-                    "runs": runs,
-                    "events_per_s_median": statistics.median(r["events_per_s"] for r in runs),
-                    "events_per_s_including_join_median": statistics.median(
-                        r["events_per_s_including_join"] for r in runs
-                    ),
-                }
-                for name, runs in raw_runs.items()
-            },
+        first = produce(bootstrap, 0, half, args.seed)
+        log(f"produced {half:,} events at {first['events_per_s']:,.0f}/s ({first['mean_bytes']:.0f} B mean)")
+        log(f"driftline at N/2 = {half:,} events: warm-up, then measured")
+        result["driftline_warmup"] = driftline_consume(bootstrap, half, 1, ref_path, work, "dl-warmup")
+        result["driftline_half"] = driftline_consume(bootstrap, half, 1, ref_path, work, "dl-half")
+
+        second = produce(bootstrap, half, n - half, args.seed)
+        counts = partition_counts(bootstrap)
+        log(f"produced {n - half:,} more; partitions hold {counts}")
+        if sum(counts) != n or min(counts) == 0:
+            raise RuntimeError(f"partitions hold {counts}, expected {n:,} over all {PARTITIONS}")
+        secs = first["seconds"] + second["seconds"]
+        result["produced"] = {
+            "events": n,
+            "partition_counts": counts,
+            "mean_bytes": (first["mean_bytes"] * half + second["mean_bytes"] * (n - half)) / n,
+            "events_per_s": n / secs,
+            "note": "the producer rate includes generating the events and orjson.dumps",
         }
-        raw["baseline"] = best = max(raw["configs"], key=lambda k: raw["configs"][k]["events_per_s_median"])
-        raw["events_per_s_median"] = raw["configs"][best]["events_per_s_median"]
-        raw["events_per_s_including_join_median"] = raw["configs"][best]["events_per_s_including_join_median"]
-        raw["half_topic"] = raw_consume(bootstrap, half_topic, n_half, "bench-raw-half", RAW_CONFIGS[best])
-        result["raw"] = raw
 
-        # driftline consumer
-        prof_topic, n_prof = topics["profile"]
-        dl: dict[str, Any] = {}
-        log("driftline warm-up run (profile topic)")
-        dl["warmup"] = driftline_consume(
-            bootstrap, prof_topic, n_prof, "bench-dl-warmup", ref_path, work, "dl-warmup"
-        )
-        for key, (topic, n) in (("half", topics["half"]), ("full", topics["full"])):
-            log(f"driftline consume {topic} ({n:,} events)")
-            dl[key] = r = driftline_consume(
-                bootstrap, topic, n, f"bench-dl-{key}", ref_path, work, f"dl-{key}"
+        result["rounds"] = []
+        for i in range(args.rounds):
+            log(f"round {i + 1} of {args.rounds} on {n:,} events")
+            raw = raw_consume(bootstrap, n, f"bench-raw-{i}")
+            log(f"  raw loop: {raw['events_per_s']:,.0f} events/s, {raw['events_per_cpu_s']:,.0f}/CPU-s")
+            one = driftline_consume(bootstrap, n, 1, ref_path, work, f"dl-w1-{i}")
+            two = driftline_consume(bootstrap, n, 2, ref_path, work, f"dl-w2-{i}")
+            fast = raw_consume(bootstrap, n, f"bench-raw-backoff0-{i}", UNTHROTTLED)
+            log(f"  raw loop, fetch.queue.backoff.ms=0: {fast['events_per_s']:,.0f} events/s")
+            result["rounds"].append(
+                {"raw": raw, "driftline_workers_1": one, "driftline_workers_2": two, "raw_backoff_0": fast}
             )
-            log(
-                f"  {r['events_per_s_wall_minus_idle']:,.0f} events/s (wall - idle), "
-                f"{r.get('events_per_s_from_assigned', 0):,.0f}/s from assignment; peak RSS "
-                f"{r['peak_rss_mb_wait4']:.0f} MB; complete={r['complete']}"
-            )
-        result["driftline"] = dl
-
-        full = dl["full"]
-        rss_ratio = full["peak_rss_mb_wait4"] / dl["half"]["peak_rss_mb_wait4"]
-        result["summary"] = {
-            "raw_baseline_config": raw["baseline"],
-            "raw_events_per_s": raw["events_per_s_median"],
-            "raw_events_per_s_by_config": {k: v["events_per_s_median"] for k, v in raw["configs"].items()},
-            "driftline_events_per_s_from_assigned": full.get("events_per_s_from_assigned"),
-            "driftline_events_per_s_wall_minus_idle": full["events_per_s_wall_minus_idle"],
-            "ratio_steady": (full.get("events_per_s_from_assigned") or 0) / raw["events_per_s_median"],
-            "ratio_steady_vs_raw_with_driftline_fetch_settings": (full.get("events_per_s_from_assigned") or 0)
-            / raw["configs"]["driftline_fetch_settings"]["events_per_s_median"],
-            "ratio_whole_process_vs_raw_including_join": full["events_per_s_wall_minus_idle"]
-            / raw["events_per_s_including_join_median"],
-            "ratio_target": 0.5,
-            "peak_rss_mb_half": dl["half"]["peak_rss_mb_wait4"],
-            "peak_rss_mb_full": full["peak_rss_mb_wait4"],
-            "rss_full_over_half": rss_ratio,
-            "rss_flat_within_10pct": abs(rss_ratio - 1) <= 0.10,
-            "all_events_stored": all(dl[k]["complete"] for k in ("half", "full")),
-            "late_events_full": full["store"].get("late_events"),
-            "windows_evaluated_full": full["totals"].get("windows_evaluated"),
-        }
-
-        # the raw loop once more, after the driftline runs (drift in machine load shows here)
-        r = raw_consume(bootstrap, full_topic, n_full, "bench-raw-after", RAW_CONFIGS[raw["baseline"]])
-        raw["after_driftline"] = r
-        log(f"raw loop after the driftline runs: {r['events_per_s']:,.0f} events/s")
-
-        # where the time goes
-        log(f"profile: timers on {prof_topic}")
-        timers = run_profile(bootstrap, prof_topic, "timers", ref_path, work, "profile-timers")
-        log("profile: cProfile")
-        cprof = run_profile(bootstrap, prof_topic, "cprofile", ref_path, work, "profile-cprofile")
-        profile: dict[str, Any] = {
-            "topic": prof_topic,
-            "events": n_prof,
-            "timers": summarise_timers(timers, n_prof) | {"stats": timers["stats"]},
-            "cprofile": cprof,
-        }
-        if args.events != n_prof:
-            log(f"profile: timers on {full_topic}")
-            t_full = run_profile(bootstrap, full_topic, "timers", ref_path, work, "profile-timers-full")
-            profile["timers_full_topic"] = summarise_timers(t_full, n_full) | {
-                "topic": full_topic,
-                "events": n_full,
-                "stats": t_full["stats"],
-            }
-        result["profile"] = profile
+        if args.profile:
+            log("cProfile run")
+            result["profile"] = run_profile(bootstrap, ref_path, work)
+        result["summary"] = summarise(result)
     finally:
         with contextlib.suppress(Exception):
-            kafka_down(kafka_dir)
+            sh([str(KAFKA_DEV), "down", "--dir", str(kafka_dir)], "kafka-dev down")
             log("broker down")
-        result["finished_utc"] = datetime.now(UTC).isoformat()
-        result["loadavg_at_end"] = loadavg()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        if args.keep:
+        result["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+        result["loadavg_at_end"] = os.getloadavg()
+        failed = "summary" not in result  # a failed run keeps its logs and never replaces a result
+        out = work / "stream.failed.json" if failed else args.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        if args.keep or failed:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print_summary(result)
+    print_summary(result["summary"])
+    if "profile" in result:
+        print("\ncProfile, top cumulative:")
+        for row in result["profile"]["top_cumulative"][:20]:
+            print(f"  {row['cumtime_s']:>7.2f} s  {row['calls']:>9}  {row['function']}")
     print(f"\nJSON written to {args.out}")
     return 0
 
 
-def print_summary(r: dict[str, Any]) -> None:
-    s = r.get("summary")
-    if not s:
-        return
-    p = r["parameters"]
-    print()
-    print(
-        f"{p['events']:,} events, {p['partitions']} partitions, batch {p['batch_size']:,}, "
-        f"{r['produced']['full']['mean_bytes']:.0f} B/event"
-    )
-    for name, rate in s["raw_events_per_s_by_config"].items():
-        mark = "  <- baseline" if name == s["raw_baseline_config"] else ""
-        print(f"raw loop, {name:<26}{rate:>12,.0f} events/s (median, first batch to last){mark}")
-    print(
-        f"driftline consume -> chDB       {s['driftline_events_per_s_from_assigned']:>12,.0f} events/s "
-        f"(assignment to last stored)"
-    )
-    print(
-        f"driftline consume, whole process{s['driftline_events_per_s_wall_minus_idle']:>12,.0f} events/s "
-        f"(wall time - {p['idle_exit_s']} s idle exit)"
-    )
-    print(f"ratio driftline / raw           {s['ratio_steady']:>12.3f}   (target >= {s['ratio_target']})")
-    print(
-        f"peak RSS  N/2: {s['peak_rss_mb_half']:.0f} MB   N: {s['peak_rss_mb_full']:.0f} MB   "
-        f"ratio {s['rss_full_over_half']:.2f} (flat within 10%: {s['rss_flat_within_10pct']})"
-    )
-    print(
-        f"all events stored: {s['all_events_stored']}; of them stored as late: {s['late_events_full']:,};"
-        f" windows evaluated: {s['windows_evaluated_full']}"
-    )
-    prof = r.get("profile")
-    if not prof:
-        return
-    tables = [(prof["topic"], prof["events"], prof["timers"])]
-    if "timers_full_topic" in prof:
-        t = prof["timers_full_topic"]
-        tables.append((t["topic"], t["events"], t))
-    for topic, events, t in tables:
-        print(
-            f"\nwhere the time goes ({topic}, {events:,} events, busy {t['busy_s']:.2f} s,"
-            f" {t['events_per_s_busy']:,.0f} events/s busy; wall-clock timers):"
-        )
-        for key, row in t["stages"].items():
-            if row.get("fraction_of_busy") is not None:
-                print(
-                    f"  {key:<24} {row['seconds']:>7.2f} s  {row['fraction_of_busy']:>6.1%}"
-                    f"  {row['us_per_event']:>6.2f} us/event"
-                )
-    print(f"\ncProfile ({prof['topic']}), top cumulative:")
-    for row in prof["cprofile"]["top_cumulative"][:22]:
-        print(f"  {row['cumtime_s']:>7.2f} s  {row['calls']:>9}  {row['function']}")
-
-
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_profile":
+    if sys.argv[1:2] == ["_profile"]:
         raise SystemExit(profile_worker(sys.argv[2:]))
     raise SystemExit(main())

@@ -96,8 +96,9 @@ def fill(
     offset = 0
     for p in range(0, panes, 3):  # one flush per three panes, with the offsets it covers
         batch = decoded[p * events_per_pane : (p + 3) * events_per_pane]
-        folder.fold(batch, (TOPIC, 0), now_ms=start + (p + 3) * pane_ms)
-        store.write_flush(GROUP, folder.take_rows(), [OffsetRange(TOPIC, 0, offset, offset + len(batch) - 1)])
+        folder.fold(batch, (TOPIC, 0))
+        rows, _ = folder.take_rows((TOPIC, 0))
+        store.write_flush(GROUP, rows, OffsetRange(TOPIC, 0, offset, offset + len(batch) - 1))
         offset += len(batch)
 
     engine = AlertEngine(AlertingConfig(rules=default_rules([])), log=AlertStore(store))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -406,16 +407,24 @@ def test_an_episode_resolved_before_its_group_flushed_is_still_told(
     assert [r.json["event_action"] for r in pd.accepted] == ["trigger", "resolve"]
 
 
-def test_a_window_counts_once_towards_for() -> None:
+def test_a_window_counts_once_towards_for_with_its_latest_value() -> None:
     cfg = AlertingConfig.model_validate(
         {"rules": [{"name": "r", "metric": "psi", "threshold": 0.2, "for": 2}], "receivers": []}
     )
     e = AlertEngine(cfg)
-    same = obs("x", "psi", 0.5)
-    assert e.evaluate([same], 1.0) == []
-    assert e.evaluate([same], 2.0) == []  # a second consumer evaluating the same window
-    assert e.evaluate([obs("x", "psi", 0.5, end=same.window_end - 60_000)], 3.0) == []  # an older one
-    assert [a.status for a in e.evaluate([obs("x", "psi", 0.5)], 4.0)] == ["firing"]
+    first = obs("x", "psi", 0.5)
+    assert e.evaluate([first], 1.0) == []
+    assert e.evaluate([first], 2.0) == []  # a second consumer evaluating the same window: still one
+    # recomputed with another member's partials: the latest value replaces the first
+    assert e.evaluate([replace(first, value=0.01)], 3.0) == []
+    second = obs("x", "psi", 0.5)
+    assert e.evaluate([second], 4.0) == []  # one breached window in a row
+    # late events make the first window breach again: two in a row now
+    assert [a.status for a in e.evaluate([replace(first, value=0.4)], 5.0)] == ["firing"]
+    # a recomputation of the newest window that no longer breaches resolves
+    assert [a.status for a in e.evaluate([replace(second, value=0.05)], 6.0)] == ["resolved"]
+    # an older window computed again (a restart's catch-up) changes nothing while the newest is fine
+    assert e.evaluate([replace(first, value=0.9)], 7.0) == []
 
 
 def test_a_flap_within_group_interval_still_resolves_the_first_incident(

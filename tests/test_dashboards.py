@@ -484,6 +484,8 @@ LABEL_VALUES = {
     "route": ["/v1/events"],
     "method": ["POST"],
     "status": ["200"],
+    "destination": ["topic", "spill"],
+    "consumer": ["consumer-0"],
 }
 
 

@@ -57,20 +57,26 @@ def test_decode_refuses_empty_and_oversized() -> None:
         decode(b'{"a": 12345678}', 10)
 
 
-def test_folder_routes_late_events_and_reports_closed_panes() -> None:
+def test_folder_routes_late_events_per_partition() -> None:
     spec = WindowSpec(pane_ms=60_000, window_ms=600_000, lateness_ms=30_000)
     ref = ModelSketch(BINNING)
     folder = PaneFolder({"m": ref}, spec)
-    folder.fold([ev(i, 10_000 * i, x=float(i), c="a") for i in range(20)], "p0", now_ms=0)  # 0 .. 190 s
+    folder.fold([ev(i, 10_000 * i, x=float(i), c="a") for i in range(20)], "p0")  # 0 .. 190 s
     # watermark = 190 s - 30 s = 160 s: panes [0, 60) and [60, 120) are final
-    assert folder.closed_panes(now_ms=0) == [("m", "", 0), ("m", "", 60_000)]
-    folder.fold([ev(100, 5_000, x=1.0, c="b"), ev(101, 150_000, x=1.0, c="b")], "p0", now_ms=0)
-    assert folder.late_events == 1
-    rows = folder.take_rows()
+    assert folder.watermark.current() == 160_000
+    folder.fold([ev(100, 5_000, x=1.0, c="b"), ev(101, 150_000, x=1.0, c="b")], "p0")
+    folder.fold([ev(102, 5_000, x=2.0, c="a")], "p1")  # another partition: its own state
+    assert folder.late_events == 2  # p1 is behind everything p0 has made final
+    assert folder.pending_events == 23
+    rows, panes = folder.take_rows("p0")
     late = {(r.pane_start, r.late) for r in rows if r.kind == "events"}
     assert (0, True) in late and (120_000, False) in late
     assert sum(r.n for r in rows if r.kind == "events") == 22
-    assert folder.take_rows() == []
+    assert ("m", "", 0, True) in panes and ("m", "", 120_000, False) in panes
+    assert folder.take_rows("p0") == ([], [])
+    assert folder.pending_events == 1 and folder.partitions() == ["p1"]
+    folder.forget_partitions(["p1"])
+    assert folder.pending_events == 0 and folder.take_rows("p1") == ([], [])
 
 
 # -- the fast decoder agrees with the contract ---------------------------------------------------

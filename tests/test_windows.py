@@ -35,33 +35,56 @@ def test_sliding_windows_containing_a_pane() -> None:
 
 
 def test_watermark_min_over_partitions_with_lateness() -> None:
-    w = Watermark(lateness_ms=5_000, idle_ms=10_000)
-    assert w.current(now_ms=0) is None
-    w.observe(0, 100_000, now_ms=0)
-    w.observe(1, 70_000, now_ms=0)
-    assert w.current(now_ms=1_000) == 65_000
+    w = Watermark(lateness_ms=5_000)
+    assert w.current() is None
+    w.observe(0, 100_000)
+    w.observe(1, 70_000)
+    assert w.current() == 65_000
     assert is_final(0, 60_000, 65_000) and not is_final(60_000, 60_000, 65_000)
 
 
 def test_idle_partition_stops_holding_back_and_never_regresses() -> None:
-    w = Watermark(lateness_ms=0, idle_ms=10_000)
-    w.observe(0, 100_000, now_ms=0)
-    w.observe(1, 50_000, now_ms=0)
-    w.observe(0, 200_000, now_ms=15_000)
-    assert w.current(now_ms=15_000) == 200_000  # partition 1 idle for 15 s
-    w.observe(1, 60_000, now_ms=16_000)  # it speaks again, far behind
-    assert w.current(now_ms=16_000) == 200_000  # panes already final stay final
+    w = Watermark(lateness_ms=0)
+    w.observe(0, 100_000)
+    w.observe(1, 50_000)
+    w.observe(0, 200_000)
+    assert w.current() == 50_000
+    w.set_idle(1, True)  # the source found it read to the end and quiet
+    assert w.current() == 200_000
+    w.observe(1, 60_000)  # it speaks again, far behind: it counts again ...
+    assert w.current() == 200_000  # ... but panes already final stay final
     w.forget(0)
     w.forget(1)
-    assert w.current(now_ms=17_000) == 200_000
+    assert w.current() == 200_000
 
 
 def test_all_idle_lets_last_panes_close() -> None:
-    w = Watermark(lateness_ms=1_000, idle_ms=5_000)
-    w.observe(0, 100_000, now_ms=0)
-    w.observe(1, 40_000, now_ms=0)
-    assert w.current(now_ms=1_000) == 39_000
-    assert w.current(now_ms=60_000) == 99_000
+    w = Watermark(lateness_ms=1_000)
+    w.observe(0, 100_000)
+    w.observe(1, 40_000)
+    assert w.current() == 39_000
+    w.set_idle(0, True)
+    w.set_idle(1, True)
+    assert w.current() == 99_000
+
+
+def test_no_clock_inside_only_idle_facts_release_a_partition() -> None:
+    # A stall of the process is invisible here: without set_idle the lagging partition holds.
+    w = Watermark(lateness_ms=0)
+    w.observe("ahead", 10_000_000)
+    w.observe("behind", 1_000)
+    for _ in range(3):
+        assert w.current() == 1_000
+    assert not late_mask(np.array([1_500, 2_000]), 1_000, w.marks("behind", np.array([1_500, 2_000]))).any()
+
+
+def test_restored_max_event_holds_until_the_partition_moves() -> None:
+    w = Watermark(lateness_ms=0)
+    w.assign("a", max_event_ms=300_000)
+    w.assign("b", max_event_ms=120_000)
+    assert w.current() == 120_000
+    w.set_idle("b", True)
+    assert w.current() == 300_000
 
 
 def test_late_mask() -> None:
@@ -71,28 +94,30 @@ def test_late_mask() -> None:
 
 
 def test_assigned_silent_partition_holds_watermark_until_idle() -> None:
-    w = Watermark(lateness_ms=0, idle_ms=10_000)
-    w.assign("b", now_ms=0)
-    w.observe("a", 500_000, now_ms=0)
-    assert w.current(now_ms=1_000) is None  # "b" may still deliver old events
-    w.observe("b", 100_000, now_ms=2_000)
-    assert w.current(now_ms=2_000) == 100_000
-    assert w.current(now_ms=30_000) == 500_000  # both idle: the latest event time counts
+    w = Watermark(lateness_ms=0)
+    w.assign("b")
+    w.observe("a", 500_000)
+    assert w.current() is None  # "b" may still deliver old events
+    w.observe("b", 100_000)
+    assert w.current() == 100_000
+    w.set_idle("a", True)
+    w.set_idle("b", True)
+    assert w.current() == 500_000  # both idle: the latest event time counts
 
 
 def test_marks_judge_each_event_of_a_batch_in_order() -> None:
     w = Watermark(lateness_ms=60_000)
     ts = np.array([600_000, 610_000, 30_000, 700_000, 560_000])
-    marks = w.marks("p", ts, now_ms=0)
+    marks = w.marks("p", ts)
     assert marks.tolist()[1:] == [540_000, 550_000, 550_000, 640_000]
     assert late_mask(ts, 60_000, marks).tolist() == [False, False, True, False, True]
-    w.observe("q", 100_000, now_ms=0)  # another partition far behind caps the marks
-    assert w.marks("p", ts, now_ms=0).max() == 40_000
+    w.observe("q", 100_000)  # another partition far behind caps the marks
+    assert w.marks("p", ts).max() == 40_000
 
 
 def test_marks_with_a_silent_partition_are_never_late() -> None:
     w = Watermark(lateness_ms=300_000)
-    w.assign("quiet", now_ms=0)
+    w.assign("quiet")
     ts = np.array([600_000, 610_000, 30_000])
-    marks = w.marks("busy", ts, now_ms=0)
+    marks = w.marks("busy", ts)
     assert not late_mask(ts, 60_000, marks).any()  # the silent partition may still be behind

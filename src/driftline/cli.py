@@ -458,6 +458,7 @@ def _consume(args: argparse.Namespace) -> int:
     import threading
 
     from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
+    from driftline.ingest.evaluate import WindowEvaluator
     from driftline.ingest.files import TableError, TableSpec, load_reference
     from driftline.ingest.panes import WindowSpec
     from driftline.storage.codec import reference_rows
@@ -494,6 +495,7 @@ def _consume(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         flush_interval_s=args.flush_interval / 1000,
         instance_id=args.instance_id,
+        dlq_spill=store.local_dir / "dead-letters.jsonl",
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -501,7 +503,13 @@ def _consume(args: argparse.Namespace) -> int:
     idle = args.idle_exit / 1000 if args.idle_exit else None
     alerting = _alert_service(args, store)
     on_window = alerting.on_window if alerting else None
-    members = [StreamConsumer(config, store, references, on_window=on_window) for _ in range(args.workers)]
+    evaluator = WindowEvaluator(store, references, config.windows, config.thresholds, on_window)
+    members = [
+        StreamConsumer(
+            config, store, references, on_window=on_window, name=f"consumer-{i}", evaluator=evaluator
+        )
+        for i in range(args.workers)
+    ]
     threads = [threading.Thread(target=m.run, args=(stop, idle), daemon=True) for m in members]
     for th in threads:
         th.start()
@@ -519,8 +527,9 @@ def _consume(args: argparse.Namespace) -> int:
         alert_thread.join(timeout=30)
         alerting.close()
     totals = {
-        k: sum(m.stats[k] for m in members) for k in ("accepted", "rejected", "flushes", "windows_evaluated")
+        k: sum(m.stats[k] for m in members) for k in ("accepted", "rejected", "late", "flushes", "superseded")
     }
+    totals["windows_evaluated"] = evaluator.evaluated
     print(orjson.dumps(totals).decode())
     store.close()
     return 0

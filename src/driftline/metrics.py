@@ -27,6 +27,18 @@ CONSUMER_LAG = Gauge(
     "Messages behind the partition's high watermark (from librdkafka statistics).",
     ["topic", "partition"],
 )
+DEAD_LETTERS = Counter(
+    "driftline_dead_letters_total",
+    "Rejected messages by where they ended: produced to the dead-letter topic, or spilled to the "
+    "local dead-letter file because the topic refused them.",
+    ["destination"],
+)
+WATERMARK_LAG = Gauge(
+    "driftline_watermark_lag_seconds", "Wall clock minus the consumer's event-time watermark.", ["consumer"]
+)
+WINDOWS_PENDING = Gauge(
+    "driftline_windows_pending", "Windows waiting for evaluation (not final yet, or queued).", ["consumer"]
+)
 PANES_FLUSHED = Counter("driftline_panes_flushed_total", "Pane sketch rows written to the store.")
 STORE_WRITE_SECONDS = Histogram(
     "driftline_store_write_seconds", "Duration of one store flush (insert).", buckets=_LATENCY_BUCKETS

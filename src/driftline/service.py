@@ -124,10 +124,14 @@ class Service:
                 group=s.group,
                 windows=self.windows,
                 flush_interval_s=s.flush_interval_ms / 1000,
+                dlq_spill=self.store.local_dir / "dead-letters.jsonl",
             )
+            shared = WindowEvaluator(self.store, self.references, self.windows, Thresholds(), self._on_window)
             self.consumers = [
-                StreamConsumer(config, self.store, self.references, self.clock, self._on_window)
-                for _ in range(s.workers)
+                StreamConsumer(
+                    config, self.store, self.references, self.clock, self._on_window, f"consumer-{i}", shared
+                )
+                for i in range(s.workers)
             ]
             self._threads += [
                 threading.Thread(target=c.run, args=(self._stop,), name=f"consumer-{i}", daemon=True)

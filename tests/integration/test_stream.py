@@ -120,7 +120,7 @@ def test_valid_events_counted_once_and_malformed_dead_lettered(
         assert c.stats["rejected"] == sum(bad.values()) > 0
         # Offsets committed = everything consumed; stored offsets agree.
         stored = store.stored_offsets("g-count", topic)
-        assert sum(stored.values()) + len(stored) == 6000
+        assert sum(end for end, _ in stored.values()) + len(stored) == 6000
     finally:
         store.close()
     letters = dead_letters(kafka_bootstrap, topic + ".dlq", sum(bad.values()))
@@ -233,30 +233,19 @@ def test_late_events_go_to_correction_sketches(
     assert report["late_events"] == 20 and report["n_current"] == 650
 
 
+def consume_cmd(bootstrap: str, topic: str, dsn: str, group: str, *extra: str) -> list[str]:
+    """``driftline consume`` as a subprocess, with static membership (a restart takes its partitions back)."""
+    return [sys.executable, "-m", "driftline.cli", "consume", "--bootstrap", bootstrap, "--topic", topic,
+            "--group", group, "--store", dsn, "--instance-id", f"{group}-member", *extra]  # fmt: skip
+
+
 def _consumer_cmd(
     bootstrap: str, topic: str, dsn: str, group: str, idle_exit: str | None = None
 ) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "driftline.cli",
-        "consume",
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group",
-        group,
-        "--store",
-        dsn,
-        "--flush-interval",
-        "300ms",
-        "--batch-size",
-        "500",
-        "--instance-id",
-        f"{group}-member",
-    ]
-    return cmd + (["--idle-exit", idle_exit] if idle_exit else [])
+    extra = ["--flush-interval", "300ms", "--batch-size", "500"]
+    return consume_cmd(
+        bootstrap, topic, dsn, group, *extra, *(["--idle-exit", idle_exit] if idle_exit else [])
+    )
 
 
 def test_sigkill_at_random_points_loses_and_double_counts_nothing(

@@ -1,9 +1,11 @@
 """Rule evaluation and the alert state machine: inactive -> pending -> firing -> resolved.
 
 A rule is evaluated when a window's metrics land (and, for staleness, on a timer). A breach
-must hold for ``for`` consecutive windows before the alert fires; the first window without a
-breach resolves it. Every transition is returned (for the notification pipeline) and stored, so
-a restarted engine continues where it left.
+must hold for ``for`` consecutive windows before the alert fires; a newest window without a
+breach resolves it. A window may be computed again (another member's partials, late events, a
+restart's catch-up): its latest value replaces the earlier one, so each window still counts once
+towards ``for``. Every transition is returned (for the notification pipeline) and stored, so a
+restarted engine continues where it left.
 """
 
 from __future__ import annotations
@@ -60,21 +62,44 @@ class Alert:
     retrain: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
-                for k, v in self.__dict__.items()}
+        return {
+            k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Alert:
         return cls(**{**d, "receivers": tuple(d["receivers"])})
 
 
+HISTORY = 64  # windows remembered per alert (at least every rule's `for`)
+
+
 @dataclass
 class AlertState:
     state: State = "inactive"
-    breaches: int = 0
+    breaches: int = 0  # consecutive breached windows up to the newest one
     started: float | None = None  # episode start
     last: Alert | None = None
-    last_window: int = -1  # end of the newest window seen: a window is counted once
+    windows: dict[int, bool] = field(default_factory=dict)  # window end -> breached (latest value)
+
+    def record(self, window_end: int, breached: bool) -> bool:
+        """Note a window's latest verdict; False if it is older than every window remembered."""
+        if window_end not in self.windows and len(self.windows) >= HISTORY and window_end < min(self.windows):
+            return False
+        self.windows[window_end] = breached
+        if len(self.windows) > HISTORY:
+            del self.windows[min(self.windows)]
+        self.breaches = 0
+        for end in sorted(self.windows, reverse=True):
+            if not self.windows[end]:
+                break
+            self.breaches += 1
+        return True
+
+    @property
+    def newest(self) -> int:
+        return max(self.windows, default=-1)
 
 
 class TransitionLog(Protocol):
@@ -100,8 +125,10 @@ class AlertEngine:
             return
         for fp, (state, breaches, started, alert) in self.log.alert_states().items():
             last = Alert.from_dict(alert) if alert else None
-            window = last.window_end if last else -1
-            self.states[fp] = AlertState(state, breaches, started, last, window)
+            st = AlertState(state, breaches, started, last)
+            if last is not None:  # the streak as stored, ending at the newest window seen
+                st.windows = {last.window_end - k: True for k in range(breaches)} or {last.window_end: False}
+            self.states[fp] = st
 
     def evaluate(self, observations: Sequence[Observation], now: float) -> list[Alert]:
         """Evaluate every rule on one window's observations; return what must be notified:
@@ -113,7 +140,9 @@ class AlertEngine:
                 step = self._step(rule, obs, value, now)
                 if step is not None:
                     state, alert, tell = step
-                    transitions.append((alert.fingerprint, state, alert, self.states[alert.fingerprint].breaches))
+                    transitions.append(
+                        (alert.fingerprint, state, alert, self.states[alert.fingerprint].breaches)
+                    )
                     if tell:
                         notify.append(alert)
         self.unlogged.extend(transitions)
@@ -137,8 +166,11 @@ class AlertEngine:
     def _values(self, rule: Rule, observations: Sequence[Observation]) -> Iterable[tuple[Observation, float]]:
         if rule.metric in P_VALUE_METRICS:
             base = rule.metric.removesuffix("_p_value")
-            rows = [o for o in observations if o.metric == base and o.p_value is not None
-                    and rule.matches(o.model, o.feature)]
+            rows = [
+                o
+                for o in observations
+                if o.metric == base and o.p_value is not None and rule.matches(o.model, o.feature)
+            ]
             p = [float(o.p_value) for o in rows]  # type: ignore[arg-type]
             adjusted = benjamini_hochberg(p) if rule.correction == "bh" else p
             return list(zip(rows, adjusted, strict=True))
@@ -152,37 +184,60 @@ class AlertEngine:
         """Advance one alert; returns (new state, alert, notify?) when the state changed."""
         fp = fingerprint(rule.name, obs.model, obs.version, obs.feature)
         st = self.states.setdefault(fp, AlertState())
-        if not math.isfinite(value) or obs.window_end <= st.last_window:
-            # Several consumers (or HTTP and Kafka) may each close the same pane: a window, or an
-            # older one arriving late, must not count twice towards `for: N`.
+        if not math.isfinite(value):
             return None
-        st.last_window = obs.window_end
-        if rule.breached(value):
-            st.breaches += 1
-            if st.state == "inactive":
-                st.started = now
-            new: State = "firing" if st.breaches >= rule.for_windows else "pending"
+        breached = rule.breached(value)
+        before = st.windows.get(obs.window_end)
+        if not st.record(obs.window_end, breached):
+            return None  # older than anything the alert still weighs
+        newest = obs.window_end == st.newest
+        if st.state == "firing":
+            if st.windows[st.newest]:
+                if newest:  # still firing: keep the latest value for the resolve message
+                    st.last = self._alert(rule, obs, value, "firing", st, now, fp)
+                return None
+            resolved = self._alert(rule, obs, value, "resolved", st, now, fp)
+            st.state, st.started, st.last = "inactive", None, resolved
+            return "inactive", resolved, True
+        if st.breaches >= rule.for_windows:
+            st.started = st.started if st.started is not None else now
+            st.state = "firing"
             st.last = self._alert(rule, obs, value, "firing", st, now, fp)
-            if new == st.state:
-                # Still firing: nothing to store or tell. Still pending: store the count, so a
-                # restart continues towards `for: N` instead of starting over.
-                return (new, st.last, False) if new == "pending" else None
-            st.state = new
-            return new, st.last, new == "firing"
-        if st.state == "inactive":
-            return None
-        was_firing = st.state == "firing"
-        resolved = self._alert(rule, obs, value, "resolved", st, now, fp)
-        st.state, st.breaches, st.started, st.last = "inactive", 0, None, resolved
-        return "inactive", resolved, was_firing
+            return "firing", st.last, True
+        if st.breaches > 0:
+            changed = st.state != "pending" or before != breached
+            st.started = st.started if st.state == "pending" and st.started is not None else now
+            st.state = "pending"
+            st.last = self._alert(rule, obs, value, "firing", st, now, fp)
+            # Pending: store the count, so a restart continues towards `for: N`.
+            return ("pending", st.last, False) if changed else None
+        if st.state == "pending":
+            st.state, st.started = "inactive", None
+            st.last = self._alert(rule, obs, value, "resolved", st, now, fp)
+            return "inactive", st.last, False
+        return None
 
     def _alert(
-        self, rule: Rule, obs: Observation, value: float, status: Literal["firing", "resolved"],
-        st: AlertState, now: float, fp: str,
+        self,
+        rule: Rule,
+        obs: Observation,
+        value: float,
+        status: Literal["firing", "resolved"],
+        st: AlertState,
+        now: float,
+        fp: str,
     ) -> Alert:
         started = st.started if st.started is not None else now
-        fields = {"model": obs.model, "version": obs.version, "feature": obs.feature, "metric": rule.metric,
-                  "value": value, "threshold": rule.threshold, "op": rule.op, "rule": rule.name}
+        fields = {
+            "model": obs.model,
+            "version": obs.version,
+            "feature": obs.feature,
+            "metric": rule.metric,
+            "value": value,
+            "threshold": rule.threshold,
+            "op": rule.op,
+            "rule": rule.name,
+        }
         return Alert(
             fingerprint=fp,
             episode=f"{fp}-{int(started)}",

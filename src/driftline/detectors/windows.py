@@ -9,8 +9,8 @@ sketch for that pane, never dropped.
     >>> pane_start(125_000, 60_000)
     120000
     >>> w = Watermark(lateness_ms=5_000)
-    >>> w.observe(partition=0, max_event_ms=130_000, now_ms=0)
-    >>> w.current(now_ms=0), is_final(60_000, 60_000, w.current(now_ms=0))
+    >>> w.observe(partition=0, max_event_ms=130_000)
+    >>> w.current(), is_final(60_000, 60_000, w.current())
     (125000, True)
 """
 
@@ -48,7 +48,7 @@ def is_final(pane_start_ms: int, pane_ms: int, watermark_ms: int | None) -> bool
     return watermark_ms is not None and pane_start_ms + pane_ms <= watermark_ms
 
 
-def late_mask(ts_ms: npt.ArrayLike, pane_ms: int, watermark_ms: int | None | np.ndarray) -> np.ndarray:
+def late_mask(ts_ms: npt.ArrayLike, pane_ms: int, watermark_ms: int | np.ndarray | None) -> np.ndarray:
     """True for events whose pane was already final when they arrived (per-event marks allowed)."""
     ts = np.asarray(ts_ms, dtype=np.int64)
     if watermark_ms is None:
@@ -60,40 +60,55 @@ def late_mask(ts_ms: npt.ArrayLike, pane_ms: int, watermark_ms: int | None | np.
 class Watermark:
     """Min over partitions of (max event time − lateness), ignoring idle partitions.
 
-    A partition idle for ``idle_ms`` of processing time stops holding the watermark back, so one
-    quiet partition cannot stall every pane; when it speaks again it counts again. The value
-    never moves backwards: panes already declared final stay final.
+    Whether a partition is idle is a fact the caller establishes (the Kafka source: read to the
+    broker's high watermark and nothing arrived for the idle time *while polling*); this object
+    never looks at a clock, so a stalled process cannot make partitions "idle". An assigned
+    partition that has not delivered yet holds the watermark back until it delivers or is idle.
+    The value never moves backwards: panes already declared final stay final.
     """
 
     lateness_ms: int
-    idle_ms: int = 30_000
     _max_event: dict[Hashable, int] = field(default_factory=dict)
-    _last_seen: dict[Hashable, int] = field(default_factory=dict)
+    _assigned: set[Hashable] = field(default_factory=set)
+    _idle: set[Hashable] = field(default_factory=set)
     _emitted: int | None = None
 
-    def assign(self, partition: Hashable, now_ms: int) -> None:
-        """A partition with no events yet holds the watermark back until it speaks or goes idle."""
-        self._last_seen.setdefault(partition, now_ms)
+    def assign(self, partition: Hashable, max_event_ms: int | None = None) -> None:
+        """``max_event_ms``: what an earlier owner stored for the partition (a restart resumes there)."""
+        self._assigned.add(partition)
+        if max_event_ms is not None:
+            self._max_event[partition] = max(self._max_event.get(partition, max_event_ms), max_event_ms)
 
-    def observe(self, partition: Hashable, max_event_ms: int, now_ms: int) -> None:
+    def observe(self, partition: Hashable, max_event_ms: int) -> None:
+        self._assigned.add(partition)
+        self._idle.discard(partition)
         self._max_event[partition] = max(self._max_event.get(partition, max_event_ms), max_event_ms)
-        self._last_seen[partition] = now_ms
+
+    def set_idle(self, partition: Hashable, idle: bool) -> None:
+        if idle:
+            self._idle.add(partition)
+        else:
+            self._idle.discard(partition)
 
     def forget(self, partition: Hashable) -> None:
         """A partition revoked from this consumer no longer holds the watermark."""
+        self._assigned.discard(partition)
+        self._idle.discard(partition)
         self._max_event.pop(partition, None)
-        self._last_seen.pop(partition, None)
 
-    def marks(self, partition: Hashable, ts_ms: np.ndarray, now_ms: int) -> np.ndarray:
+    def max_event(self, partition: Hashable) -> int | None:
+        return self._max_event.get(partition)
+
+    def marks(self, partition: Hashable, ts_ms: np.ndarray) -> np.ndarray:
         """The watermark each event of an in-order batch from ``partition`` meets on arrival.
 
         Events of one batch are judged one after another: event j sees the partition's max event
         time over the events before it, so an old event behind newer ones in the same batch is
         late exactly as it would be had it arrived alone.
         """
-        base = self.current(now_ms)
+        base = self.current()
         floor = np.iinfo(np.int64).min
-        others = [p for p, seen in self._last_seen.items() if p != partition and now_ms - seen < self.idle_ms]
+        others = [p for p in self._assigned if p != partition and p not in self._idle]
         if any(p not in self._max_event for p in others):
             limit = floor  # a silent partition holds the watermark back
         else:
@@ -107,8 +122,8 @@ class Watermark:
         advanced = np.where(capped == floor, floor, capped - self.lateness_ms)
         return np.maximum(advanced, floor if base is None else base)
 
-    def current(self, now_ms: int) -> int | None:
-        active = [p for p, seen in self._last_seen.items() if now_ms - seen < self.idle_ms]
+    def current(self) -> int | None:
+        active = [p for p in self._assigned if p not in self._idle]
         if any(p not in self._max_event for p in active):
             return self._emitted  # an assigned partition has not spoken yet: it may be far behind
         active_max = [self._max_event[p] for p in active]

@@ -1,14 +1,17 @@
-"""Kafka consumer group member: consume -> decode -> fold -> flush to ClickHouse -> commit.
+"""A Kafka consumer group member, as a chain of steps (snuba's consumer strategies are the model):
 
-Exactly-once into ClickHouse on top of at-least-once Kafka:
-* offsets are committed only after ClickHouse acknowledged the flush that covers them;
-* every flush stores, in the same single-part insert, the offset range of each partition it
-  covers, so a consumer that crashed between the insert and the commit resumes after the stored
-  offsets instead of counting those events twice;
-* a retried insert carries the same deduplication token (derived from the offsets) and is
-  stored once.
-Dead-letter messages are produced and flushed before the commit that covers their offsets; a
-crash in between can repeat a dead-letter entry, which its source headers identify.
+    KafkaSource -> BatchDecoder -> DeadLetterRouter   (rejected messages)
+                        \\-> PaneFolder -> FlushWriter -> WindowEvaluator (own thread) -> on_window
+
+``StreamConsumer`` only wires them and runs the poll loop. Exactly-once into ClickHouse on top of
+at-least-once Kafka:
+* each partition's folded panes are written with the partition's offset range in ONE insert,
+  fenced (see ``Store.write_flush``): an insert whose offsets someone else stored is refused or
+  dropped and the partition re-read from the stored offsets;
+* offsets are committed to Kafka only after ClickHouse acknowledged, and only after every dead
+  letter they cover was acknowledged by the dead-letter topic or spilled to the local file;
+* a consumer that restarts resumes after the stored offsets and restores each partition's
+  event-time watermark from them, then evaluates every window a predecessor left unevaluated.
 """
 
 from __future__ import annotations
@@ -16,21 +19,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from driftline import metrics as prom
-from driftline.contract import MAX_EVENT_BYTES, InvalidEvent
+from driftline.contract import MAX_EVENT_BYTES
 from driftline.detectors.profile import ModelSketch, Thresholds
-from driftline.ingest.decode import AnyEvent, Rejected, decode
+from driftline.ingest.batch import BatchDecoder, Decoded
+from driftline.ingest.deadletter import DeadLetterRouter, ensure_dead_letter_topics
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
-from driftline.ingest.panes import PaneFolder, WindowSpec
-from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError
+from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
+from driftline.ingest.source import KafkaSource, Partition
+from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError, Superseded
 
 log = logging.getLogger("driftline.consumer")
 
@@ -43,6 +49,7 @@ class ConsumerConfig:
     windows: WindowSpec = field(default_factory=WindowSpec)
     thresholds: Thresholds = field(default_factory=Thresholds)
     dlq_suffix: str = ".dlq"
+    dlq_spill: Path = Path("dead-letters.jsonl")  # where refused dead letters go
     batch_size: int = 5000
     flush_interval_s: float = 5.0
     max_pending_events: int = 500_000
@@ -50,59 +57,7 @@ class ConsumerConfig:
     max_future_ms: int = 86_400_000  # events stamped further ahead of the wall clock are rejected
     instance_id: str | None = None  # static membership: a restarted member gets its partitions back
     session_timeout_ms: int = 10_000
-    kafka: dict[str, str] = field(default_factory=dict)
-
-
-class DeadLetterRouter:
-    """Every rejected message goes to ``<source topic><suffix>`` with the reason in its headers.
-
-    A message whose delivery failed is produced again at the next ``flush()``, which raises until
-    all are acknowledged, so the commit covering their offsets waits for them.
-    """
-
-    def __init__(self, bootstrap: str, suffix: str, extra: dict[str, str] | None = None) -> None:
-        self.suffix = suffix
-        self.failed: list[tuple[Rejected, str]] = []
-        self._producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-             "message.max.bytes": 16 << 20, **(extra or {})}
-        )
-        self.sent = 0
-
-    def route(self, r: Rejected) -> None:
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("driftline-error", r.reason.encode()),
-            ("driftline-source-topic", r.topic.encode()),
-            ("driftline-source-partition", str(r.partition).encode()),
-            ("driftline-source-offset", str(r.offset).encode()),
-        ]
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is None:
-                self.sent += 1
-            else:
-                self.failed.append((r, str(err)))
-
-        self._producer.produce(r.topic + self.suffix, value=r.value, key=r.key, headers=headers,
-                               on_delivery=delivered)
-        self._producer.poll(0)
-
-    def close(self) -> None:
-        """Deliver what is queued (already covered by a commit only if flush() succeeded before)."""
-        left = self._producer.flush(5.0)
-        if left:
-            log.warning("%d dead-letter messages undelivered at shutdown; their offsets were not committed", left)
-
-    def flush(self, timeout_s: float = 30.0) -> None:
-        """Block until every routed message is acknowledged; raise (and re-queue) if any was not."""
-        left = self._producer.flush(timeout_s)
-        if self.failed:
-            retry, self.failed = self.failed, []
-            for r, _ in retry:
-                self.route(r)
-            raise StoreError(f"dead-letter delivery failed, retrying: {[e for _, e in retry][:3]}")
-        if left:
-            raise StoreError(f"dead-letter delivery timed out ({left} messages still queued)")
+    kafka: dict[str, str] = field(default_factory=dict)  # librdkafka settings for every client
 
 
 def _export_lag(stats_json: str) -> None:
@@ -115,6 +70,76 @@ def _export_lag(stats_json: str) -> None:
                 prom.CONSUMER_LAG.labels(topic, partition).set(lag)
 
 
+@dataclass
+class _Range:
+    start: int
+    end: int
+
+
+class FlushWriter:
+    """Flush then commit. A partition's taken rows are kept until acknowledged, so a retry after
+    a store failure writes the same rows with the same token."""
+
+    def __init__(self, store: Store, group: str, folder: PaneFolder) -> None:
+        self.store = store
+        self.group = group
+        self.folder = folder
+        self.ranges: dict[Partition, _Range] = {}  # read and folded, not yet stored
+        self._taken: dict[Partition, tuple[list[PaneRow], list[PaneKey], OffsetRange]] = {}
+        # what a write that failed part-way did store, reported by the next one that completes
+        self._panes: list[PaneKey] = []
+        self._superseded: list[Partition] = []
+        self._stored: list[OffsetRange] = []
+
+    def note(self, decoded: Decoded) -> None:
+        for key, (first, last) in decoded.ranges.items():
+            r = self.ranges.get(key)
+            if r is None:
+                self.ranges[key] = _Range(first, last)
+            else:
+                r.end = last
+
+    def write(self) -> tuple[list[PaneKey], list[Partition], list[OffsetRange]]:
+        """Store every partition's panes. Returns (panes stored, partitions superseded, offsets
+        stored), including those of an earlier call that failed part-way; raises StoreError after
+        storing what it could (the rest is retried as taken)."""
+        for key in sorted(self.ranges):
+            if key not in self._taken:
+                rows, keys = self.folder.take_rows(key)
+                r = self.ranges[key]
+                mark = self.folder.watermark.max_event(key) or 0
+                self._taken[key] = (rows, keys, OffsetRange(key[0], key[1], r.start, r.end, mark))
+            rows, keys, offsets = self._taken[key]
+            try:
+                with prom.STORE_WRITE_SECONDS.time():
+                    self.store.write_flush(self.group, rows, offsets)
+            except Superseded as exc:
+                log.warning("flush of %s[%d] dropped: %s", key[0], key[1], exc)
+                self._superseded.append(key)
+            else:
+                prom.PANES_FLUSHED.inc(len(rows))
+                self._stored.append(offsets)
+                self._panes += keys
+            self.ranges.pop(key)
+            self._taken.pop(key)
+        done = self._panes, self._superseded, self._stored
+        self._panes, self._superseded, self._stored = [], [], []
+        return done
+
+    def drop(self, key: Partition | None = None) -> None:
+        if key is None:
+            self.ranges.clear()
+            self._taken.clear()
+        else:
+            self.ranges.pop(key, None)
+            self._taken.pop(key, None)
+
+    @property
+    def holding(self) -> bool:
+        """Rows were taken but not acknowledged: nothing new may be folded before they are."""
+        return bool(self._taken)
+
+
 class StreamConsumer:
     def __init__(
         self,
@@ -123,30 +148,40 @@ class StreamConsumer:
         references: dict[str, ModelSketch],
         clock: Callable[[], float] = time.time,
         on_window: OnWindow | None = None,
+        name: str = "consumer-0",
+        evaluator: WindowEvaluator | None = None,
     ) -> None:
+        """``evaluator``: shared by the members of one process, so each window is computed once,
+        when every member has stored its events; by default the member has its own."""
         self.config = config
-        self.evaluator = WindowEvaluator(store, references, config.windows, config.thresholds, on_window)
         self.store = store
         self.references = references
         self.clock = clock
+        self.name = name
         self.folder = PaneFolder(references, config.windows)
-        self.dlq = DeadLetterRouter(config.bootstrap, config.dlq_suffix, config.kafka)
-        self.ranges: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last]
-        self.assigned: set[tuple[str, int]] = set()
+        self.decoder = BatchDecoder(references, config.max_message_bytes, config.max_future_ms, clock)
+        self.writer = FlushWriter(store, config.group, self.folder)
+        self.evaluator = evaluator or WindowEvaluator(
+            store, references, config.windows, config.thresholds, on_window, name
+        )
+        self.dlq = DeadLetterRouter(self._client_config(), config.dlq_suffix, config.dlq_spill)
+        self.source = KafkaSource(self._consumer_config(), config.windows.idle_ms)
+        self.assigned: set[Partition] = set()
         self.stats: dict[str, int] = defaultdict(int)
         self._last_flush = clock()
-        self._paused = False
-        self._rows_pending: list[PaneRow] = []  # taken from the folder, not yet acknowledged
         self._retry_at = 0.0
         self._failures = 0
         self._stop = threading.Event()
-        self._needs_recovery = False
-        self._consumer = Consumer(self._kafka_config())
+        self._recover: set[Partition] = set()  # re-read from the stored offsets before going on
+        self._signalled: int | None = None
+        self.first_assignment = threading.Event()
 
-    def _kafka_config(self) -> dict[str, object]:
+    def _client_config(self) -> dict[str, object]:
+        return {"bootstrap.servers": self.config.bootstrap, **self.config.kafka}
+
+    def _consumer_config(self) -> dict[str, object]:
         c = self.config
         conf: dict[str, object] = {
-            "bootstrap.servers": c.bootstrap,
             "statistics.interval.ms": 5000,
             "stats_cb": _export_lag,
             "group.id": c.group,
@@ -154,7 +189,7 @@ class StreamConsumer:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": c.session_timeout_ms,
             "fetch.message.max.bytes": 16 << 20,
-            **c.kafka,
+            **self._client_config(),
         }
         if c.instance_id:
             conf["group.instance.id"] = c.instance_id
@@ -163,116 +198,110 @@ class StreamConsumer:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def ensure_topics(self) -> None:
-        """Create the dead-letter topics if missing (source topics are the producers' business)."""
-        admin = AdminClient({"bootstrap.servers": self.config.bootstrap})
-        existing = admin.list_topics(timeout=10).topics
-        new = [NewTopic(t + self.config.dlq_suffix, 1, 1) for t in self.config.topics
-               if t + self.config.dlq_suffix not in existing]
-        for topic, fut in admin.create_topics(new).items() if new else []:
-            try:
-                fut.result()
-            except Exception as exc:  # created concurrently by another member is fine
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
-                log.debug("dead-letter topic %s already exists", topic)
+        ensure_dead_letter_topics(
+            AdminClient(self._client_config()), self.config.topics, self.config.dlq_suffix
+        )
 
     def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
-        """Consume until ``stop`` is set (or nothing arrived for ``idle_exit_s``), then flush and leave."""
+        """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing arrived for that
+        long after the first assignment), then flush and leave."""
         self.ensure_topics()
-        self._consumer.subscribe(
-            self.config.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        last_message = self.clock()
         self._stop = stop
+        self.source.subscribe(self.config.topics, self._on_assign, self._on_revoke, self._on_lost)
+        self.evaluator.attach()
+        last_message: float | None = None
         try:
             while not stop.is_set():
                 try:
-                    if self._needs_recovery:  # nothing is consumed until we are back at the stored offsets
-                        self._recover()
-                        self._needs_recovery = False
-                    msgs = self._consumer.consume(self.config.batch_size, timeout=0.2)
-                    if msgs:
-                        last_message = self.clock()
-                        self._handle(msgs)
-                    if self._due():
-                        self.flush()
-                    elif not self.ranges and self.clock() - self._last_flush >= self.config.flush_interval_s:
-                        # Nothing pending, but time passes: idle partitions release the watermark.
-                        self._last_flush = self.clock()
-                        self._evaluate_closed_panes()
+                    read = self._step()
                 except (KafkaException, StoreError):
                     # Never die silently: drop what was not stored and re-read it from the stored offsets.
                     log.exception("consumer step failed; re-reading from the last stored offsets")
                     self.stats["recoveries"] += 1
-                    self._needs_recovery = True
+                    self._recover |= self.assigned
+                    read = 0
                     stop.wait(1.0)
-                if idle_exit_s is not None and self.clock() - last_message > idle_exit_s and not self._paused:
+                if read:
+                    last_message = self.clock()
+                elif last_message is None and self.first_assignment.is_set():
+                    last_message = self.clock()  # the idle clock starts at the first assignment
+                if (
+                    idle_exit_s is not None
+                    and last_message is not None
+                    and not self.source.paused
+                    and self.clock() - last_message > idle_exit_s
+                ):
                     break
-            if not self._needs_recovery:  # after a failed step the state may be partial: never store it
+            if not self._recover:  # after a failed step the state may be partial: never store it
                 self.flush()
         finally:
-            self._consumer.close()
+            self.source.close()
             self.dlq.close()
+            self._signal_watermark()
+            self.evaluator.withdraw(self.name)
+            self.evaluator.detach()
+            self.stats["windows_evaluated"] = self.evaluator.evaluated
+
+    def _step(self) -> int:
+        """One poll: read, decode, fold; flush when due; returns how many messages were read."""
+        if self._recover:
+            self._reread(self._recover)
+        msgs = self.source.poll(self.config.batch_size, 0.2)
+        if msgs and self.writer.holding:
+            self._rewind(msgs)  # a flush is being retried: fold nothing new until it lands
+        elif msgs:
+            self.source.progressed(self._handle(msgs))
+        else:
+            self.source.progressed({})
+        for key in self.assigned:
+            self.folder.watermark.set_idle(key, self.source.idle(key))
+        if self._due():
+            self.flush()
+        elif not self.writer.ranges:
+            self._signal_watermark()  # nothing unstored: idle partitions may move event time on
+        mark = self.folder.watermark.current()
+        if mark is not None:
+            prom.WATERMARK_LAG.labels(self.name).set(max(0.0, self.clock() - mark / 1000))
+        return len(msgs)
 
     # -- per batch ----------------------------------------------------------------------------
 
-    def _handle(self, msgs: list[Message]) -> None:
-        if self._paused:
-            self._rewind(msgs)
-            return
+    def _handle(self, msgs: list[Message]) -> dict[Partition, int]:
+        """Decode, dead-letter, fold; returns the last offset read per partition."""
         started = time.perf_counter()
-        horizon = int(self.clock() * 1000) + self.config.max_future_ms
-        by_partition: dict[tuple[str, int], list[AnyEvent]] = defaultdict(list)
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", err)
-                continue
-            topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
-            r = self.ranges.get((topic, partition))
-            if r is None:
-                self.ranges[(topic, partition)] = [offset, offset]
-            else:
-                r[1] = offset
-            value = m.value()
-            try:
-                event = decode(value, self.config.max_message_bytes, horizon)
-                if event.model_id not in self.references:
-                    raise InvalidEvent("model_id", f"no reference registered for model {event.model_id!r}")
-            except InvalidEvent as exc:
-                self.dlq.route(Rejected(value or b"", str(exc), topic, partition, offset, m.key()))
-                self.stats["rejected"] += 1
-                prom.EVENTS.labels("", "rejected").inc()  # unknown ids would blow up cardinality
-                continue
-            by_partition[(topic, partition)].append(event)
-        decoded = time.perf_counter()
-        prom.DECODE_SECONDS.observe(decoded - started)
-        now_ms = int(self.clock() * 1000)
+        decoded = self.decoder.decode(msgs)
+        decode_done = time.perf_counter()
+        prom.DECODE_SECONDS.observe(decode_done - started)
+        for r in decoded.rejected:
+            self.dlq.route(r)
+        if decoded.rejected:
+            self.stats["rejected"] += len(decoded.rejected)
+            prom.EVENTS.labels("", "rejected").inc(len(decoded.rejected))  # unknown ids: unbounded labels
         late_before = self.folder.late_events
-        for key, events in by_partition.items():
-            self.folder.fold(events, key, now_ms)
-            self.stats["accepted"] += len(events)
-            for model, n in Counter(e.model_id for e in events).items():
-                prom.EVENTS.labels(model, "accepted").inc(n)
+        for key, rows in decoded.by_partition.items():
+            self.folder.fold_scanned(key, decoded.scanned, rows, decoded.events)
+        self.writer.note(decoded)
+        self.stats["accepted"] += decoded.accepted
+        for model, n in decoded.per_model.items():
+            prom.EVENTS.labels(model, "accepted").inc(n)
         if self.folder.late_events > late_before:
             prom.EVENTS.labels("", "late").inc(self.folder.late_events - late_before)
-        prom.FOLD_SECONDS.observe(time.perf_counter() - decoded)
+            self.stats["late"] += self.folder.late_events - late_before
+        prom.FOLD_SECONDS.observe(time.perf_counter() - decode_done)
+        return {key: last for key, (_, last) in decoded.ranges.items()}
 
     def _rewind(self, msgs: list[Message]) -> None:
-        """A flush is pending: fold nothing new (its retry must write the same rows, with the same
-        token), and seek back so these messages are fetched again after the store recovers."""
-        first: dict[tuple[str, int], int] = {}
+        """Seek back so these messages are fetched again after the store recovers."""
+        first: dict[Partition, int] = {}
         for m in msgs:
-            if m.error() is None:
-                first.setdefault((m.topic() or "", m.partition() or 0), m.offset() or 0)
+            first.setdefault((m.topic() or "", m.partition() or 0), m.offset() or 0)
         for (topic, partition), offset in first.items():
-            self._consumer.seek(TopicPartition(topic, partition, offset))
+            self.source.seek(topic, partition, offset)
 
     def _due(self) -> bool:
-        if not self.ranges:
+        if not self.writer.ranges:
             return False
-        if self._paused:
+        if self.writer.holding:
             return self.clock() >= self._retry_at
         return (
             self.clock() - self._last_flush >= self.config.flush_interval_s
@@ -282,45 +311,37 @@ class StreamConsumer:
     # -- flush then commit --------------------------------------------------------------------
 
     def flush(self) -> bool:
-        """Write everything folded so far, then commit its offsets. False if the store refused."""
-        if not self.ranges:
+        """Store everything folded so far, then commit its offsets. False if the store refused."""
+        if not self.writer.ranges:
             self._last_flush = self.clock()
             return True
-        offsets = [OffsetRange(t, p, a, b) for (t, p), (a, b) in sorted(self.ranges.items())]
+        self.dlq.flush()  # acknowledged or spilled: the commit below may cover them
         try:
-            if self._superseded(offsets):
-                # Another member (or our own earlier attempt whose acknowledgement was lost) already
-                # stored these offsets: writing would count them twice. Re-read from what is stored.
-                log.warning("offsets %s already stored; dropping this flush and resuming after them", offsets)
-                self.stats["superseded"] += 1
-                self._needs_recovery = True
-                return False
-            self.dlq.flush()
-            rows = self._rows_pending or self.folder.take_rows()
-            self._rows_pending = rows  # kept until acknowledged: the retry writes the same rows
-            with prom.STORE_WRITE_SECONDS.time():
-                self.store.write_flush(self.config.group, rows, offsets)
+            panes, superseded, stored = self.writer.write()
         except StoreError as exc:
             prom.STORE_ERRORS.labels("flush").inc()
             self._backoff(exc)
             return False
-        prom.PANES_FLUSHED.inc(len(rows))
-        self._rows_pending = []
         self._failures = 0
-        try:
-            self._consumer.commit(offsets=[TopicPartition(o.topic, o.partition, o.end + 1) for o in offsets],
-                                  asynchronous=False)
-        except KafkaException as exc:  # safe: the offsets are stored with the data; the next commit catches up
-            log.warning("offset commit failed (%s); the stored offsets cover it", exc)
-        self.ranges.clear()
+        self.source.commit([(o.topic, o.partition, o.end + 1) for o in stored])
         self._last_flush = self.clock()
         self.stats["flushes"] += 1
-        if self._paused:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
+        if superseded:
+            self.stats["superseded"] += len(superseded)
+            self._recover |= set(superseded) & self.assigned
+        if self.source.paused:
+            self.source.resume()
             log.info("store is back; partitions resumed")
-        self._evaluate_closed_panes()
+        self.evaluator.changed(panes, None)
+        self._signal_watermark()
         return True
+
+    def _signal_watermark(self) -> None:
+        """Event time up to the watermark is final; with nothing unstored it is stored too."""
+        mark = self.folder.watermark.current()
+        if mark is not None and not self.writer.ranges and mark != self._signalled:
+            self._signalled = mark
+            self.evaluator.changed((), mark, self.name)
 
     def _backoff(self, exc: Exception) -> None:
         """The store is down: stop fetching (memory stays bounded) and retry with backoff."""
@@ -328,27 +349,12 @@ class StreamConsumer:
         self.stats["flush_failures"] += 1
         delay = min(30.0, 0.5 * 2 ** min(self._failures, 6))
         self._retry_at = self.clock() + delay
-        if not self._paused:
-            self._consumer.pause(self._consumer.assignment())
-            self._paused = True
+        self.source.pause()
         log.warning("flush failed (%s); partitions paused, retry in %.1fs", exc, delay)
 
-    def _evaluate_closed_panes(self) -> None:
-        pending = self.evaluator.evaluate(self.folder.closed_panes(int(self.clock() * 1000)))
-        self.folder.open_panes.update(pending)  # the store failed: evaluated after the next flush
-        self.stats["windows_evaluated"] = self.evaluator.evaluated
+    # -- rebalance and recovery ---------------------------------------------------------------
 
-    # -- rebalance ----------------------------------------------------------------------------
-
-    def _superseded(self, offsets: list[OffsetRange]) -> bool:
-        """A fence for a member that stalled past its session: has anyone stored these offsets?"""
-        for topic in {o.topic for o in offsets}:
-            stored = self.store.stored_offsets(self.config.group, topic)
-            if any(stored.get(o.partition, -1) >= o.start for o in offsets if o.topic == topic):
-                return True
-        return False
-
-    def _stored_offsets(self, topic: str) -> dict[int, int]:
+    def _stored_offsets(self, topic: str) -> dict[int, tuple[int, int]]:
         """The store is the source of truth for where to resume: wait for it rather than guess."""
         delay = 0.5
         while True:
@@ -361,50 +367,69 @@ class StreamConsumer:
                 self._stop.wait(delay)
                 delay = min(30.0, delay * 2)
 
-    def _recover(self) -> None:
-        self._drop_unflushed()
-        for topic in {t for t, _ in self.assigned}:
+    def _reread(self, partitions: set[Partition]) -> None:
+        """Drop what was read from these partitions and not stored; seek to after the stored offsets."""
+        for key in list(partitions):
+            self.folder.discard(key)
+            self.writer.drop(key)
+        self.source.resume()
+        for topic in {t for t, _ in partitions}:
             stored = self._stored_offsets(topic)
-            for t, p in self.assigned:
-                if t == topic and p in stored:
-                    self._consumer.seek(TopicPartition(t, p, stored[p] + 1))
-                elif t == topic:
-                    committed = self._consumer.committed([TopicPartition(t, p)], timeout=10)[0].offset
-                    self._consumer.seek(TopicPartition(t, p, committed if committed >= 0 else OFFSET_BEGINNING))
+            for t, p in partitions:
+                if t != topic or (t, p) not in self.assigned:
+                    continue
+                if p in stored:
+                    self.source.seek(t, p, stored[p][0] + 1)
+                else:
+                    committed = self.source.committed([TopicPartition(t, p)])[0].offset
+                    self.source.seek(t, p, committed if committed >= 0 else OFFSET_BEGINNING)
+        self._recover -= partitions
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored: dict[str, dict[int, int]] = {}
+    def _on_assign(self, partitions: list[TopicPartition]) -> None:
+        stored: dict[str, dict[int, tuple[int, int]]] = {}
         for tp in partitions:
             if tp.topic not in stored:
                 stored[tp.topic] = self._stored_offsets(tp.topic)
             last = stored[tp.topic].get(tp.partition)
+            key = (tp.topic, tp.partition)
             if last is not None:
-                tp.offset = last + 1  # ClickHouse is ahead of (or equal to) the committed offset
-        consumer.assign(partitions)
+                tp.offset = last[0] + 1  # ClickHouse is ahead of (or equal to) the committed offset
+                self.folder.watermark.assign(key, last[1])
+            else:
+                self.folder.watermark.assign(key)
+        missing = [tp for tp in partitions if tp.offset < 0]
+        if missing:  # the group's commit (or nothing): ask, so the source knows where it stands
+            try:
+                for tp, c in zip(missing, self.source.committed(missing), strict=True):
+                    if c.offset >= 0:
+                        tp.offset = c.offset
+            except KafkaException as exc:  # the coordinator is loading: the logical offset stands
+                log.info("committed offsets not available yet (%s)", exc)
+        self.source.assign(partitions)
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
-        now_ms = int(self.clock() * 1000)
-        for tp in partitions:
-            self.folder.watermark.assign((tp.topic, tp.partition), now_ms)
+        self.evaluator.request_catch_up()
+        self.first_assignment.set()
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         if not self.flush():
-            # Could not store: drop the state; the next owner re-reads from the stored offsets.
-            self._drop_unflushed()
-        self.folder.forget_partitions((tp.topic, tp.partition) for tp in partitions)
-        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+            self.folder.discard()  # could not store: the next owner re-reads from the stored offsets
+            self.writer.drop()
+        self._leave(partitions)
         log.info("revoked %s", [(tp.topic, tp.partition) for tp in partitions])
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._drop_unflushed()
-        self.folder.forget_partitions((tp.topic, tp.partition) for tp in partitions)
-        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+    def _on_lost(self, partitions: list[TopicPartition]) -> None:
+        self._leave(partitions)
         log.warning("lost %s; unflushed state dropped", [(tp.topic, tp.partition) for tp in partitions])
 
-    def _drop_unflushed(self) -> None:
-        self.folder.discard()
-        self.ranges.clear()
-        self._rows_pending = []
-        if self._paused:
-            self._consumer.resume(self._consumer.assignment())
-            self._paused = False
+    def _leave(self, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.folder.forget_partitions(keys)
+        for key in keys:
+            self.writer.drop(key)
+        self.source.forget(partitions)
+        self.assigned -= set(keys)
+        self._recover -= set(keys)
+        if not self.assigned:
+            self.evaluator.withdraw(self.name)
+            self._signalled = None

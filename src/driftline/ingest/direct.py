@@ -7,6 +7,7 @@ is the caller's ``Idempotency-Key`` when given, so a retried request is stored o
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -20,7 +21,9 @@ from driftline.detectors.profile import ModelSketch
 from driftline.ingest.decode import AnyEvent, decode
 from driftline.ingest.evaluate import WindowEvaluator
 from driftline.ingest.panes import PaneFolder, WindowSpec
-from driftline.storage.store import Store
+from driftline.storage.store import Store, StoreError
+
+log = logging.getLogger("driftline.ingest")
 
 
 @dataclass
@@ -71,12 +74,14 @@ class DirectIngest:
             return result
         with self._lock:
             late_before = self.folder.late_events
-            self.folder.fold(events, self.source, int(self.clock() * 1000))
-            rows = self.folder.take_rows()
-            token = f"{self.source}:{idempotency_key}" if idempotency_key else f"{self.source}:{uuid.uuid4().hex}"
+            self.folder.fold(events, self.source)
+            rows, panes = self.folder.take_rows(self.source)
+            token = (
+                f"{self.source}:{idempotency_key}" if idempotency_key else f"{self.source}:{uuid.uuid4().hex}"
+            )
             try:
                 with prom.STORE_WRITE_SECONDS.time():
-                    self.store.write_flush(self.source, rows, [], token=token)
+                    self.store.write_flush(self.source, rows, None, token=token)
             except Exception:
                 # Nothing was stored; the caller retries. The watermark has already seen these event
                 # times, so a retry of old panes lands in their correction sketches (still counted).
@@ -85,6 +90,7 @@ class DirectIngest:
             prom.PANES_FLUSHED.inc(len(rows))
             result.accepted = len(events)
             result.late = self.folder.late_events - late_before
+            self.evaluator.changed(panes, self.folder.watermark.current())
             self._evaluate()
         for model, n in Counter(e.model_id for e in events).items():
             prom.EVENTS.labels(model, "accepted").inc(n)
@@ -93,15 +99,16 @@ class DirectIngest:
         return result
 
     def finish(self) -> None:
-        """Evaluate every open pane's window now (end of a backfill)."""
-        with self._lock:
-            self.folder.open_panes.update(self.evaluator.evaluate(self.folder.close_all()))
+        """Evaluate every window now (the end of a backfill: no later events will come)."""
+        self.evaluator.close_all()
+        self._evaluate()
 
     def tick(self) -> None:
-        """Close panes whose source went idle (no traffic: the watermark moves on its own)."""
-        with self._lock:
-            self._evaluate()
+        """Evaluate what became due (windows a failed store write left queued)."""
+        self._evaluate()
 
     def _evaluate(self) -> None:
-        pending = self.evaluator.evaluate(self.folder.closed_panes(int(self.clock() * 1000)))
-        self.folder.open_panes.update(pending)
+        try:
+            self.evaluator.evaluate_due()
+        except StoreError as exc:  # stays queued: the next call retries
+            log.warning("window evaluation deferred (%s)", exc)

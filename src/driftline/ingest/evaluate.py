@@ -1,9 +1,21 @@
-"""Drift metrics of a window, recomputed from every stored partial when one of its panes closes."""
+"""Drift metrics of windows, computed from every stored partial once the window is final.
+
+The evaluator keeps the set of windows to (re)compute: the window ending at each pane a flush
+touched, every already computed window that contains a pane late events were added to, and, at
+start, every window whose stored panes changed after its metrics were computed (or that has none:
+a predecessor crashed before evaluating it). A window is computed only once event time up to its
+end is final *and stored* for every member that shares the evaluator (the group members of one
+process: each window is computed once, not once per member), on its own thread, so a burst of
+evaluations never blocks the poll loop.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 
 from driftline import metrics as prom
 from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
@@ -13,7 +25,10 @@ from driftline.storage.store import MetricRow, Store, StoreError
 
 log = logging.getLogger("driftline.windows")
 OnWindow = Callable[[str, str, int, int, list[MetricRow]], None]
-Pane = tuple[str, str, int]  # model, version, pane start
+Window = tuple[str, str, int]  # model, version, window end
+ChangedPane = tuple[str, str, int, bool]  # model, version, pane start, late
+CATCH_UP_HORIZON_MS = 7 * 86_400_000
+NEVER = -(2**62)
 
 
 class WindowEvaluator:
@@ -24,41 +39,233 @@ class WindowEvaluator:
         spec: WindowSpec,
         thresholds: Thresholds,
         on_window: OnWindow | None = None,
+        name: str = "",
     ) -> None:
         self.store = store
         self.references = references
         self.spec = spec
         self.thresholds = thresholds
         self.on_window = on_window
+        self.name = name
         self.evaluated = 0
+        self._pending: set[Window] = set()
+        self._late: dict[tuple[str, str], set[int]] = {}  # late panes not yet mapped to windows
+        self._finals: dict[str, int] = {}  # per member: event time up to here is final and stored
+        self._closed = False
+        self._wake = threading.Condition()
+        self._catch_up = False
+        self._members = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def evaluate(self, closed: list[Pane]) -> list[Pane]:
-        """Evaluate the window ending at each closed pane; returns the panes still to do
-        (the store failed: they are retried after the next flush)."""
-        for i, (model, version, start) in enumerate(closed):
-            end = start + self.spec.pane_ms
-            begin = end - self.spec.window_ms
-            reference = self.references[model]
+    # -- what changed (any thread) --------------------------------------------------------------
+
+    def changed(self, panes: Iterable[ChangedPane], final_ms: int | None, member: str = "") -> None:
+        """A flush was stored: these panes changed; for ``member``, event time up to ``final_ms``
+        is final and stored."""
+        with self._wake:
+            for model, version, start, late in panes:
+                if late:
+                    self._late.setdefault((model, version), set()).add(start)
+                else:
+                    self._pending.add((model, version, start + self.spec.pane_ms))
+            if final_ms is not None and final_ms > self._finals.get(member, NEVER):
+                self._finals[member] = final_ms
+            self._wake.notify()
+
+    def withdraw(self, member: str) -> None:
+        """``member`` reads nothing any more (no partitions, or stopped): it holds nothing back."""
+        with self._wake:
+            self._finals.pop(member, None)
+            self._wake.notify()
+
+    def close_all(self) -> None:
+        """No more events will come (the end of a replay): every window is final."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    @property
+    def final_ms(self) -> int:
+        if self._closed:
+            return 2**62
+        return min(self._finals.values(), default=NEVER)
+
+    # -- the evaluation thread, shared by the members that attach ------------------------------
+
+    def attach(self) -> None:
+        with self._wake:
+            self._members += 1
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._run, name=f"{self.name or 'windows'}-eval", daemon=True
+                )
+                self._thread.start()
+
+    def detach(self) -> None:
+        """The last member to leave stops the thread and computes what is due now (a later
+        process catches up on the rest)."""
+        with self._wake:
+            self._members -= 1
+            last, thread = self._members == 0, self._thread
+            if last:
+                self._thread = None
+                self._stop.set()
+                self._wake.notify()
+        if last and thread is not None:
+            thread.join()
             try:
-                rows = self.store.pane_rows(model, begin, end, model_version=version)
-                report = drift_report(reference, merge_rows(reference.binning, rows), self.thresholds)
-                window = metric_rows(report, model, version, begin, end)
-                self.store.write_metrics(window)
+                self.evaluate_due()
             except StoreError as exc:
-                prom.STORE_ERRORS.labels("metrics").inc()
-                log.warning("window evaluation deferred (%s)", exc)
-                return closed[i:]
-            self.evaluated += 1
-            prom.WINDOWS_EVALUATED.labels(model).inc()
-            for r in window:
-                if r.metric in prom.GAUGED_METRICS and r.feature:
-                    prom.DRIFT_VALUE.labels(model, r.feature, r.metric).set(r.value)
-            if self.on_window is not None:
+                log.warning("windows left for the next start's catch-up (%s)", exc)
+
+    def request_catch_up(self) -> None:
+        with self._wake:
+            self._catch_up = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._catch_up:
                 try:
-                    self.on_window(model, version, begin, end, window)
-                except Exception:  # the metrics are stored; alerting's own failure must not stop ingest
-                    log.exception("window hook failed for %s [%d, %d)", model, begin, end)
-        return []
+                    self.catch_up()
+                    self._catch_up = False
+                except StoreError as exc:
+                    log.warning("catch-up deferred (%s)", exc)
+            self.run_once(self._stop)
+
+    def catch_up(self, horizon_ms: int = CATCH_UP_HORIZON_MS) -> None:
+        """Queue every window whose panes changed after it was computed, or that was never
+        computed (panes within ``horizon_ms`` of the newest stored pane)."""
+        changes = self.store.pane_changes(horizon_ms)
+        if not changes:
+            return
+        computed = self.store.windows_computed(self.spec.window_ms, min(c[2] for c in changes) - 1)
+        stale = _stale_windows(changes, computed, self.spec.pane_ms, self.spec.window_ms)
+        log.info("catch-up: %d windows to compute", len(stale))
+        with self._wake:
+            self._pending.update(stale)
+            self._wake.notify()
+
+    @property
+    def pending(self) -> int:
+        with self._wake:
+            return len(self._pending) + sum(map(len, self._late.values()))
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def run_once(self, stop: threading.Event, wait_s: float = 0.5) -> None:
+        """One turn of the evaluation thread: wait for news (at most ``wait_s``), compute what is due."""
+        with self._wake:
+            self._wake.wait(wait_s)
+        try:
+            self.evaluate_due()
+        except StoreError as exc:
+            log.warning("window evaluation deferred (%s)", exc)
+            stop.wait(1.0)
+        except Exception:  # never let the thread die: the windows stay queued
+            log.exception("window evaluation failed")
+            stop.wait(1.0)
+
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def evaluate_due(self) -> int:
+        """Compute every due window now; returns how many. Raises StoreError, leaving the rest queued."""
+        self._map_late()
+        with self._wake:
+            final = self.final_ms
+            due = sorted(w for w in self._pending if w[2] <= final)
+        done = 0
+        for window in due:
+            try:
+                self._evaluate(*window)
+            except StoreError:
+                prom.STORE_ERRORS.labels("metrics").inc()
+                raise
+            with self._wake:
+                self._pending.discard(window)
+            done += 1
+        if self.name:
+            prom.WINDOWS_PENDING.labels(self.name).set(self.pending)
+        return done
+
+    def _map_late(self) -> None:
+        """Late panes -> the windows that contain them: those already computed, plus the one that
+        ends with the pane (so every pane with events ends a window)."""
+        with self._wake:
+            late, self._late = self._late, {}
+        try:
+            for (model, version), starts in late.items():
+                lo, hi = min(starts), max(starts) + self.spec.window_ms
+                ends = self.store.windows_computed(self.spec.window_ms, lo, hi, model, version)
+                windows = {
+                    (model, version, e)
+                    for (_, _, e) in ends
+                    if any(e - self.spec.window_ms <= s < e for s in starts)
+                }
+                windows |= {(model, version, s + self.spec.pane_ms) for s in starts}
+                with self._wake:
+                    self._pending |= windows
+        except StoreError:
+            with self._wake:  # put them back: mapped at the next attempt
+                for key, starts in late.items():
+                    self._late.setdefault(key, set()).update(starts)
+            raise
+
+    def _evaluate(self, model: str, version: str, end: int) -> None:
+        reference = self.references.get(model)
+        if reference is None:
+            return  # the model's reference was removed: nothing to compare with
+        begin = end - self.spec.window_ms
+        read_at = datetime.now(UTC)
+        rows = self.store.pane_rows(model, begin, end, model_version=version)
+        report = drift_report(reference, merge_rows(reference.binning, rows), self.thresholds)
+        window = metric_rows(report, model, version, begin, end)
+        self.store.write_metrics(window, computed_at=read_at)
+        self.evaluated += 1
+        prom.WINDOWS_EVALUATED.labels(model).inc()
+        for r in window:
+            if r.metric in prom.GAUGED_METRICS and r.feature:
+                prom.DRIFT_VALUE.labels(model, r.feature, r.metric).set(r.value)
+        if self.on_window is not None:
+            try:
+                self.on_window(model, version, begin, end, window)
+            except Exception:  # the metrics are stored; alerting's own failure must not stop ingest
+                log.exception("window hook failed for %s [%d, %d)", model, begin, end)
+
+
+def _stale_windows(
+    changes: list[tuple[str, str, int, int]], computed: Mapping[Window, int], pane_ms: int, window_ms: int
+) -> set[Window]:
+    """Windows ending at each pane with events whose newest pane write is newer than their metrics.
+
+    ``changes`` is sorted by (model, version, pane start); a deque keeps the sliding maximum of
+    the write times over the panes each window covers.
+    """
+    stale: set[Window] = set()
+    i = 0
+    while i < len(changes):
+        model, version = changes[i][0], changes[i][1]
+        j = i
+        while j < len(changes) and changes[j][:2] == (model, version):
+            j += 1
+        group = changes[i:j]
+        newest: deque[tuple[int, int]] = deque()  # (pane start, write time), write times decreasing
+        for _, _, start, written in group:
+            while newest and newest[-1][1] <= written:
+                newest.pop()
+            newest.append((start, written))
+            end = start + pane_ms
+            while newest[0][0] < end - window_ms:
+                newest.popleft()
+            done = computed.get((model, version, end))
+            if done is None or done < newest[0][1]:
+                stale.add((model, version, end))
+        i = j
+    return stale
 
 
 def range_report(
@@ -68,14 +275,16 @@ def range_report(
     start: int | None,
     end: int | None,
     version: str | None = None,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: Thresholds | None = None,
 ) -> dict[str, object]:
     """Any time range: merge the stored panes (late ones included) and compare with the reference.
 
     The same JSON document as ``driftline compare``, plus ``late_events`` and the range.
     """
     rows = store.pane_rows(model, start, end, model_version=version)
-    report: dict[str, object] = drift_report(reference, merge_rows(reference.binning, rows), thresholds)
+    report: dict[str, object] = drift_report(
+        reference, merge_rows(reference.binning, rows), thresholds or Thresholds()
+    )
     report["late_events"] = sum(r.n for r in rows if r.kind == "events" and r.late)
     report["range"] = {"from": start, "to": end, "panes": len({r.pane_start for r in rows})}
     return report

@@ -1,7 +1,9 @@
-"""Folding valid events into per-(model, version, pane) sketches, with watermarks and lateness.
+"""Folding valid events into per-(partition, model, version, pane) sketches, with watermarks.
 
 No Kafka and no ClickHouse here: the consumer (and the HTTP ingest path) feed events in and
-take rows out. State between two flushes is bounded by the panes touched in that interval.
+take rows out. State is kept per source partition because each partition's flush is its own
+fenced insert; between two flushes it is bounded by the panes touched in that interval. Events
+whose pane the watermark already passed are *late*: they go to correction sketches, never lost.
 """
 
 from __future__ import annotations
@@ -9,15 +11,18 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from driftline.contract import Event
-from driftline.detectors.profile import ModelSketch
 import numpy as np
 
-from driftline.detectors.windows import Watermark, is_final, late_mask, pane_starts
+from driftline.detectors.profile import Batch, ModelSketch
+from driftline.detectors.windows import Watermark, late_mask, pane_starts
 from driftline.ingest.decode import AnyEvent, to_batch
 from driftline.storage.codec import pane_rows
 from driftline.storage.store import PaneRow
+
+if TYPE_CHECKING:
+    from driftline.ingest.scan import ScannedBatch
 
 
 @dataclass(frozen=True)
@@ -39,66 +44,108 @@ class PaneFolder:
     spec: WindowSpec = field(default_factory=WindowSpec)
 
     def __post_init__(self) -> None:
-        self.watermark = Watermark(self.spec.lateness_ms, self.spec.idle_ms)
-        self.state: dict[PaneKey, ModelSketch] = {}
-        self.open_panes: set[tuple[str, str, int]] = set()
+        self.watermark = Watermark(self.spec.lateness_ms)
+        self.state: dict[Hashable, dict[PaneKey, ModelSketch]] = defaultdict(dict)
         self.late_events = 0
         self.pending_events = 0
 
-    def fold(self, events: Sequence[AnyEvent], partition: Hashable, now_ms: int) -> None:
-        """Fold one partition's events; late ones (pane already final) go to correction sketches."""
+    def fold(self, events: Sequence[AnyEvent], partition: Hashable) -> None:
+        """Fold one partition's events, in the order they were read."""
         if not events:
             return
         ts = np.fromiter((e.ts_ms for e in events), np.int64, len(events))
-        late_rows = late_mask(ts, self.spec.pane_ms, self.watermark.marks(partition, ts, now_ms))
-        starts = pane_starts(ts, self.spec.pane_ms)
+        starts, late = self._judge(partition, ts)
         groups: dict[PaneKey, list[AnyEvent]] = defaultdict(list)
-        for e, start, is_late in zip(events, starts.tolist(), late_rows.tolist(), strict=True):
+        for e, start, is_late in zip(events, starts.tolist(), late.tolist(), strict=True):
             groups[(e.model_id, e.model_version, start, is_late)].append(e)
         for key, evs in groups.items():
-            model, version, start, late = key
-            reference = self.references[model]
-            batch = to_batch(evs, reference.binning, self.spec.positive_threshold, self.spec.positive_class)
-            sketch = self.state.get(key)
-            if sketch is None:
-                sketch = self.state[key] = ModelSketch(reference.binning)
-            sketch.update(batch)
-            if late:
-                self.late_events += len(evs)
-            else:
-                self.open_panes.add((model, version, start))
-        self.pending_events += len(events)
-        self.watermark.observe(partition, int(ts.max()), now_ms)
+            self._sketch(partition, key).update(self._to_batch(key[0], evs))
+        self._count(partition, ts, late)
 
-    def take_rows(self) -> list[PaneRow]:
-        """Rows for everything folded since the last call; the state is cleared."""
+    def fold_scanned(
+        self, partition: Hashable, scanned: ScannedBatch, rows: np.ndarray, decoded: Mapping[int, AnyEvent]
+    ) -> None:
+        """Fold the messages ``rows`` of a scanned batch (one partition's, in offset order); those
+        the scanner left to the contract parser are in ``decoded`` by row, their time and model
+        already written into ``scanned``'s columns."""
+        if not len(rows):
+            return
+        ts = scanned.ts_ms[rows]
+        starts, late = self._judge(partition, ts)
+        # One int64 key per row: (model, version, pane, late); a stable sort groups the rows and
+        # keeps each group in offset order.
+        first = int(starts.min())
+        panes = (starts - first) // self.spec.pane_ms
+        n_strings, n_panes = len(scanned.strings), int(panes.max()) + 1
+        model_version = scanned.model[rows].astype(np.int64) * n_strings + scanned.version[rows]
+        key = (model_version * n_panes + panes) * 2 + late
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        bounds = np.flatnonzero(np.diff(ordered)) + 1
+        for group_order in np.split(order, bounds):
+            k = int(key[group_order[0]])
+            k, is_late = divmod(k, 2)
+            k, pane = divmod(k, n_panes)
+            model_id, version_id = divmod(k, n_strings)
+            pane_key = (scanned.strings[model_id], scanned.strings[version_id],
+                        first + pane * self.spec.pane_ms, bool(is_late))  # fmt: skip
+            group = rows[group_order]
+            sketch = self._sketch(partition, pane_key)
+            fast = group[scanned.status[group] == 0]
+            if len(fast):
+                spec, binning = self.spec, self.references[pane_key[0]].binning
+                sketch.update(scanned.batch(fast, binning, spec.positive_threshold, spec.positive_class))
+            if len(fast) < len(group):  # read by the contract's decoder
+                slow = [decoded[i] for i in group[scanned.status[group] != 0].tolist()]
+                sketch.update(self._to_batch(pane_key[0], slow))
+        self._count(partition, ts, late)
+
+    def _judge(self, partition: Hashable, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return pane_starts(ts, self.spec.pane_ms), late_mask(
+            ts, self.spec.pane_ms, self.watermark.marks(partition, ts)
+        )
+
+    def _sketch(self, partition: Hashable, key: PaneKey) -> ModelSketch:
+        panes = self.state[partition]
+        sketch = panes.get(key)
+        if sketch is None:
+            sketch = panes[key] = ModelSketch(self.references[key[0]].binning)
+        return sketch
+
+    def _to_batch(self, model: str, events: Sequence[AnyEvent]) -> Batch:
+        binning = self.references[model].binning
+        return to_batch(events, binning, self.spec.positive_threshold, self.spec.positive_class)
+
+    def _count(self, partition: Hashable, ts: np.ndarray, late: np.ndarray) -> None:
+        self.late_events += int(late.sum())
+        self.pending_events += len(ts)
+        self.watermark.observe(partition, int(ts.max()))
+
+    def take_rows(self, partition: Hashable) -> tuple[list[PaneRow], list[PaneKey]]:
+        """Rows for everything folded from ``partition`` since the last call, and which panes they
+        touch; that state is cleared."""
+        panes = self.state.pop(partition, {})
         rows = [
             row
-            for (model, version, start, late), sketch in sorted(self.state.items())
+            for (model, version, start, late), sketch in sorted(panes.items())
             for row in pane_rows(model, version, start, self.spec.pane_ms, late, sketch)
         ]
-        self.state.clear()
-        self.pending_events = 0
-        return rows
+        self.pending_events -= sum(s.n_events for s in panes.values())
+        return rows, sorted(panes)
 
-    def closed_panes(self, now_ms: int) -> list[tuple[str, str, int]]:
-        """Panes that became final since the last call (their windows can be evaluated)."""
-        mark = self.watermark.current(now_ms)
-        closed = sorted(p for p in self.open_panes if is_final(p[2], self.spec.pane_ms, mark))
-        self.open_panes.difference_update(closed)
-        return closed
-
-    def close_all(self) -> list[tuple[str, str, int]]:
-        """Every pane still open (the end of a replay: no later events will come)."""
-        panes = sorted(self.open_panes)
-        self.open_panes.clear()
-        return panes
+    def partitions(self) -> list[Hashable]:
+        return [p for p, panes in self.state.items() if panes]
 
     def forget_partitions(self, partitions: Iterable[Hashable]) -> None:
         for p in partitions:
             self.watermark.forget(p)
+            self.discard(p)
 
-    def discard(self) -> None:
+    def discard(self, partition: Hashable | None = None) -> None:
         """Drop unflushed state (partitions lost: another consumer re-reads those offsets)."""
-        self.state.clear()
-        self.pending_events = 0
+        if partition is None:
+            self.state.clear()
+            self.pending_events = 0
+        else:
+            panes = self.state.pop(partition, {})
+            self.pending_events -= sum(s.n_events for s in panes.values())

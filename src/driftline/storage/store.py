@@ -25,16 +25,48 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 PANE_COLUMNS = (
-    "kind", "model_id", "model_version", "feature", "pane_start", "pane_ms", "late", "n", "sketch",
-    "reference_id", "consumer_group", "source_topic", "source_partition", "offset_start",
-    "offset_end", "flush_id", "inserted_at",
+    "kind",
+    "model_id",
+    "model_version",
+    "feature",
+    "pane_start",
+    "pane_ms",
+    "late",
+    "n",
+    "sketch",
+    "reference_id",
+    "consumer_group",
+    "source_topic",
+    "source_partition",
+    "offset_start",
+    "offset_end",
+    "flush_id",
+    "inserted_at",
 )
 METRIC_COLUMNS = (
-    "model_id", "model_version", "feature", "window_start", "window_end", "metric", "value",
-    "p_value", "n_ref", "n_cur", "status", "computed_at",
+    "model_id",
+    "model_version",
+    "feature",
+    "window_start",
+    "window_end",
+    "metric",
+    "value",
+    "p_value",
+    "n_ref",
+    "n_cur",
+    "status",
+    "computed_at",
 )
 REFERENCE_COLUMNS = (
-    "model_id", "feature", "kind", "bins", "sketch", "n", "reference_id", "source", "created_at",
+    "model_id",
+    "feature",
+    "kind",
+    "bins",
+    "sketch",
+    "n",
+    "reference_id",
+    "source",
+    "created_at",
 )
 
 
@@ -66,6 +98,12 @@ class OffsetRange:
     partition: int
     start: int
     end: int  # inclusive
+    max_event_ms: int = 0  # newest event time read from the partition so far (restores its watermark)
+
+
+class Superseded(StoreError):
+    """The offsets of a flush are already stored (by a member that took the partition over, or by
+    an earlier attempt whose acknowledgement was lost): nothing was added; resume after them."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +133,14 @@ class ReferenceRow:
     source: str
 
 
-def flush_token(group: str, offsets: Sequence[OffsetRange], rows: Sequence[PaneRow]) -> str:
-    """Same consumed offsets -> same token, so a retried flush is stored once."""
+def flush_token(group: str, offsets: OffsetRange | None, rows: Sequence[PaneRow]) -> str:
+    """The identity of a flush. A Kafka flush is named by where it starts: two members that read
+    the same partition from the same stored offset write the same token, so ClickHouse keeps only
+    the first insert (the fence); without a Kafka source (HTTP ingest, replay) the content is it."""
     h = hashlib.sha256(group.encode())
-    for o in sorted(offsets, key=lambda o: (o.topic, o.partition)):
-        h.update(f"|{o.topic}:{o.partition}:{o.start}-{o.end}".encode())
-    if not offsets:  # a write with no Kafka source (HTTP ingest, replay): the content is the identity
+    if offsets is not None:
+        h.update(f"|{offsets.topic}:{offsets.partition}:{offsets.start}".encode())
+    else:
         for r in rows:
             h.update(f"|{r.kind}:{r.model_id}:{r.feature}:{r.pane_start}:{r.late}".encode())
             h.update(r.sketch)
@@ -111,7 +151,12 @@ class Store:
     """ClickHouse access for every component. Thread-safe: calls are serialised per store."""
 
     def __init__(
-        self, client: Client, database: str, ttl_days: int, lock_file: IO[str] | None = None, cluster: str | None = None
+        self,
+        client: Client,
+        database: str,
+        ttl_days: int,
+        lock_file: IO[str] | None = None,
+        cluster: str | None = None,
     ) -> None:
         self._client = client
         self._lock = threading.Lock()
@@ -119,9 +164,13 @@ class Store:
         self.database = database
         self.ttl_days = ttl_days
         self.cluster = cluster
+        # Local state files (dead-letter spill) live beside an embedded store, else in the cwd.
+        self.local_dir = Path(lock_file.name).parent if lock_file else Path.cwd()
 
     @classmethod
-    def open(cls, dsn: str, database: str = "driftline", ttl_days: int = 90, cluster: str | None = None) -> Store:
+    def open(
+        cls, dsn: str, database: str = "driftline", ttl_days: int = 90, cluster: str | None = None
+    ) -> Store:
         """``chdb:///abs/dir`` (or a plain directory path) for embedded; ``http(s)://...`` for a server.
 
         ``cluster`` (server only) creates the schema ``ON CLUSTER`` with Replicated engines.
@@ -175,37 +224,129 @@ class Store:
     # -- pane sketches ------------------------------------------------------------------------
 
     def write_flush(
-        self, group: str, rows: Sequence[PaneRow], offsets: Sequence[OffsetRange], token: str | None = None
+        self, group: str, rows: Sequence[PaneRow], offsets: OffsetRange | None, token: str | None = None
     ) -> str:
-        """Pane rows and the offsets they cover, in ONE insert (one part: all or nothing).
+        """Pane rows and the partition offsets they cover, in ONE insert (one part: all or nothing).
 
-        ``token`` deduplicates retries; by default it is derived from the offsets covered.
+        With ``offsets``, the write is fenced: it raises :class:`Superseded` when those offsets
+        are (or, after the insert, turn out to be) stored by another flush. Check, insert and
+        verify hold the store's lock (exact between members of one process); across processes the
+        token, which names the flush by its first offset, lets ClickHouse keep one of two racing
+        flushes, and the verification tells the loser.
         """
         token = token or flush_token(group, offsets, rows)
         now = datetime.now(UTC)
         data: list[list[Any]] = [
-            [r.kind, r.model_id, r.model_version, r.feature, r.pane_start, r.pane_ms, int(r.late), r.n,
-             r.sketch, r.reference_id, group, "", -1, -1, -1, token, now]
+            [
+                r.kind,
+                r.model_id,
+                r.model_version,
+                r.feature,
+                r.pane_start,
+                r.pane_ms,
+                int(r.late),
+                r.n,
+                r.sketch,
+                r.reference_id,
+                group,
+                "",
+                -1,
+                -1,
+                -1,
+                token,
+                now,
+            ]
             for r in rows
         ]
-        data += [
-            ["offset", "", "", "", 0, 0, 0, o.end - o.start + 1, b"", "", group, o.topic, o.partition,
-             o.start, o.end, token, now]
-            for o in offsets
-        ]
-        if data:
-            self._insert("pane_sketches", data, PANE_COLUMNS, {"insert_deduplication_token": token})
+        if offsets is None:
+            if data:
+                self._insert("pane_sketches", data, PANE_COLUMNS, {"insert_deduplication_token": token})
+            return token
+        o = offsets
+        data.append(
+            [
+                "offset",
+                "",
+                "",
+                "",
+                o.max_event_ms,
+                0,
+                0,
+                o.end - o.start + 1,
+                b"",
+                "",
+                group,
+                o.topic,
+                o.partition,
+                o.start,
+                o.end,
+                token,
+                now,
+            ]
+        )
+        with self._lock:
+            before = self._stored_offsets(group, o.topic).get(o.partition)
+            if before is not None and before[0] >= o.start:
+                raise Superseded(f"{o.topic}[{o.partition}] is stored up to offset {before[0]}")
+            self._insert_locked("pane_sketches", data, PANE_COLUMNS, {"insert_deduplication_token": token})
+            after = self._stored_offsets(group, o.topic).get(o.partition)
+        if after is None or after[0] != o.end:
+            raise Superseded(
+                f"{o.topic}[{o.partition}]: another flush from offset {o.start} was stored first"
+            )
         return token
 
-    def stored_offsets(self, group: str, topic: str) -> dict[int, int]:
-        """Last offset per partition that a flush of this group has stored for the topic."""
-        rows = self._query(
-            f"SELECT source_partition, max(offset_end) FROM {self.database}.pane_sketches "
+    def stored_offsets(self, group: str, topic: str) -> dict[int, tuple[int, int]]:
+        """Per partition: the last offset a flush of this group stored, and the newest event time."""
+        with self._lock:
+            return self._stored_offsets(group, topic)
+
+    def _stored_offsets(self, group: str, topic: str) -> dict[int, tuple[int, int]]:
+        rows = self._query_locked(  # answered from the latest_offsets projection
+            f"SELECT source_partition, max(offset_end), max(pane_start) FROM {self.database}.pane_sketches "
             "WHERE kind = 'offset' AND consumer_group = %(g)s AND source_topic = %(t)s "
             "GROUP BY source_partition",
             {"g": group, "t": topic},
         )
-        return {int(p): int(o) for p, o in rows}
+        return {int(p): (int(o), int(e)) for p, o, e in rows}
+
+    def pane_changes(self, horizon_ms: int) -> list[tuple[str, str, int, int]]:
+        """(model, version, pane start, last write in epoch ms) of every pane with events within
+        ``horizon_ms`` of event time before the newest stored pane."""
+        t = f"{self.database}.pane_sketches"
+        rows = self._query(
+            "SELECT model_id, model_version, pane_start, toUnixTimestamp64Milli(max(inserted_at)) "
+            f"FROM {t} WHERE kind = 'events' "
+            f"AND pane_start >= (SELECT max(pane_start) FROM {t} WHERE kind = 'events') - %(h)s "
+            "GROUP BY model_id, model_version, pane_start ORDER BY model_id, model_version, pane_start",
+            {"h": horizon_ms},
+        )
+        return [(m, v, int(p), int(t)) for m, v, p, t in rows]
+
+    def windows_computed(
+        self,
+        window_ms: int,
+        after_ms: int,
+        until_ms: int | None = None,
+        model_id: str | None = None,
+        model_version: str | None = None,
+    ) -> dict[tuple[str, str, int], int]:
+        """When each window of this length ending in ``(after_ms, until_ms]`` was last computed
+        (epoch ms of the read it was computed from)."""
+        where, params = _where(
+            ("window_end - window_start = %(w)s", window_ms),
+            ("window_end > %(a)s", after_ms),
+            ("window_end <= %(u)s", until_ms),
+            ("model_id = %(m)s", model_id),
+            ("model_version = %(v)s", model_version),
+        )
+        rows = self._query(
+            "SELECT model_id, model_version, window_end, toUnixTimestamp64Milli(max(computed_at)) "
+            f"FROM {self.database}.drift_metrics WHERE feature = '' AND metric = 'events' AND {where} "
+            "GROUP BY model_id, model_version, window_end",
+            params,
+        )
+        return {(m, v, int(e)): int(t) for m, v, e, t in rows}
 
     def pane_rows(
         self,
@@ -217,8 +358,11 @@ class Store:
     ) -> list[PaneRow]:
         """Every stored partial for panes starting in ``[start_ms, end_ms)`` (late ones included)."""
         where, params = _where(
-            ("kind IN %(kinds)s", tuple(kinds)), ("model_id = %(m)s", model_id), ("pane_start >= %(s)s", start_ms),
-            ("pane_start < %(e)s", end_ms), ("model_version = %(v)s", model_version),
+            ("kind IN %(kinds)s", tuple(kinds)),
+            ("model_id = %(m)s", model_id),
+            ("pane_start >= %(s)s", start_ms),
+            ("pane_start < %(e)s", end_ms),
+            ("model_version = %(v)s", model_version),
         )
         rows = self._query(
             "SELECT kind, model_id, model_version, feature, pane_start, pane_ms, late, n, sketch, "
@@ -227,8 +371,10 @@ class Store:
             params,
             column_formats={"sketch": "bytes"},
         )
-        return [PaneRow(k, m, v, f, int(p), int(pm), bool(late), int(n), bytes(s), r)
-                for k, m, v, f, p, pm, late, n, s, r in rows]
+        return [
+            PaneRow(k, m, v, f, int(p), int(pm), bool(late), int(n), bytes(s), r)
+            for k, m, v, f, p, pm, late, n, s, r in rows
+        ]
 
     def models(self) -> list[str]:
         rows = self._query(
@@ -240,8 +386,10 @@ class Store:
 
     def save_reference(self, rows: Sequence[ReferenceRow]) -> None:
         now = datetime.now(UTC)
-        data = [[r.model_id, r.feature, r.kind, r.bins, r.sketch, r.n, r.reference_id, r.source, now]
-                for r in rows]
+        data = [
+            [r.model_id, r.feature, r.kind, r.bins, r.sketch, r.n, r.reference_id, r.source, now]
+            for r in rows
+        ]
         self._insert("references", data, REFERENCE_COLUMNS)
 
     def references(self, model_id: str | None = None) -> list[ReferenceRow]:
@@ -265,18 +413,38 @@ class Store:
 
     # -- metrics ------------------------------------------------------------------------------
 
-    def write_metrics(self, rows: Sequence[MetricRow]) -> None:
-        now = datetime.now(UTC)
-        data = [[r.model_id, r.model_version, r.feature, r.window_start, r.window_end, r.metric, r.value,
-                 r.p_value, r.n_ref, r.n_cur, r.status, now] for r in rows]
+    def write_metrics(self, rows: Sequence[MetricRow], computed_at: datetime | None = None) -> None:
+        """``computed_at``: when the panes they were computed from were read (a window whose
+        panes changed after that is evaluated again)."""
+        now = computed_at or datetime.now(UTC)
+        data = [
+            [
+                r.model_id,
+                r.model_version,
+                r.feature,
+                r.window_start,
+                r.window_end,
+                r.metric,
+                r.value,
+                r.p_value,
+                r.n_ref,
+                r.n_cur,
+                r.status,
+                now,
+            ]
+            for r in rows
+        ]
         if data:
             self._insert("drift_metrics", data, METRIC_COLUMNS)
 
     def metrics(
         self, model_id: str, metric: str | None = None, feature: str | None = None
     ) -> list[MetricRow]:
-        where, params = _where(("model_id = %(m)s", model_id), ("metric = %(metric)s", metric or None),
-                               ("feature = %(f)s", feature))
+        where, params = _where(
+            ("model_id = %(m)s", model_id),
+            ("metric = %(metric)s", metric or None),
+            ("feature = %(f)s", feature),
+        )
         rows = self._query(
             "SELECT model_id, model_version, feature, window_start, window_end, metric, value, p_value, "
             f"n_ref, n_cur, status FROM {self.database}.drift_metrics FINAL WHERE {where} "
@@ -294,7 +462,11 @@ class Store:
                 result = self._client.query(sql)
             except ClickHouseError as exc:
                 raise StoreError(str(exc).splitlines()[0]) from exc
-        return list(result.column_names), [t.name for t in result.column_types], [tuple(r) for r in result.result_rows]
+        return (
+            list(result.column_names),
+            [t.name for t in result.column_types],
+            [tuple(r) for r in result.result_rows],
+        )
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -309,20 +481,40 @@ class Store:
         self, sql: str, params: dict[str, Any] | None = None, column_formats: dict[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
         with self._lock:
-            try:
-                result = self._client.query(sql, parameters=params, column_formats=column_formats)
-                return [tuple(r) for r in result.result_rows]
-            except ClickHouseError as exc:
-                raise StoreError(str(exc).splitlines()[0]) from exc
+            return self._query_locked(sql, params, column_formats)
+
+    def _query_locked(
+        self, sql: str, params: dict[str, Any] | None = None, column_formats: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        try:
+            result = self._client.query(sql, parameters=params, column_formats=column_formats)
+            return [tuple(r) for r in result.result_rows]
+        except ClickHouseError as exc:
+            raise StoreError(str(exc).splitlines()[0]) from exc
 
     def _insert(
-        self, table: str, data: list[list[Any]], columns: Sequence[str], settings: dict[str, Any] | None = None
+        self,
+        table: str,
+        data: list[list[Any]],
+        columns: Sequence[str],
+        settings: dict[str, Any] | None = None,
     ) -> None:
         with self._lock:
-            try:
-                self._client.insert(f"{self.database}.{table}", data, column_names=list(columns), settings=settings)
-            except ClickHouseError as exc:
-                raise StoreError(str(exc).splitlines()[0]) from exc
+            self._insert_locked(table, data, columns, settings)
+
+    def _insert_locked(
+        self,
+        table: str,
+        data: list[list[Any]],
+        columns: Sequence[str],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            self._client.insert(
+                f"{self.database}.{table}", data, column_names=list(columns), settings=settings
+            )
+        except ClickHouseError as exc:
+            raise StoreError(str(exc).splitlines()[0]) from exc
 
 
 def _where(*clauses: tuple[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -349,10 +541,16 @@ _REPLICA = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"  # Cli
 
 def _on_cluster(statement: str, database: str, cluster: str) -> str:
     head, _, rest = statement.partition("\n")
-    head = re.sub(rf"^(CREATE (?:DATABASE|TABLE) IF NOT EXISTS {re.escape(database)}(?:\.\w+)?)",
-                  rf"\1 ON CLUSTER {cluster}", head)
-    rest = re.sub(r"ENGINE = (\w*)MergeTree(?:\((.*?)\))?",
-                  lambda m: f"ENGINE = Replicated{m[1]}MergeTree({_REPLICA}{', ' + m[2] if m[2] else ''})", rest)
+    head = re.sub(
+        rf"^((?:CREATE (?:DATABASE|TABLE) IF NOT EXISTS|ALTER TABLE) {re.escape(database)}(?:\.\w+)?)",
+        rf"\1 ON CLUSTER {cluster}",
+        head,
+    )
+    rest = re.sub(
+        r"ENGINE = (\w*)MergeTree(?:\((.*?)\))?",
+        lambda m: f"ENGINE = Replicated{m[1]}MergeTree({_REPLICA}{', ' + m[2] if m[2] else ''})",
+        rest,
+    )
     rest = re.sub(r"\nSETTINGS non_replicated_deduplication_window = \d+", "", rest)
     return head + ("\n" + rest if rest else "")
 
@@ -396,20 +594,52 @@ class AlertStore:
         data = []
         for fp, state, a, breaches in transitions:
             d = a.to_dict()
-            data.append([fp, state, breaches, d["starts_at"] if state != "inactive" else None,
-                         d["rule"], d["model"], d["version"], d["feature"], d["metric"], d["severity"],
-                         d["status"], float(d["value"]), float(d["threshold"]), d["window_end"],
-                         orjson.dumps(d).decode(), now])
-        cols = ("fingerprint", "state", "breaches", "started", "rule", "model_id", "model_version", "feature",
-                "metric", "severity", "status", "value", "threshold", "window_end", "alert", "at")
+            data.append(
+                [
+                    fp,
+                    state,
+                    breaches,
+                    d["starts_at"] if state != "inactive" else None,
+                    d["rule"],
+                    d["model"],
+                    d["version"],
+                    d["feature"],
+                    d["metric"],
+                    d["severity"],
+                    d["status"],
+                    float(d["value"]),
+                    float(d["threshold"]),
+                    d["window_end"],
+                    orjson.dumps(d).decode(),
+                    now,
+                ]
+            )
+        cols = (
+            "fingerprint",
+            "state",
+            "breaches",
+            "started",
+            "rule",
+            "model_id",
+            "model_version",
+            "feature",
+            "metric",
+            "severity",
+            "status",
+            "value",
+            "threshold",
+            "window_end",
+            "alert",
+            "at",
+        )
         self.store._insert("alerts", data, cols)
 
     def alert_states(self) -> dict[str, tuple[Any, int, float | None, dict[str, Any]]]:
         import orjson
 
         rows = self.store._query(
-            f"SELECT fingerprint, argMax(state, at), argMax(breaches, at), argMax(started, at), argMax(alert, at) "
-            f"FROM {self.store.database}.alerts GROUP BY fingerprint"
+            "SELECT fingerprint, argMax(state, at), argMax(breaches, at), argMax(started, at), "
+            f"argMax(alert, at) FROM {self.store.database}.alerts GROUP BY fingerprint"
         )
         return {fp: (state, int(b), s, orjson.loads(a)) for fp, state, b, s, a in rows}
 
@@ -418,14 +648,18 @@ class AlertStore:
 
         where = "WHERE model_id = %(m)s" if model_id else ""
         rows = self.store._query(
-            f"SELECT state, alert, at FROM {self.store.database}.alerts {where} ORDER BY at DESC LIMIT {int(limit)}",
+            f"SELECT state, alert, at FROM {self.store.database}.alerts {where} "
+            f"ORDER BY at DESC LIMIT {int(limit)}",
             {"m": model_id} if model_id else None,
         )
         return [{"state": s, "at": at.isoformat(), **orjson.loads(a)} for s, a, at in rows]
 
     def write_attempts(self, attempts: Sequence[Any]) -> None:
         now = datetime.now(UTC)
-        data = [[a.receiver, a.entry_id, a.kind, a.attempt, a.outcome, a.http_status, a.detail, now] for a in attempts]
+        data = [
+            [a.receiver, a.entry_id, a.kind, a.attempt, a.outcome, a.http_status, a.detail, now]
+            for a in attempts
+        ]
         cols = ("receiver", "entry_id", "kind", "attempt", "outcome", "http_status", "detail", "at")
         if data:
             self.store._insert("notifications", data, cols)
@@ -438,20 +672,36 @@ class AlertStore:
             {"r": receiver} if receiver else None,
         )
 
-    def save_silence(self, sid: str, matchers: dict[str, str], starts_at: float, ends_at: float,
-                     comment: str, created_by: str) -> None:
+    def save_silence(
+        self,
+        sid: str,
+        matchers: dict[str, str],
+        starts_at: float,
+        ends_at: float,
+        comment: str,
+        created_by: str,
+    ) -> None:
         import orjson
 
-        row = [sid, orjson.dumps(matchers).decode(), starts_at, ends_at, comment, created_by, datetime.now(UTC)]
-        self.store._insert("silences", [row], ("id", "matchers", "starts_at", "ends_at", "comment", "created_by",
-                                                "version"))
+        row = [
+            sid,
+            orjson.dumps(matchers).decode(),
+            starts_at,
+            ends_at,
+            comment,
+            created_by,
+            datetime.now(UTC),
+        ]
+        self.store._insert(
+            "silences", [row], ("id", "matchers", "starts_at", "ends_at", "comment", "created_by", "version")
+        )
 
     def silences(self) -> list[tuple[str, dict[str, str], float, float, str, str]]:
         import orjson
 
         rows = self.store._query(
-            f"SELECT id, matchers, starts_at, ends_at, comment, created_by FROM {self.store.database}.silences FINAL "
-            "ORDER BY starts_at"
+            "SELECT id, matchers, starts_at, ends_at, comment, created_by "
+            f"FROM {self.store.database}.silences FINAL ORDER BY starts_at"
         )
         return [(i, orjson.loads(m), s, e, c, b) for i, m, s, e, c, b in rows]
 
@@ -479,15 +729,20 @@ class ModelStore:
     def all(self) -> dict[str, dict[str, Any]]:
         import orjson
 
-        rows = self.store._query(f"SELECT model_id, config FROM {self.store.database}.models FINAL ORDER BY model_id")
+        rows = self.store._query(
+            f"SELECT model_id, config FROM {self.store.database}.models FINAL ORDER BY model_id"
+        )
         return {m: orjson.loads(c) for m, c in rows}
 
     def metric_series(
         self, model_id: str, metric: str, feature: str | None, start: int | None, end: int | None
     ) -> list[tuple[str, int, float, float | None]]:
         where, params = _where(
-            ("model_id = %(m)s", model_id), ("metric = %(metric)s", metric), ("feature = %(f)s", feature),
-            ("window_end > %(s)s", start), ("window_end <= %(e)s", end),
+            ("model_id = %(m)s", model_id),
+            ("metric = %(metric)s", metric),
+            ("feature = %(f)s", feature),
+            ("window_end > %(s)s", start),
+            ("window_end <= %(e)s", end),
         )
         return self.store._query(
             f"SELECT feature, window_end, value, p_value FROM {self.store.database}.drift_metrics FINAL "
