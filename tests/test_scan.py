@@ -49,6 +49,17 @@ NAME_POOL = [
     "k" * 256,
 ]
 NAMES = FeatureNames.of(NAME_POOL)
+CONTRACT_FIELDS = (
+    "event_id",
+    "model_id",
+    "model_version",
+    "ts",
+    "features",
+    "prediction",
+    "label",
+    "latency_ms",
+    "segments",
+)
 
 
 class Lit(str):
@@ -263,6 +274,30 @@ _fields = {
     "latency_ms": st.one_of(st.floats(-1, 100), _any),
     "segments": st.one_of(st.dictionaries(st.sampled_from(["region", ""]), _any, max_size=2), _any),
 }
+
+
+@given(events_of(clean=True), st.sampled_from(["top", "features", "segments"]), st.data())
+def test_a_duplicated_key_falls_back(event: dict[str, Any], where: str, data: st.DataObject) -> None:
+    """orjson keeps the last of duplicate keys; the scanner leaves that to the contract's decoder.
+    (Duplicates of keys whose values it does not use, unknown fields or features, are validated
+    and accepted: the last one wins there too, and is not used.)"""
+    obj = dict(event)
+    if where != "top":
+        obj[where] = {**(obj.get(where) or {}), "age": "v"}
+    target = obj if where == "top" else obj[where]
+    used = [k for k in target if k in {*CONTRACT_FIELDS, *NAMES.names} or where == "segments"]
+    key = data.draw(st.sampled_from(used))
+    members = [json.dumps(k, ensure_ascii=False) + ":" + dump(v) for k, v in target.items()]
+    doubled = "{" + ",".join([*members, members[list(target).index(key)]]) + "}"
+    if where != "top":
+        items = [
+            json.dumps(k, ensure_ascii=False) + ":" + (doubled if k == where else dump(v))
+            for k, v in obj.items()
+        ]
+        doubled = "{" + ",".join(items) + "}"
+    raw = doubled.encode()
+    parse_event(raw)  # the contract accepts it
+    assert agrees([raw]).status[0] == FALLBACK
 
 
 @given(st.fixed_dictionaries({}, optional=_fields))

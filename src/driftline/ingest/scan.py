@@ -567,26 +567,29 @@ def _number(p: int, pos: int, end: int) -> tuple[int, int, float, int]:
         return pos, INT, (-v if neg and m != _U0 else v), nd
     if m == _U0:
         return pos, FLOAT, (-0.0 if neg else 0.0), nd
+    if nd <= 15 and -22 <= dexp <= 22:
+        # Clinger: m and 10**|dexp| are exact doubles, so one IEEE operation rounds correctly.
+        v = np.float64(m) * _P10[dexp] if dexp >= 0 else np.float64(m) / _P10[-dexp]
+        return pos, FLOAT, (-v if neg else v), nd
+    v, ok = _eisel_lemire(m, dexp, neg)
+    if ok:
+        return pos, FLOAT, v, nd
+    # Eisel-Lemire cannot decide values exactly half-way or exactly representable in some cases.
     while nd > 15 and m % _U10 == _U0:  # "100000000000000.0": trailing zeros, back to Clinger
         m = m // _U10
         nd -= 1
         dexp += 1
     if nd <= 15 and -22 <= dexp <= 22:
-        # Clinger: m and 10**|dexp| are exact doubles, so one IEEE operation rounds correctly.
         v = np.float64(m) * _P10[dexp] if dexp >= 0 else np.float64(m) / _P10[-dexp]
     elif dexp >= 0 and nd + dexp <= 19:  # an integer below 2**64: one rounding, by the CPU
         v = np.float64(m * _P10_U64[dexp])
     elif dexp > 22 and nd + dexp - 22 <= 15:  # 1e23: m * 10**(dexp - 22) still exact, then one rounding
         v = np.float64(m * _P10_U64[dexp - 22]) * _P10[22]
+    elif -27 <= dexp < 0 and m % _P5_U64[-dexp] == _U0:
+        # "2913287212328237.5": m / 10**k = (m / 5**k) / 2**k, one rounding then an exact scaling
+        v = np.float64(m // _P5_U64[-dexp]) * _P2[-dexp]
     else:
-        v, ok = _eisel_lemire(m, dexp, neg)
-        if ok:
-            return pos, FLOAT, v, nd
-        # Eisel-Lemire cannot tell exact halves ("2913287212328237.5"): m / 10**k = (m / 5**k) / 2**k
-        if -27 <= dexp < 0 and m % _P5_U64[-dexp] == _U0:
-            v = np.float64(m // _P5_U64[-dexp]) * _P2[-dexp]  # one rounding, then an exact scaling
-        else:
-            return -1, 0, 0.0, 0
+        return -1, 0, 0.0, 0
     return pos, FLOAT, (-v if neg else v), nd
 
 
