@@ -214,12 +214,13 @@ def end_to_end_serial(
 def p_value_cost(
     base: list[dict[str, float]], dl: list[dict[str, float]], n1: int, n2: int, repeat: int
 ) -> dict[str, Any]:
-    """Time the KS p-value alone, which both sides compute with scipy.stats.kstwo.sf.
+    """Time the KS p-value alone on each side.
 
-    For n > 10,000 ``ks_2samp(method="auto")`` returns ``kstwo.sf(D, round(n1 n2 / (n1 + n2)))``
-    and ``stats.ks_p_value`` makes the same call, whose cost depends strongly on D and n (from
-    ~0.1 ms to ~0.5 s per call at n = 1M). Re-running it here for the D each side found
-    shows how much of each step is that shared call.
+    For n > 10,000 ``ks_2samp(method="auto")`` returns ``kstwo.sf(D, round(n1 n2 / (n1 + n2)))``,
+    whose cost depends strongly on D and n (from ~0.1 ms to ~0.5 s per call at n = 1M), while
+    ``stats.ks_p_value`` uses Stephens' corrected limit law (microseconds; within 1 % of it for
+    p >= 1e-3 and 5 % for p >= 1e-10). Re-running both for the D each side found shows how much of
+    each step the p-value is.
     """
 
     def run(rows: list[dict[str, float]]) -> tuple[float, list[float], list[float]]:
@@ -232,11 +233,17 @@ def p_value_cost(
 
     dl_runs = [run(dl) for _ in range(repeat)]
     base_runs = [run(base) for _ in range(repeat)]
-    # stats.ks_p_value at scipy's own D must reproduce scipy's p-value
+    # stats.ks_p_value at scipy's own D: scipy's value up to 10,000 rows, the stated bound above
+    exact_up_to = stats.KS_EXACT_MAX_N
     mismatch = [
         i
         for i, (p, b) in enumerate(zip(base_runs[-1][2], base, strict=True))
-        if not math.isclose(p, b["ks_p"], rel_tol=1e-9, abs_tol=1e-300)
+        if not (
+            math.isclose(p, b["ks_p"], rel_tol=1e-9, abs_tol=1e-300)
+            if max(n1, n2) <= exact_up_to
+            else math.isclose(p, b["ks_p"], rel_tol=0.01 if b["ks_p"] >= 1e-3 else 0.05)
+            or (b["ks_p"] < 1e-10 and p < 1e-9)
+        )
     ]
     return {
         "driftline_s": statistics.median(t for t, _, _ in dl_runs),
@@ -696,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     print("KS p-value cost ...", flush=True)
     pcost = p_value_cost(base, dl_step, args.rows, args.rows, args.repeat)
     failures += [
-        f"{names[i]}: stats.ks_p_value(scipy D) != scipy p-value"
+        f"{names[i]}: stats.ks_p_value(scipy D) outside the stated bound of scipy's p-value"
         for i in pcost["ks_p_value_at_scipy_d_mismatches"]
     ]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from driftline.detectors.numeric import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
+from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
 
 
 class UsageError(Exception):
@@ -272,23 +272,16 @@ def _kinds(pairs: list[str]) -> dict[str, Any]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
-    from driftline.ingest.files import TableError, load_reference, read_table, to_batch
+    from driftline.detectors.profile import Thresholds
+    from driftline.ingest.compare import compare_files
+    from driftline.ingest.files import TableError
 
     spec = _table_spec(args)
+    thresholds = Thresholds(args.psi_threshold, args.ks_threshold, args.min_support)
     try:
-        reference, kinds = load_reference(args.reference, spec, args.bins, args.psi_bins)
-        cur_df = read_table(args.current)
-        spec.check(cur_df, args.current)
-        missing = [c for c in kinds if c not in cur_df.columns]
-        if missing:
-            raise TableError(f"{args.current}: no column named {', '.join(map(repr, missing))}")
-        cur_batch = to_batch(cur_df, spec, kinds)
+        report = compare_files(args.reference, args.current, spec, args.bins, args.psi_bins, thresholds)
     except (TableError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    current = ModelSketch(reference.binning).update(cur_batch, threads=min(4, len(kinds)))
-    thresholds = Thresholds(args.psi_threshold, args.ks_threshold, args.min_support)
-    report = drift_report(reference, current, thresholds)
     _print_report(report, args.json)
     return 0
 

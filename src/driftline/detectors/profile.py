@@ -65,14 +65,25 @@ class Binning:
         kinds: Mapping[str, Kind],
         fine_bins: int = DEFAULT_FINE_BINS,
         psi_bins: int = DEFAULT_PSI_BINS,
+        threads: int = 1,
     ) -> Binning:
-        numeric, categorical = {}, {}
-        for name, kind in kinds.items():
+        """Bins per feature; ``threads`` > 1 fits features in parallel (the selection and sorts
+        of ``NumericBins.fit`` release the GIL). Raises the first feature's ``ValueError``."""
+
+        def fit(name: str) -> NumericBins | Vocabulary:
             column = columns[name]
-            if kind == "numeric" and not isinstance(column, tuple):
-                numeric[name] = NumericBins.fit(column, fine_bins, psi_bins)
-            else:
-                categorical[name] = Vocabulary.fit(column)
+            if kinds[name] == "numeric" and not isinstance(column, tuple):
+                return NumericBins.fit(column, fine_bins, psi_bins)
+            return Vocabulary.fit(column)
+
+        names = list(kinds)
+        if threads > 1 and len(names) > 1:
+            with ThreadPoolExecutor(min(threads, len(names))) as pool:
+                fitted = list(pool.map(fit, names))
+        else:
+            fitted = [fit(name) for name in names]
+        numeric = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, NumericBins)}
+        categorical = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, Vocabulary)}
         return cls(numeric, categorical)
 
     def kind(self, feature: str) -> Kind:
@@ -127,6 +138,26 @@ class ModelSketch:
         names, codes = ([None], np.zeros(batch.n, np.int64)) if column is None else _coded(column)
         sketch.update_coded(names, codes)
         sketch.type_errors += errors
+
+    @classmethod
+    def join(cls, parts: Sequence[ModelSketch]) -> ModelSketch:
+        """One sketch from sketches of the same events over disjoint features (e.g. a table folded
+        a column group at a time). Latency and fairness are added up: fold them in one part only."""
+        n_events = {p.n_events for p in parts}
+        if len(n_events) != 1:
+            raise ValueError(f"cannot join sketches of different event counts: {sorted(n_events)}")
+        binning = Binning(
+            {f: b for p in parts for f, b in p.binning.numeric.items()},
+            {f: v for p in parts for f, v in p.binning.categorical.items()},
+        )
+        out = cls(binning)
+        out.n_events = n_events.pop()
+        sketches = {f: s for p in parts for f, s in p.features.items()}
+        out.features = {f: sketches[f] for f in binning.features}
+        for p in parts:
+            out.latency = out.latency.merge(p.latency)
+            out.fairness = out.fairness.merge(p.fairness)
+        return out
 
     def merge(self, other: ModelSketch) -> ModelSketch:
         out = ModelSketch(self.binning)

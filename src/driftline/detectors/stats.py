@@ -3,8 +3,11 @@
 Definitions (the tests hold them to independent oracles):
 
 * PSI = Σ (cur − ref) · ln(cur / ref) over PSI bins, proportions floored at 1e-4.
-* KS D = sup |F_ref − F_cur| of the empirical CDFs (``scipy.stats.ks_2samp``), p-value as
-  ``ks_2samp(method="auto")`` reports it for that D and those sample sizes.
+* KS D = sup |F_ref − F_cur| of the empirical CDFs (``scipy.stats.ks_2samp``). p-value: the exact
+  two-sample distribution up to 10,000 observations per sample (as ``ks_2samp(method="auto")``),
+  above that the Kolmogorov limit law with Stephens' correction,
+  ``kolmogorov((√n_e + 0.12 + 0.11/√n_e)·D)``, ``n_e = n1·n2/(n1+n2)``: within 1 % of the exact
+  ``kstwo.sf`` for p ≥ 1e-3 and 5 % for p ≥ 1e-10 (tested), in microseconds instead of seconds.
 * Jensen–Shannon distance, base 2 (in [0, 1]), over the PSI bins or the categories.
 * Wasserstein-1 distance divided by the reference's standard deviation.
 * Chi-square test of homogeneity on the 2 × K table of reference/current category counts.
@@ -20,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from driftline.detectors.numeric import NumericSketch
 
@@ -54,7 +57,8 @@ class KSResult:
 
     ``statistic`` is D evaluated at the fine-bin edges; the exact D lies in
     ``[statistic, statistic_upper]``. Their gap is at most the largest reference mass strictly
-    inside one fine bin (≈ 1/B for continuous data). The p-value is computed from the lower
+    inside one fine bin (≈ 1/B for continuous data, ≈ 1.25/B where ``NumericBins.fit`` sampled the
+    fine edges of a reference of more than 500k values). The p-value is computed from the lower
     bound, so it is never smaller than the exact one: a sketch can under-flag, never over-flag.
     """
 
@@ -64,20 +68,21 @@ class KSResult:
 
 
 def ks_p_value(d: float, n1: int, n2: int) -> float:
-    """Two-sided p-value of D for sample sizes n1, n2, as ``scipy.stats.ks_2samp`` computes it."""
+    """Two-sided p-value of D for sample sizes n1, n2 (see the module docstring for the method)."""
     if n1 == 0 or n2 == 0:
         return math.nan
     if max(n1, n2) <= KS_EXACT_MAX_N:
         p = _exact_ks_p_value(d, n1, n2)
         if p is not None:
             return p
-    m, n = sorted((float(n1), float(n2)), reverse=True)
-    return float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0.0, 1.0))
+    root = math.sqrt(n1 * n2 / (n1 + n2))
+    return float(np.clip(special.kolmogorov((root + 0.12 + 0.11 / root) * d), 0.0, 1.0))
 
 
 def _exact_ks_p_value(d: float, n1: int, n2: int) -> float | None:
     # scipy keeps its exact two-sample null distribution private; use it when present and fall
-    # back to the asymptotic formula (as ks_2samp itself does when the exact path fails).
+    # back to the asymptotic formula (as ks_2samp itself does when the exact path fails). Imported
+    # here: scipy.stats costs about a second of start-up, and large samples never need it.
     from scipy.stats import _stats_py
 
     exact = getattr(_stats_py, "_attempt_exact_2kssamp", None)
@@ -168,7 +173,7 @@ def chi2(ref_counts: np.ndarray, cur_counts: np.ndarray) -> Chi2Result | None:
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
     dof = table.shape[1] - 1
-    return Chi2Result(statistic, float(stats.chi2.sf(statistic, dof)), dof)
+    return Chi2Result(statistic, float(special.chdtrc(dof, statistic)), dof)
 
 
 def benjamini_hochberg(p_values: list[float]) -> list[float]:

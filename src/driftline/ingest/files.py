@@ -40,6 +40,63 @@ def read_table(path: str | Path) -> pl.DataFrame:
     return df
 
 
+_SCAN_ERRORS = (pl.exceptions.PolarsError, OSError)
+
+
+@dataclass(frozen=True)
+class ColumnReader:
+    """A table file read a few columns at a time: schema and row count up front, no data.
+
+    Parquet reads only the chunks of the columns asked for. CSV and NDJSON have no column
+    layout: each read is a polars lazy scan with that projection, so it parses the whole file
+    again but keeps only those columns. Values and dtypes are the same as :func:`read_table`'s.
+    """
+
+    path: Path
+    schema: pl.Schema
+    height: int
+
+    @classmethod
+    def open(cls, path: str | Path) -> ColumnReader:
+        """Raises :class:`TableError` for the same files as :func:`read_table`, with its messages."""
+        p = Path(path)
+        if not p.is_file():
+            raise TableError(f"{p}: no such file")
+        try:
+            lazy = _scan(p)
+            schema = lazy.collect_schema()
+            height = int(lazy.select(pl.len()).collect().item())
+        except _SCAN_ERRORS as exc:
+            raise TableError(f"{p}: cannot read: {str(exc).splitlines()[0]}") from None
+        if height == 0:
+            raise TableError(f"{p}: the file has no rows")
+        return cls(p, schema, height)
+
+    def empty(self) -> pl.DataFrame:
+        """No rows, every column: what :class:`TableSpec` needs to check roles and infer kinds."""
+        return pl.DataFrame(schema=self.schema)
+
+    def read(self, columns: Sequence[str]) -> pl.DataFrame:
+        try:
+            df = _scan(self.path).select(list(columns)).collect()
+        except _SCAN_ERRORS as exc:
+            raise TableError(f"{self.path}: cannot read: {str(exc).splitlines()[0]}") from None
+        if df.height != self.height:  # the file changed under us
+            raise TableError(f"{self.path}: cannot read: {df.height} rows now, {self.height} before")
+        return df
+
+
+def _scan(p: Path) -> pl.LazyFrame:
+    suffix = p.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pl.scan_parquet(p)
+    if suffix in (".csv", ".tsv"):
+        return pl.scan_csv(p, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=10_000)
+    if suffix in (".ndjson", ".jsonl"):
+        return pl.scan_ndjson(p)
+    raise TableError(f"{p}: unknown file type {suffix!r} (use .parquet, .csv, .tsv or .ndjson)")
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """Which columns play which role. Features default to every column not given a role."""
@@ -68,7 +125,8 @@ class TableSpec:
         names = list(self.features) if self.features else [c for c in df.columns if c not in taken]
         if not names:
             raise TableError("no feature columns left (every column has another role)")
-        return {c: self.kinds.get(c) or infer_kind(df.schema[c]) for c in names}
+        schema = df.schema  # built anew on every access: once, not per column
+        return {c: self.kinds.get(c) or infer_kind(schema[c]) for c in names}
 
 
 def infer_kind(dtype: pl.DataType) -> Kind:
