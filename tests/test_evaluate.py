@@ -106,3 +106,20 @@ def test_the_thread_computes_due_windows_and_survives_store_errors(store: Store)
         stop.set()
         thread.join()
     assert seen.windows == [(PANE, 10)]
+
+
+def test_a_shared_evaluator_waits_for_every_member_that_reads(store: Store) -> None:
+    reference, current = model_sketch(5, n=10)
+    seen = Seen()
+    ev = evaluator(store, reference, seen)
+    for k in range(3):
+        write_pane(store, current, k * PANE, k)
+    ev.changed([("m", "v1", k * PANE, False) for k in range(3)], final_ms=3 * PANE, member="a")
+    ev.changed((), final_ms=PANE, member="b")  # b's partitions are behind: only minute 0 is final
+    ev.evaluate_due()
+    assert [end for end, _ in seen.windows] == [PANE]
+    ev.withdraw("b")  # b lost its partitions: a alone decides
+    ev.evaluate_due()
+    assert [end for end, _ in seen.windows] == [PANE, 2 * PANE, 3 * PANE]
+    ev.withdraw("a", stopping=True)  # everyone stopped: what they stored stays final
+    assert ev.final_ms == 3 * PANE

@@ -235,10 +235,10 @@ class StreamConsumer:
             if not self._recover:  # after a failed step the state may be partial: never store it
                 self.flush()
         finally:
-            self.source.close()
-            self.dlq.close()
             self._signal_watermark()
-            self.evaluator.withdraw(self.name)
+            self.evaluator.withdraw(self.name, stopping=True)
+            self.source.close()  # revokes: a last flush, whose panes the evaluator still gets
+            self.dlq.close()
             self.evaluator.detach()
             self.stats["windows_evaluated"] = self.evaluator.evaluated
 

@@ -51,6 +51,7 @@ class WindowEvaluator:
         self._pending: set[Window] = set()
         self._late: dict[tuple[str, str], set[int]] = {}  # late panes not yet mapped to windows
         self._finals: dict[str, int] = {}  # per member: event time up to here is final and stored
+        self._departed: dict[str, int] = {}  # the last of members that read nothing any more
         self._closed = False
         self._wake = threading.Condition()
         self._catch_up = False
@@ -69,14 +70,19 @@ class WindowEvaluator:
                     self._late.setdefault((model, version), set()).add(start)
                 else:
                     self._pending.add((model, version, start + self.spec.pane_ms))
-            if final_ms is not None and final_ms > self._finals.get(member, NEVER):
-                self._finals[member] = final_ms
+            if final_ms is not None:
+                self._departed.pop(member, None)
+                if final_ms > self._finals.get(member, NEVER):
+                    self._finals[member] = final_ms
             self._wake.notify()
 
-    def withdraw(self, member: str) -> None:
-        """``member`` reads nothing any more (no partitions, or stopped): it holds nothing back."""
+    def withdraw(self, member: str, stopping: bool = False) -> None:
+        """``member`` reads nothing any more: it lost its partitions (it holds nothing back), or it
+        is stopping (when no member reads any more, what the stopped ones had stored is final)."""
         with self._wake:
-            self._finals.pop(member, None)
+            final = self._finals.pop(member, None)
+            if stopping and final is not None:
+                self._departed[member] = final
             self._wake.notify()
 
     def close_all(self) -> None:
@@ -89,7 +95,7 @@ class WindowEvaluator:
     def final_ms(self) -> int:
         if self._closed:
             return 2**62
-        return min(self._finals.values(), default=NEVER)
+        return min(self._finals.values() or self._departed.values(), default=NEVER)
 
     # -- the evaluation thread, shared by the members that attach ------------------------------
 
