@@ -3,6 +3,7 @@ same values (numbers bit for bit), and the same columns as decode() + to_batch()
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import string
@@ -49,17 +50,8 @@ NAME_POOL = [
     "k" * 256,
 ]
 NAMES = FeatureNames.of(NAME_POOL)
-CONTRACT_FIELDS = (
-    "event_id",
-    "model_id",
-    "model_version",
-    "ts",
-    "features",
-    "prediction",
-    "label",
-    "latency_ms",
-    "segments",
-)
+# the contract's own fields (its dataclass calls the event time ts_ms; the JSON key is ts)
+CONTRACT_FIELDS = tuple("ts" if f.name == "ts_ms" else f.name for f in dataclasses.fields(Event))
 
 
 class Lit(str):

@@ -174,10 +174,6 @@ class WindowEvaluator:
             log.exception("window evaluation failed")
             stop.wait(1.0)
 
-    def wake(self) -> None:
-        with self._wake:
-            self._wake.notify()
-
     def evaluate_due(self) -> int:
         """Compute every due window now; returns how many. Raises StoreError, leaving the rest queued."""
         self._map_late()

@@ -11,18 +11,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from driftline.detectors.profile import Batch, ModelSketch
 from driftline.detectors.windows import Watermark, late_mask, pane_starts
 from driftline.ingest.decode import AnyEvent, to_batch
+from driftline.ingest.scan import OK, ScannedBatch
 from driftline.storage.codec import pane_rows
 from driftline.storage.store import PaneRow
-
-if TYPE_CHECKING:
-    from driftline.ingest.scan import ScannedBatch
 
 
 @dataclass(frozen=True)
@@ -91,12 +88,12 @@ class PaneFolder:
                         first + pane * self.spec.pane_ms, bool(is_late))  # fmt: skip
             group = rows[group_order]
             sketch = self._sketch(partition, pane_key)
-            fast = group[scanned.status[group] == 0]
+            fast = group[scanned.status[group] == OK]
             if len(fast):
                 spec, binning = self.spec, self.references[pane_key[0]].binning
                 sketch.update(scanned.batch(fast, binning, spec.positive_threshold, spec.positive_class))
             if len(fast) < len(group):  # read by the contract's decoder
-                slow = [decoded[i] for i in group[scanned.status[group] != 0].tolist()]
+                slow = [decoded[i] for i in group[scanned.status[group] != OK].tolist()]
                 sketch.update(self._to_batch(pane_key[0], slow))
         self._count(partition, ts, late)
 
