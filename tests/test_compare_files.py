@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from driftline.detectors import stats
-from driftline.detectors.numeric import FIT_SAMPLE, NumericBins, NumericSketch, quantile_edges
+from driftline.detectors.numeric import (
+    FIT_SAMPLE,
+    NumericBins,
+    NumericSketch,
+    order_statistics,
+    quantile_edges,
+)
 from driftline.detectors.profile import Binning, ModelSketch, Thresholds, drift_report
 from driftline.ingest.compare import compare_files
 from driftline.ingest.files import TableError, TableSpec, load_reference, read_table, to_batch
@@ -205,6 +211,26 @@ def test_psi_edges_are_numpy_deciles_and_psi_is_exact_with_sampled_fine_edges(
     exact = sps.ks_2samp(ref, cur).statistic
     assert ks.statistic - 1e-12 <= exact <= ks.statistic_upper + 1e-12
     assert ks.statistic_upper - ks.statistic <= (r.counts[1:-1] - r.hits[:-1]).max() / r.n + 1e-12
+
+
+@given(
+    kind=shapes,
+    n=st.integers(1, 5000),
+    draws=st.integers(1, 400),
+    wanted=st.integers(1, 25),
+    biased=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_order_statistics_are_the_sorted_values_at_those_ranks(
+    kind: str, n: int, draws: int, wanted: int, biased: bool, seed: int
+) -> None:
+    """Exact whatever the sample: a sample from elsewhere (biased) makes the brackets miss, and
+    the partition fallback must still give the sorted values."""
+    rng = np.random.default_rng(seed)
+    x = _data(kind, n, seed)
+    ranks = np.unique(rng.integers(0, n, wanted))
+    drawn = np.sort(x[rng.integers(0, n, draws)] + (rng.normal(0, 10, draws) if biased else 0))
+    assert np.array_equal(order_statistics(x.copy(), ranks, drawn), np.sort(x)[ranks])
 
 
 @pytest.mark.parametrize("kind", ["normal", "lognormal", "ties", "uniform"])

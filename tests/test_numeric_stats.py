@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import spatial
+from scipy import spatial, special
 from scipy import stats as sps
 
 from driftline.detectors import stats
@@ -103,6 +103,31 @@ def test_ks_p_value_matches_scipy_exactly_for_small_samples() -> None:
         a, b = RNG.normal(0, 1, n1), RNG.normal(0.1, 1, n2)
         res = sps.ks_2samp(a, b)
         assert stats.ks_p_value(res.statistic, n1, n2) == pytest.approx(res.pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_exact_ks_p_value_matches_scipy_on_random_sizes_and_tiny_p_values() -> None:
+    """Own lattice-path counting against scipy's exact method, equal and unequal sizes, p down
+    to 1e-200 (the count of paths that leave the band keeps its relative precision)."""
+    rng = np.random.default_rng(12)
+    sizes = [(int(a), int(b)) for a, b in rng.integers(1, 400, size=(60, 2))]
+    sizes += [(n, n) for n in (1, 2, 17, 250, 3_000)] + [(1, 9_999), (2_500, 10_000), (9_999, 10_000)]
+    tiny = 0
+    for n1, n2 in sizes:
+        shift = float(rng.choice([0.0, 0.3, 1.0, 3.0]))
+        a, b = rng.normal(0, 1, n1), rng.normal(shift, 1, n2)
+        res = sps.ks_2samp(a, b, method="exact")
+        got = stats.ks_p_value(float(res.statistic), n1, n2)
+        assert got == pytest.approx(res.pvalue, rel=1e-9, abs=1e-300), (n1, n2, res)
+        tiny += 1e-200 < res.pvalue < 1e-20
+    assert tiny >= 3
+
+
+def test_kolmogorov_survival_matches_scipy_special() -> None:
+    xs = np.concatenate([np.linspace(0.0, 0.4, 41), np.linspace(0.4, 1.6, 1_201), np.linspace(1.6, 19, 400)])
+    for x in xs:
+        exact = float(special.kolmogorov(x))
+        assert stats.kolmogorov_sf(float(x)) == pytest.approx(exact, rel=1e-12, abs=1e-300), x
+    assert stats.kolmogorov_sf(-1.0) == 1.0
 
 
 @pytest.mark.parametrize("n_e", [10_001, 500_000])

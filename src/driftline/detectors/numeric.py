@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from driftline.detectors import _codec
-from driftline.detectors._kernels import MAX_TABLE, SMALL_TABLE, fold_numeric
+from driftline.detectors._kernels import MAX_TABLE, SMALL_TABLE, fold_numeric, select_brackets
 from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
 
 # Fitting a column of more than 2.5 x 10 x FIT_SAMPLE values (500k at the defaults) takes the
@@ -123,12 +123,12 @@ def quantile_edges(
 ) -> np.ndarray:
     """``bins + 1`` sorted edges whose every ``bins // psi_bins``-th is ``np.quantile``'s, bit for bit.
 
-    ``x`` (finite float64, non-empty) is reordered in place. A full sort costs about twice a
-    selection of the PSI edges, so up to ``2.5 * psi_bins * sample`` values ``x`` is sorted and
-    every edge is ``np.quantile(x, k / bins)``. Above, selection (``np.partition`` at the order
-    statistics numpy's 'linear' method interpolates between) pins the exact PSI edges, and the
-    fine edges inside each PSI slot are that slot's quantiles estimated from a sorted sample of
-    ``sample`` of its values, drawn with a fixed seed: the same data always gives the same edges.
+    ``x`` holds finite float64 values (at least one). Up to ``2.5 * psi_bins * sample`` values it
+    is sorted in place and every edge is ``np.quantile(x, k / bins)``. Above, a sorted sample of
+    ``psi_bins * sample`` values drawn with a fixed seed (the same data always gives the same
+    edges) places the fine edges, its draw ``i`` standing for rank ``(i + ½)·n/s − ½``, and the
+    PSI edges are pinned exactly by :func:`order_statistics`, one pass over ``x`` (``x`` is left
+    in its order unless that falls back to a partition).
     """
     n = x.size
     virtual = (n - 1) * (np.arange(bins + 1) / bins)  # np.quantile(x, np.arange(B + 1) / B)'s indexes
@@ -136,36 +136,82 @@ def quantile_edges(
     if n <= 2.5 * psi_bins * sample or step == 1:
         x.sort()
         return _lerp(x, virtual)
-    prev, nxt, _ = _neighbours(virtual[::step], n)
-    pinned = np.unique(np.concatenate(([0, n - 1], prev, nxt)))
-    x.partition(pinned)
-    exact = _lerp(x, virtual[::step])
-
-    # A monotone skeleton of (rank, value) points: every pinned order statistic, and between two
-    # of them either all values (sorted) or a sorted sample at its plotting positions.
-    rng = np.random.default_rng(seed)
-    ranks: list[np.ndarray] = [pinned.astype(np.float64)]
-    values: list[np.ndarray] = [x[pinned]]
-    for p, p_next in zip(pinned[:-1].tolist(), pinned[1:].tolist(), strict=True):
-        m = p_next - p - 1  # values between two pinned order statistics, in no order
-        if m <= 0:
-            continue
-        if m <= sample:
-            ranks.append(np.arange(p + 1, p_next, dtype=np.float64))
-            values.append(np.sort(x[p + 1 : p_next]))
-        else:
-            # the i-th smallest of s draws from m ranked values stands for rank (i + ½)·m/s − ½
-            ranks.append(p + 0.5 + (np.arange(sample) + 0.5) * (m / sample))
-            values.append(np.sort(x[rng.integers(p + 1, p_next, sample)]))
-    rank = np.concatenate(ranks)
-    order = np.argsort(rank, kind="stable")
-    edges = np.maximum.accumulate(np.interp(virtual, rank[order], np.concatenate(values)[order]))
+    size = psi_bins * sample
+    drawn = np.sort(x[np.random.default_rng(seed).integers(0, n, size)])
+    prev, nxt, gamma = _neighbours(virtual[::step], n)
+    ranks = np.unique(np.concatenate((prev, nxt)))
+    at = order_statistics(x, ranks, drawn)
+    exact = _interpolate(at[np.searchsorted(ranks, prev)], at[np.searchsorted(ranks, nxt)], gamma)
+    # A monotone skeleton of (rank, value): the exact order statistics, and between two of them
+    # the draws that fall there, spread evenly over the ranks in between (stratified after the
+    # fact, so a fine edge is off by the sampling error of its slot, not of the whole column).
+    skeleton_ranks: list[np.ndarray] = []
+    skeleton_values: list[np.ndarray] = []
+    inside = np.searchsorted(drawn, at, "right"), np.searchsorted(drawn, at, "left")
+    for j, r in enumerate(ranks.tolist()):
+        skeleton_ranks.append(np.array([r], np.float64))
+        skeleton_values.append(at[j : j + 1])
+        if j + 1 == len(ranks):
+            break
+        m, lo, hi = ranks[j + 1] - r - 1, inside[0][j], inside[1][j + 1]
+        if m > 0 and hi > lo:
+            skeleton_ranks.append(r + 0.5 + (np.arange(hi - lo) + 0.5) * (m / (hi - lo)))
+            skeleton_values.append(drawn[lo:hi])
+    edges = np.interp(virtual, np.concatenate(skeleton_ranks), np.concatenate(skeleton_values))
     # Each edge inside its slot's exact bounds (float rounding cannot unsort them), and the PSI
     # edges exactly np.quantile's.
     slot = np.minimum(np.arange(bins + 1) // step, psi_bins - 1)
     edges = np.clip(edges, exact[slot], exact[slot + 1])
     edges[::step] = exact
     return edges
+
+
+# Half-width of the bracket around a rank, in standard deviations of the sample's count below
+# that rank's value: a value outside its bracket (then np.partition) is a 1-in-10^9 event.
+_BRACKET_SIGMAS = 6.0
+
+
+def order_statistics(x: np.ndarray, ranks: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """The values of ranks ``ranks`` (sorted, distinct) in ``x`` sorted, exactly.
+
+    ``drawn`` is a sorted random sample of ``x``: the values around each rank's position in it
+    bracket that rank's value. One pass (:func:`~driftline.detectors._kernels.select_brackets`)
+    counts the values between brackets and keeps the few inside them, which are then partitioned
+    at the wanted ranks: O(n) with a small constant, against a multi-way ``np.partition`` of all
+    of ``x``, which it falls back to when a rank's value lies outside its bracket.
+    """
+    n, size = x.size, drawn.size
+    q = (ranks + 0.5) / n
+    pos = q * size - 0.5
+    width = _BRACKET_SIGMAS * np.sqrt(size * q * (1 - q)) + 2
+    lo = np.clip(np.floor(pos - width).astype(np.int64), 0, size - 1)
+    hi = np.clip(np.ceil(pos + width).astype(np.int64), 0, size - 1)
+    low = np.where(lo == 0, -np.inf, drawn[lo])  # the first and last draws bound nothing
+    high = np.where(hi == size - 1, np.inf, drawn[hi])
+    # Brackets of neighbouring ranks overlap: merge them (both ends are non-decreasing).
+    first = np.r_[True, low[1:] > np.maximum.accumulate(high)[:-1]]
+    group = np.cumsum(first) - 1
+    low, high = low[first], np.maximum.reduceat(high, np.flatnonzero(first))
+    # Room for the values in each bracket: what the sample saw there, with margin.
+    seen = np.searchsorted(drawn, high, "right") - np.searchsorted(drawn, low, "left")
+    cap = np.minimum(n, (1.5 * (seen + 1) * (n / size)).astype(np.int64) + 1024)
+    start = np.r_[0, np.cumsum(cap)[:-1]]
+    buf = np.empty(int(cap.sum()))
+    length = np.zeros(len(low), np.int64)
+    below = np.zeros(len(low) + 1, np.int64)
+    if select_brackets(x, low, high, start, cap, buf, length, below):
+        first_rank = np.cumsum(below[:-1]) + np.r_[0, np.cumsum(length)[:-1]]
+        local = ranks - first_rank[group]
+        if np.all((local >= 0) & (local < length[group])):
+            out = np.empty(len(ranks))
+            for g in range(len(low)):
+                mine = group == g
+                kept = buf[start[g] : start[g] + length[g]]
+                kept.partition(local[mine])
+                out[mine] = kept[local[mine]]
+            return out
+    x.partition(ranks)
+    return x[ranks]
 
 
 def _neighbours(virtual: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,7 +232,10 @@ def _lerp(x: np.ndarray, virtual: np.ndarray) -> np.ndarray:
     """numpy's quantile interpolation (``numpy.lib._function_base_impl._lerp``) at ``virtual``,
     for ``x`` sorted or partitioned at those order statistics: the same floating-point steps."""
     prev, nxt, gamma = _neighbours(virtual, x.size)
-    a, b = x[prev], x[nxt]
+    return _interpolate(x[prev], x[nxt], gamma)
+
+
+def _interpolate(a: np.ndarray, b: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     diff = b - a
     return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
@@ -212,7 +261,10 @@ class NumericSketch:
 
     def update(self, values: npt.ArrayLike, type_errors: int = 0) -> Self:
         """Fold a column (NaN = missing; ±inf counts as out of range). Returns self."""
-        x = np.ascontiguousarray(values, dtype=np.float64)
+        # Always read-only, so numba compiles and caches one specialization, not two: columns
+        # straight from Arrow memory are read-only, decoded ones are writable.
+        x = np.ascontiguousarray(values, dtype=np.float64).view()
+        x.flags.writeable = False
         table = self.bins.table
         self.n_missing += fold_numeric(x, table, len(self.bins.edges), self.counts, self.hits, self.moments)
         self.type_errors += type_errors

@@ -9,12 +9,16 @@ so memory is bounded by ``group_bytes`` (plus the sketches), not by the tables. 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
+from driftline.detectors.numeric import NumericBins, NumericSketch
 from driftline.detectors.profile import Binning, Kind, ModelSketch, Thresholds, drift_report
 from driftline.ingest.files import ColumnReader, TableError, TableSpec, to_batch
 
@@ -46,6 +50,10 @@ def compare_files(
     on. Both files' columns are checked before any data is read, so a reference that cannot
     be fitted is reported after a current file that lacks a column.
     """
+    # Loading the fold kernel from numba's cache takes ≈0.3 s (most of it numba setting up its
+    # CPU target), in the background while the first columns are read and fitted; the first
+    # real fold waits for it on numba's compiler lock.
+    threading.Thread(target=_load_kernels, name="load-kernels", daemon=True).start()
     ref = ColumnReader.open(reference)
     spec.check(ref.empty(), reference)
     kinds = spec.feature_kinds(ref.empty())
@@ -76,6 +84,10 @@ def compare_files(
         cur_parts.append(ModelSketch(binning).update(batch, threads=n))
         del batch
     return drift_report(ModelSketch.join(ref_parts), ModelSketch.join(cur_parts), thresholds)
+
+
+def _load_kernels() -> None:
+    NumericSketch(NumericBins(np.zeros(2), 1)).update(np.empty(0))
 
 
 def _groups(kinds: Mapping[str, Kind], table: ColumnReader, group_bytes: int) -> Iterator[dict[str, Kind]]:

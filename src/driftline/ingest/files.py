@@ -78,7 +78,8 @@ class ColumnReader:
 
     def read(self, columns: Sequence[str]) -> pl.DataFrame:
         try:
-            df = _scan(self.path).select(list(columns)).collect()
+            # one chunk per column, joined by polars' threads, so to_numpy() needs no copy
+            df = _scan(self.path).select(list(columns)).collect().rechunk()
         except _SCAN_ERRORS as exc:
             raise TableError(f"{self.path}: cannot read: {str(exc).splitlines()[0]}") from None
         if df.height != self.height:  # the file changed under us
@@ -136,8 +137,10 @@ def infer_kind(dtype: pl.DataType) -> Kind:
 def numeric_column(s: pl.Series) -> tuple[np.ndarray, int]:
     """float64 values (NaN = missing) and the number of values that were not numbers."""
     as_float = s.cast(pl.Float64, strict=False)
-    type_errors = as_float.null_count() - s.null_count()
-    return as_float.fill_null(np.nan).to_numpy().astype(np.float64, copy=False), type_errors
+    nulls = as_float.null_count()
+    if nulls:  # filling copies the column: only when there is something to fill
+        as_float = as_float.fill_null(np.nan)
+    return as_float.to_numpy().astype(np.float64, copy=False), nulls - s.null_count()
 
 
 def coded_column(s: pl.Series) -> tuple[list[str | None], np.ndarray]:
