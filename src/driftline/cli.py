@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     dest = s.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", help="directory for reference.parquet and current.parquet")
     dest.add_argument("--bootstrap", help="Kafka bootstrap servers")
+    _add_kafka_args(s)
     s.add_argument("--topic", default="predictions")
     s.add_argument("--model", default="churn")
     s.add_argument("--events", type=int, default=100_000, help="events (per file with --out)")
@@ -110,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         "      --store chdb:///var/lib/driftline --reference churn=train.parquet",
     )
     k.add_argument("--bootstrap", required=True)
+    _add_kafka_args(k)
     k.add_argument("--topic", type=_csv, required=True, help="topic or comma-separated topics")
     k.add_argument("--group", default="driftline")
     k.add_argument("--store", required=True)
@@ -162,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--config", default=None, help="driftline.yaml: 'service:' settings, receivers and rules")
     sv.add_argument("--store", default=None, help="chdb:///dir or http(s)://user:pass@host:8123/db")
     sv.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (none: HTTP ingest only)")
+    _add_kafka_args(sv, with_config=False)
     sv.add_argument("--topic", type=_csv, default=None)
     sv.add_argument("--host", default=None)
     sv.add_argument("--port", type=int, default=None)
@@ -223,6 +226,39 @@ def _parser() -> argparse.ArgumentParser:
     si.add_argument("--id", default=None, help="silence to expire")
     si.set_defaults(run=_silence)
     return p
+
+
+def _add_kafka_args(c: argparse.ArgumentParser, with_config: bool = True) -> None:
+    if with_config:
+        c.add_argument("--config", default=None, help="driftline.yaml: its kafka: section is used")
+    c.add_argument(
+        "--kafka-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka property for every Kafka client, e.g. security.protocol=SASL_SSL;"
+        " VALUE may be ${env:NAME} or ${file:PATH} (repeatable; wins over the file and the config)",
+    )
+    c.add_argument(
+        "--kafka-config-file",
+        default=None,
+        metavar="PATH",
+        help="librdkafka properties, one key=value per line (a Kafka client.properties)",
+    )
+
+
+def _kafka_properties(args: argparse.Namespace) -> dict[str, object]:
+    """The kafka: section of --config, then --kafka-config-file, then --kafka-config."""
+    from driftline.alerting.config import ConfigError
+    from driftline.settings import kafka_overrides, load_settings
+
+    try:
+        extra = kafka_overrides(args.kafka_config_file, args.kafka_config)
+        if getattr(args, "config", None):
+            return dict(load_settings(args.config, extra).kafka)
+        return dict(extra)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _add_table_args(c: argparse.ArgumentParser) -> None:
@@ -364,7 +400,7 @@ def _simulate_kafka(args: argparse.Namespace) -> int:
     if args.reference_out:
         ref = generate(Traffic(n=max(args.events, 20_000), seed=args.seed + 1000, model_id=args.model))
         ref.drop(FILE_DROP).write_parquet(args.reference_out)
-    producer = EventProducer(args.bootstrap, args.topic)
+    producer = EventProducer(args.bootstrap, args.topic, _kafka_properties(args))
     rng = np.random.default_rng(args.seed + 1)
     bad = 0
     began = time.monotonic()
@@ -458,6 +494,7 @@ def _consume(args: argparse.Namespace) -> int:
     from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
     from driftline.ingest.evaluate import WindowEvaluator
     from driftline.ingest.files import TableError, TableSpec, load_reference
+    from driftline.ingest.kafka import KafkaUnavailable
     from driftline.ingest.panes import WindowSpec
     from driftline.storage.codec import reference_rows
 
@@ -494,6 +531,7 @@ def _consume(args: argparse.Namespace) -> int:
         flush_interval_s=args.flush_interval / 1000,
         instance_id=args.instance_id,
         dlq_spill=store.local_dir / "dead-letters.jsonl",
+        kafka=_kafka_properties(args),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -508,6 +546,10 @@ def _consume(args: argparse.Namespace) -> int:
         )
         for i in range(args.workers)
     ]
+    try:
+        members[0].ensure_topics()  # bad credentials or certificates: one line and exit 2, now
+    except KafkaUnavailable as exc:
+        raise UsageError(str(exc)) from None
     threads = [threading.Thread(target=m.run, args=(stop, idle), daemon=True) for m in members]
     for th in threads:
         th.start()
@@ -641,8 +683,9 @@ def _serve(args: argparse.Namespace) -> int:
     from driftline.api.app import create_app
 
     _QuietServer = _quiet_server_class()
+    from driftline.ingest.kafka import KafkaUnavailable
     from driftline.service import Service
-    from driftline.settings import load_settings
+    from driftline.settings import kafka_overrides, load_settings
 
     given = {
         "store": args.store,
@@ -653,7 +696,8 @@ def _serve(args: argparse.Namespace) -> int:
         "open_mode": True if args.open else None,
     }
     try:
-        settings = load_settings(args.config, **{k: v for k, v in given.items() if v is not None})
+        extra = kafka_overrides(args.kafka_config_file, args.kafka_config)
+        settings = load_settings(args.config, extra, **{k: v for k, v in given.items() if v is not None})
         if settings.rules is None and args.config and _has_rules(args.config):
             settings = settings.model_copy(update={"rules": args.config})
         if not settings.api_keys and not settings.open_mode:
@@ -669,7 +713,11 @@ def _serve(args: argparse.Namespace) -> int:
     stop = lambda *_: setattr(server, "should_exit", True)  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    service.start()
+    try:
+        service.start()
+    except KafkaUnavailable as exc:
+        service.stop()
+        raise UsageError(str(exc)) from None
     try:
         server.run()  # returns once SIGTERM/SIGINT asked it to
     finally:

@@ -125,6 +125,7 @@ class Service:
                 windows=self.windows,
                 flush_interval_s=s.flush_interval_ms / 1000,
                 dlq_spill=self.store.local_dir / "dead-letters.jsonl",
+                kafka=dict(s.kafka),
             )
             shared = WindowEvaluator(self.store, self.references, self.windows, Thresholds(), self._on_window)
             self.consumers = [
@@ -133,6 +134,7 @@ class Service:
                 )
                 for i in range(s.workers)
             ]
+            self.consumers[0].ensure_topics()  # KafkaUnavailable here, before anything runs
             self._threads += [
                 threading.Thread(target=c.run, args=(self._stop,), name=f"consumer-{i}", daemon=True)
                 for i, c in enumerate(self.consumers)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from driftline import metrics as prom
 from driftline.contract import MAX_EVENT_BYTES
@@ -34,6 +33,7 @@ from driftline.detectors.profile import ModelSketch, Thresholds
 from driftline.ingest.batch import BatchDecoder, Decoded
 from driftline.ingest.deadletter import DeadLetterRouter, ensure_dead_letter_topics
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
+from driftline.ingest.kafka import client_config, connect_admin, log_error
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
 from driftline.ingest.source import KafkaSource, Partition
 from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError, Superseded
@@ -57,7 +57,7 @@ class ConsumerConfig:
     max_future_ms: int = 86_400_000  # events stamped further ahead of the wall clock are rejected
     instance_id: str | None = None  # static membership: a restarted member gets its partitions back
     session_timeout_ms: int = 10_000
-    kafka: dict[str, str] = field(default_factory=dict)  # librdkafka settings for every client
+    kafka: dict[str, object] = field(default_factory=dict)  # librdkafka properties for every client
 
 
 def _export_lag(stats_json: str) -> None:
@@ -177,7 +177,7 @@ class StreamConsumer:
         self.first_assignment = threading.Event()
 
     def _client_config(self) -> dict[str, object]:
-        return {"bootstrap.servers": self.config.bootstrap, **self.config.kafka}
+        return client_config(self.config.bootstrap, self.config.kafka) | {"error_cb": log_error}
 
     def _consumer_config(self) -> dict[str, object]:
         c = self.config
@@ -198,9 +198,10 @@ class StreamConsumer:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def ensure_topics(self) -> None:
-        ensure_dead_letter_topics(
-            AdminClient(self._client_config()), self.config.topics, self.config.dlq_suffix
-        )
+        """Reach the cluster (:class:`KafkaUnavailable` at once for bad credentials or certificates)
+        and create the dead-letter topics that are missing."""
+        admin = connect_admin(client_config(self.config.bootstrap, self.config.kafka))
+        ensure_dead_letter_topics(admin, self.config.topics, self.config.dlq_suffix)
 
     def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
         """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing arrived for that

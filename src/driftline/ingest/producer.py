@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
+from driftline.ingest.kafka import client_config
+
 
 class DeliveryError(RuntimeError):
     pass
@@ -24,19 +26,19 @@ class DeliveryError(RuntimeError):
 
 class EventProducer:
     def __init__(self, bootstrap: str, topic: str, extra: Mapping[str, Any] | None = None) -> None:
+        """``extra``: librdkafka properties (security settings, tuning), over the defaults."""
         self.topic = topic
         self.delivered = 0
         self.errors: list[str] = []
         self._producer = Producer(
             {
-                "bootstrap.servers": bootstrap,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 20,
                 "batch.size": 1 << 20,
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": 1_000_000,
-                **(extra or {}),
+                **client_config(bootstrap, extra or {}),
             }
         )
 
