@@ -491,7 +491,7 @@ def _consume(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
+    from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
     from driftline.ingest.evaluate import WindowEvaluator
     from driftline.ingest.files import TableError, TableSpec, load_reference
     from driftline.ingest.kafka import KafkaUnavailable
@@ -537,6 +537,10 @@ def _consume(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     idle = args.idle_exit / 1000 if args.idle_exit else None
+    try:
+        ensure_topics(config)  # bad credentials or certificates: one line and exit 2, now
+    except KafkaUnavailable as exc:
+        raise UsageError(str(exc)) from None
     alerting = _alert_service(args, store)
     on_window = alerting.on_window if alerting else None
     evaluator = WindowEvaluator(store, references, config.windows, config.thresholds, on_window)
@@ -546,10 +550,6 @@ def _consume(args: argparse.Namespace) -> int:
         )
         for i in range(args.workers)
     ]
-    try:
-        members[0].ensure_topics()  # bad credentials or certificates: one line and exit 2, now
-    except KafkaUnavailable as exc:
-        raise UsageError(str(exc)) from None
     threads = [threading.Thread(target=m.run, args=(stop, idle), daemon=True) for m in members]
     for th in threads:
         th.start()

@@ -21,7 +21,7 @@ from driftline.alerting.config import load as load_rules
 from driftline.alerting.receivers import Transport
 from driftline.alerting.service import AlertService
 from driftline.detectors.profile import ModelSketch, Thresholds
-from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
+from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
 from driftline.ingest.direct import DirectIngest
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.files import TableSpec, load_reference
@@ -127,6 +127,7 @@ class Service:
                 dlq_spill=self.store.local_dir / "dead-letters.jsonl",
                 kafka=dict(s.kafka),
             )
+            ensure_topics(config)  # KafkaUnavailable here, before any client is created
             shared = WindowEvaluator(self.store, self.references, self.windows, Thresholds(), self._on_window)
             self.consumers = [
                 StreamConsumer(
@@ -134,7 +135,6 @@ class Service:
                 )
                 for i in range(s.workers)
             ]
-            self.consumers[0].ensure_topics()  # KafkaUnavailable here, before anything runs
             self._threads += [
                 threading.Thread(target=c.run, args=(self._stop,), name=f"consumer-{i}", daemon=True)
                 for i, c in enumerate(self.consumers)

@@ -19,7 +19,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from driftline.detectors.profile import ModelSketch
-from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
+from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
 from driftline.simulate import Traffic, events, generate
 from driftline.storage.codec import reference_from_rows
 from driftline.storage.store import OffsetRange, PaneRow, Store
@@ -254,15 +254,10 @@ def test_dead_letter_topics_are_as_wide_as_their_source(
     kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, admin: AdminClient
 ) -> None:
     topic = new_topic(4)
-    store = store_with_reference(f"chdb://{tmp_path / 'store'}", write_reference(tmp_path / "ref.parquet"))
-    try:
-        c = StreamConsumer(ConsumerConfig(kafka_bootstrap, [topic], "g-dlq-shape"), store, {})
-        c.ensure_topics()
-        md = admin.list_topics(topic + ".dlq", timeout=10).topics[topic + ".dlq"]
-        assert len(md.partitions) == 4
-        assert {len(p.replicas) for p in md.partitions.values()} == {1}  # the dev broker has one node
-    finally:
-        store.close()
+    ensure_topics(ConsumerConfig(kafka_bootstrap, [topic], "g-dlq-shape"))
+    md = admin.list_topics(topic + ".dlq", timeout=10).topics[topic + ".dlq"]
+    assert len(md.partitions) == 4
+    assert {len(p.replicas) for p in md.partitions.values()} == {1}  # the dev broker has one node
 
 
 class StallingStore:

@@ -196,10 +196,11 @@ def order_statistics(x: np.ndarray, ranks: np.ndarray, drawn: np.ndarray) -> np.
     seen = np.searchsorted(drawn, high, "right") - np.searchsorted(drawn, low, "left")
     cap = np.minimum(n, (1.5 * (seen + 1) * (n / size)).astype(np.int64) + 1024)
     start = np.r_[0, np.cumsum(cap)[:-1]]
-    buf = np.empty(int(cap.sum()))
+    # Memory bounded at twice the column (brackets of heavily tied values hold most of it).
+    buf = np.empty(int(cap.sum()) if cap.sum() <= 2 * n else 0)
     length = np.zeros(len(low), np.int64)
     below = np.zeros(len(low) + 1, np.int64)
-    if select_brackets(x, low, high, start, cap, buf, length, below):
+    if buf.size and select_brackets(x, low, high, start, cap, buf, length, below):
         first_rank = np.cumsum(below[:-1]) + np.r_[0, np.cumsum(length)[:-1]]
         local = ranks - first_rank[group]
         if np.all((local >= 0) & (local < length[group])):

@@ -60,6 +60,14 @@ class ConsumerConfig:
     kafka: dict[str, object] = field(default_factory=dict)  # librdkafka properties for every client
 
 
+def ensure_topics(config: ConsumerConfig) -> None:
+    """Reach the cluster and create the dead-letter topics that are missing. Raises
+    :class:`~driftline.ingest.kafka.KafkaUnavailable` at once for bad credentials or certificates:
+    call it before creating the members, whose clients would otherwise log the failure too."""
+    admin = connect_admin(client_config(config.bootstrap, config.kafka))
+    ensure_dead_letter_topics(admin, config.topics, config.dlq_suffix)
+
+
 def _export_lag(stats_json: str) -> None:
     """librdkafka statistics -> per-partition consumer lag gauge."""
     stats = orjson.loads(stats_json)
@@ -197,16 +205,10 @@ class StreamConsumer:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def ensure_topics(self) -> None:
-        """Reach the cluster (:class:`KafkaUnavailable` at once for bad credentials or certificates)
-        and create the dead-letter topics that are missing."""
-        admin = connect_admin(client_config(self.config.bootstrap, self.config.kafka))
-        ensure_dead_letter_topics(admin, self.config.topics, self.config.dlq_suffix)
-
     def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
         """Consume until ``stop`` is set (or, with ``idle_exit_s``, until nothing arrived for that
         long after the first assignment), then flush and leave."""
-        self.ensure_topics()
+        ensure_topics(self.config)
         self._stop = stop
         self.source.subscribe(self.config.topics, self._on_assign, self._on_revoke, self._on_lost)
         self.evaluator.attach()

@@ -42,7 +42,8 @@ def connect_admin(conf: Mapping[str, object], timeout_s: float = 30.0) -> AdminC
     or when no metadata arrived within ``timeout_s`` (with the last error seen).
     """
     errors: list[KafkaError] = []
-    admin = AdminClient({**conf, "error_cb": errors.append})
+    # Its failures are raised, one line: librdkafka's own log lines would repeat them.
+    admin = AdminClient({**conf, "error_cb": errors.append, "log_level": 0})
     where = f"Kafka at {conf.get('bootstrap.servers')} ({conf.get('security.protocol', 'plaintext')})"
     deadline = time.monotonic() + timeout_s
     while True:
@@ -51,6 +52,7 @@ def connect_admin(conf: Mapping[str, object], timeout_s: float = 30.0) -> AdminC
             return admin
         except KafkaException as exc:
             last = exc.args[0] if exc.args else exc
+        admin.poll(0.1)  # serves error_cb: librdkafka's asynchronous errors
         fatal = [e for e in errors if e.code() in _FATAL]
         if fatal:
             raise KafkaUnavailable(f"{where}: {_one_line(fatal[-1].str())}")
