@@ -225,6 +225,15 @@ def _parser() -> argparse.ArgumentParser:
     si.add_argument("--by", default="cli")
     si.add_argument("--id", default=None, help="silence to expire")
     si.set_defaults(run=_silence)
+
+    cf = command(
+        "config",
+        "validate a driftline.yaml as serve would and print its effective settings, secrets masked",
+        "KAFKA_PASSWORD=... driftline config check driftline.yaml   # reference: docs/configuration.md",
+    )
+    cf.add_argument("action", choices=["check"], help="check: validate every section, print the result")
+    cf.add_argument("file", help="driftline.yaml")
+    cf.set_defaults(run=_config)
     return p
 
 
@@ -671,6 +680,28 @@ def _silence(args: argparse.Namespace) -> int:
                 )
     finally:
         store.close()
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from driftline.alerting.config import ConfigError, load
+    from driftline.settings import check_kafka, effective, load_settings
+
+    try:
+        settings = load_settings(args.file)
+        alerting = load(settings.rules or args.file)
+        check_kafka(args.file, settings.kafka)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if not settings.api_keys and not settings.open_mode:
+        raise UsageError(
+            f"{args.file}: service.api_keys: none, so serve would refuse to start: set them (or "
+            "DRIFTLINE_API_KEYS), or open_mode: true"
+        )
+    print(f"# {args.file} is valid. In effect (environment applied, defaults filled in, secrets masked):")
+    print(yaml.safe_dump(effective(settings, alerting), sort_keys=False, allow_unicode=True), end="")
     return 0
 
 

@@ -16,17 +16,19 @@ and ``--kafka-config KEY=VALUE`` add to and override the section, in that order.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from driftline.alerting.config import ConfigError, _line
+from driftline.alerting.config import AlertingConfig, ConfigError, _line
 
 Scope = Literal["ingest", "read", "admin"]
 KafkaValue = str | int | float | bool
@@ -34,31 +36,100 @@ KafkaProps = dict[str, KafkaValue]
 
 
 class Settings(BaseSettings):
+    """The ``service:`` section; each field's description is its comment in docs/configuration.md."""
+
     model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="forbid", frozen=True)
 
-    store: str = "chdb://./driftline-data"
-    store_cluster: str | None = None  # a ClickHouse server cluster: ON CLUSTER DDL, Replicated engines
-    bootstrap: str | None = None  # Kafka; without it the service ingests over HTTP only
-    kafka: KafkaProps = Field(default_factory=dict, repr=False)  # the top-level kafka: section
-    topics: list[str] = Field(default_factory=lambda: ["predictions"])
-    group: str = "driftline"
-    workers: int = Field(1, ge=1)
-    references: dict[str, str] = Field(default_factory=dict)  # model -> reference file
-    segments: list[str] = Field(default_factory=list)  # segment columns of the reference files
-    rules: str | None = None  # alerting rules file (defaults to the --config file when it has rules)
-    outbox: str | None = None
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(8000, ge=0, le=65535)
-    api_keys: dict[str, list[Scope]] = Field(default_factory=dict, repr=False)  # key -> scopes; secret
-    open_mode: bool = False  # no API keys at all: only when explicitly asked for
-    max_request_bytes: int = Field(16 << 20, ge=1024)
-    pane_ms: int = Field(60_000, ge=1000)
-    window_ms: int = Field(3_600_000, ge=1000)
-    lateness_ms: int = Field(300_000, ge=0)
-    idle_ms: int = Field(30_000, ge=1000)
-    flush_interval_ms: int = Field(5_000, ge=100)
-    ttl_days: int = Field(90, ge=1)
-    log_level: str = "INFO"
+    store: str = Field(
+        "chdb://./driftline-data",
+        description="Where sketches, metrics and alerts are stored: chdb://DIR is embedded ClickHouse "
+        "(chDB, one process per directory), http(s)://USER:PASSWORD@HOST:8123/DB a ClickHouse server.",
+    )
+    store_cluster: str | None = Field(
+        None,
+        description="A ClickHouse server cluster: tables are created ON CLUSTER with Replicated engines.",
+        examples=["driftline"],
+    )
+    bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers; unset, events arrive over HTTP only (POST /v1/events)."
+    )
+    kafka: KafkaProps = Field(
+        default_factory=dict,
+        repr=False,
+        description="librdkafka properties of every Kafka client: the top-level kafka: section.",
+    )
+    topics: list[str] = Field(
+        default_factory=lambda: ["predictions"], description="Kafka topics of prediction events."
+    )
+    group: str = Field("driftline", description="Kafka consumer group.")
+    workers: int = Field(
+        1, ge=1, description="Consumer group members, as threads of this process sharing one evaluator."
+    )
+    references: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model -> reference file (Parquet/CSV of its training data), fitted and stored at "
+        "start; PUT /v1/models/{id}/reference uploads one instead.",
+    )
+    segments: list[str] = Field(
+        default_factory=list,
+        description="Columns of the reference files that are segment attributes (fairness groups), "
+        "not features.",
+    )
+    rules: str | None = Field(
+        None,
+        description="A separate alerting rules file; unset, the receivers and rules of this file.",
+        examples=["/etc/driftline/rules.yaml"],
+    )
+    outbox: str | None = Field(
+        None,
+        description="Notification journal; unset, outbox.jsonl in the store directory "
+        "(./driftline-outbox.jsonl with a ClickHouse server).",
+        examples=["/var/lib/driftline/outbox.jsonl"],
+    )
+    http_host: str = Field("127.0.0.1", description="Address of the HTTP API; 0.0.0.0 for every interface.")
+    http_port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP API.")
+    api_keys: dict[str, list[Scope]] = Field(
+        default_factory=dict,
+        repr=False,
+        description="API key -> scopes: ingest (POST /v1/events), read (the GET routes), admin (models, "
+        "references, silences; admin may do everything). Secret: better set DRIFTLINE_API_KEYS in the "
+        "environment, which wins over this file.",
+    )
+    open_mode: bool = Field(
+        False, description="Serve the API without keys, on a trusted network only (serve --open)."
+    )
+    max_request_bytes: int = Field(
+        16 << 20, ge=1024, description="Largest POST /v1/events body; larger ones get 413."
+    )
+    pane_ms: int = Field(
+        60_000, ge=1000, description="Pane length in event time: what sketches are stored by."
+    )
+    window_ms: int = Field(
+        3_600_000,
+        ge=1000,
+        description="Drift window length: its panes are merged and compared with the reference.",
+    )
+    lateness_ms: int = Field(
+        300_000,
+        ge=0,
+        description="Allowed lateness: the watermark trails the newest event time by this much; an event "
+        "for a pane already final goes to a correction sketch.",
+    )
+    idle_ms: int = Field(
+        30_000,
+        ge=1000,
+        description="A Kafka partition read to its end that got nothing for this long stops holding the "
+        "watermark back.",
+    )
+    flush_interval_ms: int = Field(
+        5_000, ge=100, description="Open panes are stored this often; Kafka offsets are committed after."
+    )
+    ttl_days: int = Field(
+        90, ge=1, description="Retention of sketches, metrics and alerts, fixed when the tables are created."
+    )
+    log_level: str = Field(
+        "INFO", description="Not read yet: driftline serve takes its log level from --log-level."
+    )
 
 
 def load_settings(
@@ -169,6 +240,60 @@ MASK = "********"
 
 def masked(props: Mapping[str, KafkaValue]) -> dict[str, KafkaValue]:
     return {k: MASK if _SECRET.search(k) else v for k, v in props.items()}
+
+
+def check_kafka(config: str | Path, props: Mapping[str, KafkaValue]) -> None:
+    """Raise ``file:line: kafka.KEY: message`` when librdkafka refuses a property of ``config``'s
+    kafka: section (an unknown name, a bad value, an unreadable certificate). The check builds a
+    producer without ``bootstrap.servers``, so nothing connects."""
+    if not props:
+        return
+    from confluent_kafka import KafkaError, KafkaException, Producer
+
+    # librdkafka's own lines (no bootstrap.servers, consumer-only properties) go nowhere
+    quiet = logging.Logger("driftline.config-check")
+    quiet.addHandler(logging.NullHandler())
+    try:
+        Producer({**props, "logger": quiet})
+    except KafkaException as exc:
+        error = exc.args[0]
+        message = " ".join((error.str() if isinstance(error, KafkaError) else str(error)).split())
+        # librdkafka names the property in its message; the longest name found there is the one
+        key = max((k for k in props if k in message), key=len, default=None)
+        loc = ["kafka", key] if key else ["kafka"]
+        node = yaml.compose(Path(config).read_text())
+        raise ConfigError(f"{config}:{_line(node, loc)}: {'.'.join(loc)}: {message}") from None
+
+
+def effective(settings: Settings, alerting: AlertingConfig) -> dict[str, Any]:
+    """What a driftline.yaml amounts to, to print: the settings with the environment applied and
+    the alerting sections with their defaults, every secret masked (API keys, the store's password,
+    secret Kafka properties, receiver keys and tokens, Slack webhook URLs)."""
+    service = settings.model_dump(exclude={"kafka"})
+    service["store"] = masked_url(settings.store)
+    service["api_keys"] = [{"key": MASK, "scopes": list(scopes)} for scopes in settings.api_keys.values()]
+    rules = _plain(alerting.model_dump(by_alias=True, exclude_none=True))
+    return {"service": service, "kafka": masked(settings.kafka), **rules}
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its user part masked (a ClickHouse DSN)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}:{MASK}@{host}"))
+
+
+def _plain(value: Any) -> Any:
+    """Plain YAML-able data: SecretStr values become the mask, tuples lists."""
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _env() -> list[str]:

@@ -88,23 +88,41 @@ class Strict(BaseModel):
 
 
 class PagerDutyConfig(Strict):
-    routing_key: SecretStr
-    url: str = "https://events.pagerduty.com/v2/enqueue"
+    routing_key: SecretStr = Field(description="Integration key of a PagerDuty service (Events API v2).")
+    url: str = Field("https://events.pagerduty.com/v2/enqueue", description="Events API endpoint.")
 
 
 class SlackConfig(Strict):
-    webhook_url: SecretStr
-    grafana_url: str | None = None  # base URL for dashboard links
-    min_interval: Duration = 1.0  # seconds; Slack allows about one message per second per webhook
+    webhook_url: SecretStr = Field(description="Incoming webhook URL (a secret).")
+    grafana_url: str | None = Field(None, description="Grafana base URL for dashboard links in messages.")
+    min_interval: Duration = Field(
+        1.0, description="Seconds between messages; Slack allows about one per second per webhook."
+    )
 
 
 class WebhookConfig(Strict):
-    url: str
-    secret: SecretStr | None = None  # Standard Webhooks secret, "whsec_<base64>"
-    preset: Literal["cloudevents", "airflow", "kubeflow", "github", "argo"] = "cloudevents"
-    params: dict[str, Any] = Field(default_factory=dict)  # dag_id, pipeline_id, repository, ...
-    token: SecretStr | None = None  # bearer token for Airflow / Kubeflow / GitHub
-    cooldown: Duration = 86_400.0  # seconds per model: one drift episode triggers one retraining run
+    url: str = Field(
+        description="The endpoint; with the airflow, kubeflow or github preset, the base URL of that API."
+    )
+    secret: SecretStr | None = Field(
+        None, description='Standard Webhooks signing secret, "whsec_<base64>": every request is signed.'
+    )
+    preset: Literal["cloudevents", "airflow", "kubeflow", "github", "argo"] = Field(
+        "cloudevents",
+        description="Body and path: cloudevents (CloudEvents 1.0), airflow (dagRuns), kubeflow (runs), "
+        "github (repository_dispatch) or argo (Argo Events).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the preset needs: dag_id (airflow), pipeline_id (kubeflow), repository (github); "
+        "optional: conf (airflow), pipeline_version_id, experiment_id, parameters (kubeflow), event_type "
+        "(github).",
+    )
+    token: SecretStr | None = Field(None, description="Bearer token for Airflow, Kubeflow or GitHub.")
+    cooldown: Duration = Field(
+        86_400.0,
+        description="Seconds (or 30m, 24h) per model between retraining calls: one drift episode, one run.",
+    )
 
     @model_validator(mode="after")
     def _preset_params(self) -> WebhookConfig:
@@ -123,11 +141,15 @@ class WebhookConfig(Strict):
 
 
 class ReceiverConfig(Strict):
-    name: str
-    pagerduty: PagerDutyConfig | None = None
-    slack: SlackConfig | None = None
-    webhook: WebhookConfig | None = None
-    timeout: Duration = 10.0  # seconds per HTTP attempt
+    name: str = Field(description="What rules call the receiver; each receiver has exactly one kind.")
+    pagerduty: PagerDutyConfig | None = Field(
+        None, description="PagerDuty: one incident per alert episode, resolved with it."
+    )
+    slack: SlackConfig | None = Field(None, description="Slack incoming webhook, Block Kit messages.")
+    webhook: WebhookConfig | None = Field(
+        None, description="A signed HTTP POST; with retrain: on a rule, a retraining pipeline."
+    )
+    timeout: Duration = Field(10.0, description="Seconds per HTTP attempt.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReceiverConfig:
@@ -142,19 +164,37 @@ class ReceiverConfig(Strict):
 
 
 class Rule(Strict):
-    name: str
-    metric: str
-    op: Literal[">", ">=", "<", "<=", "==", "!="] = ">"
-    threshold: float
-    model: str = "*"  # glob
-    features: str = "*"  # glob; model-level metrics (latency, events) have feature ""
-    for_windows: int = Field(1, alias="for", ge=1)
-    severity: Severity = "warning"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    receivers: list[str] = Field(default_factory=list)
-    retrain: str | None = None  # name of a webhook receiver, called once per episode (cooldown)
-    correction: Literal["bh", "none"] = "bh"  # for p-value metrics: Benjamini–Hochberg across features
+    name: str = Field(description="Names the alert (the rule label).")
+    metric: str = Field(
+        description=f"What is watched in every evaluated window: {', '.join(sorted(METRICS))}."
+    )
+    op: Literal[">", ">=", "<", "<=", "==", "!="] = Field(
+        ">", description="Breached when metric OP threshold."
+    )
+    threshold: float = Field(description="The value the metric is compared with.")
+    model: str = Field("*", description="Glob of the models the rule watches.")
+    features: str = Field(
+        "*", description='Glob of features; model-level metrics (latency, events) have feature "".'
+    )
+    for_windows: int = Field(
+        1, alias="for", ge=1, description="Consecutive breached windows before it fires (pending until then)."
+    )
+    severity: Severity = Field("warning", description="critical, error, warning or info.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the alert.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Texts of the notifications (summary, runbook, ...); {model}, {version}, {feature}, "
+        "{metric}, {value}, {op}, {threshold} and {rule} are filled in (Python format).",
+    )
+    receivers: list[str] = Field(
+        default_factory=list, description="Receivers notified when it fires and resolves."
+    )
+    retrain: str | None = Field(
+        None, description="A webhook receiver called once per episode (its cooldown) to retrain the model."
+    )
+    correction: Literal["bh", "none"] = Field(
+        "bh", description="For p-value metrics: Benjamini-Hochberg across the features of a window, or none."
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -173,9 +213,15 @@ class Rule(Strict):
 
 
 class Grouping(Strict):
-    group_wait: Duration = 30.0  # seconds; YAML may say 30s, 5m, 4h
-    group_interval: Duration = 300.0
-    repeat_interval: Duration = 4 * 3600.0
+    """Alerts of one receiver, model and rule are sent together."""
+
+    group_wait: Duration = Field(
+        30.0, description="Seconds (or 30s, 5m, 4h) to wait for more alerts before a group's first message."
+    )
+    group_interval: Duration = Field(300.0, description="Seconds to wait before telling a group's changes.")
+    repeat_interval: Duration = Field(
+        4 * 3600.0, description="Seconds after which a group still firing is told again."
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -186,17 +232,25 @@ class Grouping(Strict):
 class Inhibit(Strict):
     """A firing alert of ``source_severity`` mutes ``target_severity`` alerts equal on ``equal``."""
 
-    source_severity: Severity = "critical"
-    target_severity: Severity = "warning"
-    equal: tuple[Literal["model", "feature", "rule"], ...] = ("model", "feature")
+    source_severity: Severity = Field("critical", description="Severity of the firing alert that mutes.")
+    target_severity: Severity = Field("warning", description="Severity of the alerts it mutes.")
+    equal: tuple[Literal["model", "feature", "rule"], ...] = Field(
+        ("model", "feature"), description="Labels the two alerts must share: model, feature, rule."
+    )
 
 
 class AlertingConfig(Strict):
-    receivers: list[ReceiverConfig] = Field(default_factory=list)
-    rules: list[Rule] = Field(default_factory=list)
-    grouping: Grouping = Field(default_factory=Grouping)
-    inhibit: list[Inhibit] = Field(default_factory=lambda: [Inhibit()])
-    staleness_check: Duration = 60.0  # seconds between staleness evaluations
+    receivers: list[ReceiverConfig] = Field(default_factory=list, description="Where notifications go.")
+    rules: list[Rule] = Field(default_factory=list, description="What fires, evaluated on every window.")
+    grouping: Grouping = Field(
+        default_factory=Grouping, description="How alerts are batched into notifications."
+    )
+    inhibit: list[Inhibit] = Field(
+        default_factory=lambda: [Inhibit()], description="Which firing alerts mute which others."
+    )
+    staleness_check: Duration = Field(
+        60.0, description="Seconds between evaluations of seconds_since_last_event rules."
+    )
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:
@@ -279,7 +333,8 @@ def load(path: str | Path) -> AlertingConfig:
         raise ConfigError(f"{p}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}:1: the top level must be a mapping")
-    data.pop("service", None)  # the service's own settings share the file (driftline.settings)
+    for section in ("service", "kafka"):  # the service's own settings share the file (driftline.settings)
+        data.pop(section, None)
     try:
         return AlertingConfig.model_validate(data)
     except ValidationError as exc:
