@@ -51,3 +51,30 @@ def test_missing_file() -> None:
 def test_default_rules_are_effect_sizes() -> None:
     rules = {r.metric: (r.op, r.threshold) for r in default_rules(["x"])}
     assert rules == {"psi": (">", 0.2), "ks": (">", 0.1), "disparate_impact": ("<", 0.8)}
+
+
+def test_receiver_secrets_come_from_the_environment_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "webhook-secret"
+    token.write_text("whsec_from_a_file\n")
+    monkeypatch.setenv("PD_KEY", "pd-from-env")
+    path = tmp_path / "driftline.yaml"
+    path.write_text(
+        "receivers:\n"
+        "  - name: oncall\n"
+        "    pagerduty: {routing_key: '${env:PD_KEY}'}\n"
+        "  - name: retrain\n"
+        f"    webhook: {{url: 'https://ci.example/hook', secret: '${{file:{token}}}'}}\n"
+        "rules: [{name: psi, metric: psi, threshold: 0.2, receivers: [oncall], retrain: retrain}]\n"
+    )
+    cfg = load(path)
+    pd, hook = cfg.receiver("oncall").pagerduty, cfg.receiver("retrain").webhook
+    assert pd is not None and pd.routing_key.get_secret_value() == "pd-from-env"
+    assert hook is not None and hook.secret is not None
+    assert hook.secret.get_secret_value() == "whsec_from_a_file"
+    monkeypatch.delenv("PD_KEY")
+    with pytest.raises(
+        ConfigError, match=r"driftline.yaml:3: receivers\[0\].pagerduty.routing_key: environment"
+    ):
+        load(path)

@@ -60,6 +60,7 @@ def test_the_page_shows_the_yaml_file_and_it_loads_through_the_service_loaders(
     path = tmp_path / "driftline.yaml"
     path.write_text(block.group(1))
     monkeypatch.setenv("KAFKA_PASSWORD", "from-the-environment")
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "pd-from-the-environment")
     settings = load_settings(path)
     assert settings.kafka["sasl.password"] == "from-the-environment"
     assert settings.api_keys == configref.SERVICE["api_keys"]
@@ -157,9 +158,10 @@ def test_config_check_prints_the_effective_settings_with_every_secret_masked(tmp
 
 
 def test_config_check_passes_the_reference_as_the_readme_runs_it() -> None:
-    proc = driftline("config", "check", f"docs/{configref.YAML_NAME}", KAFKA_PASSWORD="example-pw")
+    env = {"KAFKA_PASSWORD": "example-pw", "PAGERDUTY_ROUTING_KEY": "example-pd"}
+    proc = driftline("config", "check", f"docs/{configref.YAML_NAME}", **env)
     assert proc.returncode == 0, proc.stderr
-    assert "example-pw" not in proc.stdout and "change-me" not in proc.stdout
+    assert not {"example-pw", "example-pd", "change-me"} & set(re.findall(r"[\w-]+", proc.stdout))
     assert yaml.safe_load(proc.stdout)["kafka"]["sasl.password"] == MASK
 
 

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from driftline.api.routers import ingest
-from driftline.contract import Event, InvalidEvent, parse_event, validate_event, validate_label
+from driftline.contract import Event, InvalidEvent, parse_event, validate_event
 from driftline.ingest import producer
 from driftline.settings import load_settings
 
@@ -78,15 +78,6 @@ def test_the_curl_request_is_a_valid_batch_for_a_key_the_config_gives_the_ingest
     path = tmp_path / "driftline.yaml"
     path.write_text(config.group(1))
     assert "ingest" in load_settings(path).api_keys[key.group(1)]
-
-
-def test_the_late_label_example_is_a_label_event_that_ingest_refuses_today() -> None:
-    (late,) = blocks("json")
-    label = validate_label(orjson.loads(late))
-    assert label.event_id == curl_events()[0]["event_id"]
-    with pytest.raises(InvalidEvent, match="features: required field is missing"):
-        parse_event(late)
-    assert "features: required field is missing" in GUIDE
 
 
 class FakeProducer:

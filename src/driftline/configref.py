@@ -84,7 +84,7 @@ KAFKA: list[tuple[str, Any, str]] = [
 
 ALERTING: dict[str, Any] = {
     "receivers": [
-        {"name": "oncall", "pagerduty": {"routing_key": "your-pagerduty-integration-key"}},
+        {"name": "oncall", "pagerduty": {"routing_key": "${env:PAGERDUTY_ROUTING_KEY}"}},
         {
             "name": "ml-team",
             "slack": {
@@ -178,7 +178,8 @@ def render_yaml() -> str:
     out.comments(
         "",
         "Alerting: read by serve from this file (unless service.rules names another), and by "
-        "consume --rules and replay --rules. Without rules, nothing is evaluated.",
+        "consume --rules and replay --rules. Without rules, nothing is evaluated. In receivers, "
+        "${env:NAME} and ${file:PATH} work as in kafka:, so keys and secrets can stay out of the file.",
     )
     out.model(AlertingConfig.model_validate(ALERTING), "")
     return "\n".join(out.lines) + "\n"
@@ -214,7 +215,7 @@ Check a file before deploying it: `driftline config check FILE` validates every 
 settings: the environment applied, the defaults filled in, every secret masked.
 
 ```bash
-KAFKA_PASSWORD=example driftline config check docs/{YAML_NAME}
+KAFKA_PASSWORD=example PAGERDUTY_ROUTING_KEY=example driftline config check docs/{YAML_NAME}
 ```
 
 ## Every setting

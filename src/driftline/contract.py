@@ -14,9 +14,8 @@ An event is a JSON object (a Kafka message value or one element of an HTTP batch
 Every rejection is an :class:`InvalidEvent` naming the field and what was wrong; the ingest
 path routes it to the dead-letter topic with that reason.
 
-Ground truth known when the prediction is made goes in its ``label``. One that arrives later is a
-label event naming the prediction by ``event_id`` (:func:`validate_label`); the label topic's
-consumer that joins it to its prediction is still to come (the model-quality issue).
+Ground truth known when the prediction is made goes in its ``label``; labels that arrive later
+(joined to their prediction by ``event_id``) are not part of the contract yet.
 """
 
 from __future__ import annotations
@@ -62,14 +61,6 @@ class Event:
     segments: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class LabelEvent:
-    event_id: str  # the prediction's
-    model_id: str
-    ts_ms: int  # when the label became known
-    label: Scalar
-
-
 def parse_event(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     """Decode one JSON message and validate it against the contract."""
     if len(raw) > max_bytes:
@@ -109,22 +100,6 @@ def validate_event(obj: Any) -> Event:
         latency_ms=_latency(obj.get("latency_ms")),
         segments=_segments(obj.get("segments")),
     )
-
-
-def validate_label(obj: Any) -> LabelEvent:
-    """A late label event, ``{"event_id", "model_id", "ts", "label"}``::
-
-    >>> validate_label({"event_id": "e1", "model_id": "churn", "ts": 1700000600000, "label": 1})
-    LabelEvent(event_id='e1', model_id='churn', ts_ms=1700000600000, label=1)
-    """
-    if not isinstance(obj, dict):
-        raise InvalidEvent("$", f"expected a JSON object, got {_json_type(obj)}")
-    event_id = _string(obj, "event_id", MAX_ID_CHARS, required=True)
-    model_id = _string(obj, "model_id", MAX_NAME_CHARS, required=True)
-    ts_ms = parse_ts(_required(obj, "ts"))
-    label = _required(obj, "label")
-    _check_target("label", label)
-    return LabelEvent(event_id, model_id, ts_ms, label)
 
 
 def parse_ts(value: Any) -> int:

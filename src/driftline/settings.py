@@ -28,7 +28,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from driftline.alerting.config import AlertingConfig, ConfigError, _line
+from driftline.alerting.config import AlertingConfig, ConfigError, _line, substitute_references
 
 Scope = Literal["ingest", "read", "admin"]
 KafkaValue = str | int | float | bool
@@ -182,9 +182,6 @@ def load_settings(
     return settings
 
 
-_REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
-
-
 def resolve_kafka_value(value: Any, where: str) -> KafkaValue:
     """A property value with every ``${env:NAME}`` and ``${file:PATH}`` replaced; ``where`` (as
     ``file:line: field``) prefixes the error when a variable is unset or a file unreadable."""
@@ -192,19 +189,7 @@ def resolve_kafka_value(value: Any, where: str) -> KafkaValue:
         return value
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, number or boolean")
-
-    def substitute(m: re.Match[str]) -> str:
-        kind, name = m.groups()
-        if kind == "env":
-            if name not in os.environ:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
-        try:
-            return Path(name).read_text().rstrip("\n")
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read {name}: {exc.strerror}") from None
-
-    return _REFERENCE.sub(substitute, value)
+    return substitute_references(value, where)
 
 
 def kafka_overrides(properties_file: str | None, pairs: Sequence[str]) -> KafkaProps:

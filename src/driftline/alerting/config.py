@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import operator
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -335,6 +337,8 @@ def load(path: str | Path) -> AlertingConfig:
         raise ConfigError(f"{p}:1: the top level must be a mapping")
     for section in ("service", "kafka"):  # the service's own settings share the file (driftline.settings)
         data.pop(section, None)
+    if isinstance(data.get("receivers"), list):  # their keys, URLs and secrets may come from elsewhere
+        data["receivers"] = _substitute_all(data["receivers"], ["receivers"], p, node)
     try:
         return AlertingConfig.model_validate(data)
     except ValidationError as exc:
@@ -342,6 +346,39 @@ def load(path: str | Path) -> AlertingConfig:
         loc = [x for x in err["loc"] if x not in ("function-after", "function-before")]
         field = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".") or "(top level)"
         raise ConfigError(f"{p}:{_line(node, loc)}: {field}: {err['msg']}") from None
+
+
+_REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
+
+
+def substitute_references(text: str, where: str) -> str:
+    """``text`` with every ``${env:NAME}`` (an environment variable) and ``${file:PATH}`` (a file's
+    content, without its trailing newline) replaced, so secrets stay out of the configuration;
+    ``where`` (``file:line: field``) prefixes the error for an unset variable or unreadable file."""
+
+    def substitute(m: re.Match[str]) -> str:
+        kind, name = m.groups()
+        if kind == "env":
+            if name not in os.environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            return os.environ[name]
+        try:
+            return Path(name).read_text().rstrip("\n")
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read {name}: {exc.strerror}") from None
+
+    return _REFERENCE.sub(substitute, text)
+
+
+def _substitute_all(value: Any, loc: list[Any], path: Path, node: yaml.Node | None) -> Any:
+    if isinstance(value, str):
+        field = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".")
+        return substitute_references(value, f"{path}:{_line(node, loc)}: {field}")
+    if isinstance(value, dict):
+        return {k: _substitute_all(v, [*loc, k], path, node) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_all(v, [*loc, i], path, node) for i, v in enumerate(value)]
+    return value
 
 
 def _line(node: yaml.Node | None, loc: list[Any]) -> int:
