@@ -1,9 +1,14 @@
-"""Small helpers shared by the tests: the simulator's column roles, references built like users do."""
+"""Small helpers shared by the tests: the simulator's column roles, references built like users do,
+the CLI as a subprocess."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import driftline
 from driftline.cli import main
 from driftline.simulate import FILE_DROP, Traffic, generate
 
@@ -28,3 +33,22 @@ def write_reference(path: Path, model: str = "churn", n: int = 20_000) -> Path:
 def build_reference(dsn: str, ref: Path, model: str = "churn") -> None:
     """``driftline reference build`` with the simulator's roles."""
     assert main(["reference", "build", "--store", dsn, "--model", model, "--file", str(ref), *ROLES]) == 0
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: this checkout's driftline first, whatever is installed."""
+    src = str(Path(driftline.__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """``driftline ARGS`` as a user runs it, stdout and stderr captured (so piped, not a terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "driftline.cli", *args],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

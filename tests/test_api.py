@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from driftline.simulate import FILE_DROP, Traffic, events, generate
 KEYS = {"ingest-key": ["ingest"], "read-key": ["read"], "admin-key": ["admin"]}
 START_MS = 1_767_225_600_000
 PUBLIC = {"/healthz", "/readyz", "/metrics"}  # infrastructure probes and the Prometheus scrape
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def auth(key: str) -> dict[str, str]:
@@ -113,6 +115,8 @@ def test_drift_latency_fairness_and_metrics(api: tuple[TestClient, Service]) -> 
     assert r.status_code == 200
     report = r.json()
     assert report["n_current"] == 1200 and report["range"]["panes"] == 2
+    assert report["range"]["from"] == "2026-01-01T00:00:00.000Z"
+    assert report["range"]["to"] == "2026-01-01T00:02:00.000Z"
     assert set(report["features"]) >= {"f00_normal", "plan"}
     lat = client.get("/v1/models/churn/latency", headers=auth("read-key")).json()
     assert lat["latency"]["count"] > 0 and lat["latency"]["p99"] >= lat["latency"]["p50"]
@@ -198,6 +202,7 @@ def test_alerts_and_silences(api: tuple[TestClient, Service]) -> None:
         headers=auth("admin-key"),
     )
     assert r.status_code == 201 and r.json()["active"] is True
+    assert RFC3339.fullmatch(r.json()["starts_at"]) and RFC3339.fullmatch(r.json()["ends_at"])
     sid = r.json()["id"]
     listed = client.get("/v1/silences", headers=auth("read-key")).json()
     assert [s["id"] for s in listed if s["active"]] == [sid]
@@ -207,6 +212,23 @@ def test_alerts_and_silences(api: tuple[TestClient, Service]) -> None:
     assert_problem(
         client.post("/v1/silences", json={"matchers": {}}, headers=auth("admin-key")), 400, "matchers"
     )
+
+
+def test_alert_times_are_rfc3339_and_window_bounds_epoch_ms(api: tuple[TestClient, Service]) -> None:
+    from driftline.alerting.config import AlertingConfig
+    from driftline.alerting.engine import AlertEngine, Observation
+
+    client, service = api
+    cfg = AlertingConfig.model_validate({"rules": [{"name": "r", "metric": "psi", "threshold": 0.2}]})
+    engine = AlertEngine(cfg, log=service.alert_store)
+    end = START_MS + 60_000
+    engine.evaluate([Observation("timed", "v", "x", "psi", 0.5, None, START_MS, end)], START_MS / 1000 + 100)
+    engine.flush_log()
+    (alert,) = [a for a in client.get("/v1/alerts", headers=auth("read-key")).json() if a["model"] == "timed"]
+    assert alert["starts_at"] == "2026-01-01T00:01:40.000Z" and alert["ends_at"] is None
+    assert (alert["window_start"], alert["window_end"]) == (START_MS, end)
+    history = client.get("/v1/alerts/history", params={"model": "timed"}, headers=auth("read-key")).json()
+    assert history[0]["starts_at"] == alert["starts_at"] and RFC3339.fullmatch(history[0]["at"])
 
 
 def test_health_ready_and_metrics_pass_promtool(api: tuple[TestClient, Service]) -> None:

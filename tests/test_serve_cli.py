@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from driftline.alerting.config import ConfigError
-from driftline.cli import _parser
+from driftline.cli import _parser, _serve_line
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
 
@@ -74,8 +74,11 @@ rules:
         assert httpx.get(f"{base}/v1/models", headers={"authorization": "Bearer nope"}).status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
+    assert out.decode().splitlines() == [
+        f"driftline serve: listening on http://127.0.0.1:{port} (API docs /docs); HTTP ingest only"
+    ]
     # stopped cleanly: the store is released and holds what was acknowledged
     from driftline.storage.store import Store
 
@@ -85,6 +88,14 @@ rules:
         assert store.metrics("churn", metric="psi")  # closed panes were evaluated
     finally:
         store.close()
+
+
+def test_serve_line_names_what_it_consumes() -> None:
+    settings = load_settings(bootstrap="kafka:9092", topics=["predictions", "scores"], group="monitor")
+    assert _serve_line(settings, 8000) == (
+        "driftline serve: listening on http://127.0.0.1:8000 (API docs /docs); "
+        "consuming predictions,scores from kafka:9092 as group monitor"
+    )
 
 
 def test_serve_refuses_to_start_without_keys_or_open_mode(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -10,11 +11,11 @@ import pytest
 from rich.console import Console
 
 from driftline import demo
-from driftline.cli import main
+from driftline.cli import _parser, main
 from driftline.simulate import FILE_DROP, Traffic, events, generate
 from driftline.storage.store import Store
 
-from .helpers import build_reference
+from .helpers import build_reference, cli
 
 pytestmark = pytest.mark.loopback
 
@@ -33,6 +34,26 @@ def test_demo_fires_the_expected_alerts(tmp_path: Path) -> None:
     finally:
         store.close()
     assert psi[0].status == "ok" and psi[-1].status == "drift"
+
+
+def test_demo_piped_is_not_wrapped_and_removes_its_temp_dir(tmp_path: Path) -> None:
+    done = cli("demo", TMPDIR=str(tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("driftline demo — store ") and ", sink http://127.0.0.1:" in lines[0]
+    assert max(map(len, lines)) > 80  # rich would have wrapped these at 80 columns
+    assert any(line.strip().startswith("the temporary store is removed at exit") for line in lines)
+    assert not list(tmp_path.glob("driftline-demo-*"))
+
+
+def test_demo_keeps_its_dir_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _parser().parse_args(["demo", "--keep"]).keep is True
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with demo._workdir(None, keep=True) as kept, demo._workdir(None, keep=False) as removed:
+        assert kept.is_dir() and removed.is_dir()
+    with demo._workdir(str(tmp_path / "mine"), keep=False) as mine:  # the user's --dir: never removed
+        pass
+    assert kept.is_dir() and not removed.exists() and mine.is_dir()
 
 
 def test_replay_backfills_with_event_time_windows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,14 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.freeze()
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="driftline", description="Model monitoring and drift detection.")
-    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    p.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default="WARNING", help="also after the command"
+    )
+    # the same option after the command; SUPPRESS keeps the value given before it when absent
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
+            parents=[common],
             help=help,
             description=help,
             epilog=f"example:\n  {example}",
@@ -62,24 +71,33 @@ def _parser() -> argparse.ArgumentParser:
     _add_table_args(c)
     _add_threshold_args(c)
     c.add_argument("--json", action="store_true", help="print one JSON document")
+    _add_fail_on_drift(c)
     c.set_defaults(run=_compare)
 
     s = command(
         "simulate",
         "generate seeded traffic with drift: to files (--out) or to a Kafka topic (--bootstrap)",
-        "driftline simulate --bootstrap 127.0.0.1:9092 --topic predictions --model churn \\\n"
+        "driftline simulate --out data      # data/reference.parquet and data/current.parquet\n"
+        "  driftline simulate --bootstrap 127.0.0.1:9092 --topic predictions --model churn \\\n"
         "      --events 100000 --drift-at 0.5 --drift-features f00_normal,plan --bad-fraction 0.01",
     )
     dest = s.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--out", help="directory for reference.parquet and current.parquet")
+    dest.add_argument("--out", help="directory for reference.parquet and current.parquet (events)")
     dest.add_argument("--bootstrap", help="Kafka bootstrap servers")
     _add_kafka_args(s)
     s.add_argument("--topic", default="predictions")
     s.add_argument("--model", default="churn")
     s.add_argument("--events", type=int, default=100_000, help="events (per file with --out)")
-    s.add_argument("--rate", type=float, default=None, help="events/s to send (default: as fast as possible)")
     s.add_argument(
-        "--start", default=None, help="event time of the first event (default: now - events/1000 s)"
+        "--rate",
+        type=float,
+        default=None,
+        help="events/s of event time (default 1000); to Kafka also the send rate (default: unthrottled)",
+    )
+    s.add_argument(
+        "--start",
+        default=None,
+        help="event time of the first event (default: now - events/1000 s; --out: 2026-01-01T00:00:00Z)",
     )
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--drift-at", type=float, default=None, help="fraction of the stream where drift starts")
@@ -94,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     r = command(
         "reference",
         "build a model's reference from a file and store it",
-        "driftline reference --store chdb:///var/lib/driftline --model churn --file train.parquet \\\n"
+        "driftline reference build --store chdb://$PWD/store --model churn --file data/reference.parquet \\\n"
         "      --segments region,gender --prediction prediction --label label --latency latency_ms",
     )
     r.add_argument("action", choices=["build"], help="build: fit bins on the file and store them")
@@ -108,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "consume",
         "consume events from Kafka into pane sketches in ClickHouse (runs until SIGTERM)",
         "driftline consume --bootstrap 127.0.0.1:9092 --topic predictions --group driftline \\\n"
-        "      --store chdb:///var/lib/driftline --reference churn=train.parquet",
+        "      --store chdb://$PWD/store --reference churn=data/reference.parquet",
     )
     k.add_argument("--bootstrap", required=True)
     _add_kafka_args(k)
@@ -144,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     t = command(
         "stats",
         "merge stored pane sketches over a time range and compare with the model's reference",
-        "driftline stats --store chdb:///var/lib/driftline --model churn \\\n"
+        "driftline stats --store chdb://$PWD/store --model churn \\\n"
         "      --from 2026-01-01T00:00:00Z --to 2026-01-01T06:00:00Z --json",
     )
     t.add_argument("--store", required=True)
@@ -154,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--to", dest="end", default=None, help="RFC 3339 or epoch ms, exclusive (default: now)")
     _add_threshold_args(t)
     t.add_argument("--json", action="store_true")
+    _add_fail_on_drift(t)
     t.set_defaults(run=_stats)
 
     sv = command(
@@ -174,14 +193,16 @@ def _parser() -> argparse.ArgumentParser:
     rp = command(
         "replay",
         "backfill history from a file through the same path as live events (event-time windows)",
-        "driftline replay --store chdb:///var/lib/driftline --file events.ndjson",
+        "driftline replay --store chdb://$PWD/store --file data/current.parquet --segments region,gender",
     )
     rp.add_argument("--store", required=True)
     rp.add_argument(
         "--file", required=True, help="NDJSON of events, or Parquet/CSV with one column per field"
     )
     rp.add_argument("--segments", type=_csv, default=[], help="segment columns (Parquet/CSV)")
-    rp.add_argument("--model", default=None, help="model_id when the file has no model_id column")
+    rp.add_argument(
+        "--model", default=None, help="model_id of every event (Parquet/CSV; default: its model_id column)"
+    )
     rp.add_argument("--pane", type=_duration, default=60_000)
     rp.add_argument("--window", type=_duration, default=3_600_000)
     rp.add_argument("--rules", default=None, help="alerting rules: evaluate windows as they close")
@@ -195,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
         "driftline demo",
     )
     dm.add_argument("--dir", default=None, help="keep the store and files here (default: a temp dir)")
+    dm.add_argument("--keep", action="store_true", help="keep the temp dir at exit (default: remove it)")
     dm.add_argument("--keep-running", action="store_true", help="keep serving the API after the demo")
     dm.add_argument(
         "--kafka", action="store_true", help="feed through a dev Kafka broker (scripts/kafka-dev)"
@@ -204,17 +226,18 @@ def _parser() -> argparse.ArgumentParser:
     a = command(
         "alerts",
         "list alert state transitions",
-        "driftline alerts --store chdb:///var/lib/driftline --model churn",
+        "driftline alerts --store chdb://$PWD/store --model churn",
     )
     a.add_argument("--store", required=True)
     a.add_argument("--model", default=None)
     a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--json", action="store_true", help="one JSON object per line (NDJSON)")
     a.set_defaults(run=_alerts)
 
     si = command(
         "silence",
         "create, list or expire silences (matchers on alert labels: model, feature, rule, severity, ...)",
-        "driftline silence add --store chdb:///var/lib/driftline --match model=churn \\\n"
+        "driftline silence add --store chdb://$PWD/store --match model=churn \\\n"
         "      --match feature='age*' --duration 2h --comment 'retraining in progress'",
     )
     si.add_argument("action", choices=["add", "list", "expire"])
@@ -290,6 +313,12 @@ def _add_table_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--psi-bins", type=int, default=DEFAULT_PSI_BINS)
 
 
+def _add_fail_on_drift(c: argparse.ArgumentParser) -> None:
+    c.add_argument(
+        "--fail-on-drift", action="store_true", help="exit 1 when any feature drifted (to gate a pipeline)"
+    )
+
+
 def _add_threshold_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--psi-threshold", type=float, default=0.2)
     c.add_argument("--ks-threshold", type=float, default=0.1)
@@ -332,17 +361,18 @@ def _compare(args: argparse.Namespace) -> int:
         report = compare_files(args.reference, args.current, spec, args.bins, args.psi_bins, thresholds)
     except (TableError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    _print_report(report, args.json)
-    return 0
+    return _print_report(report, args)
 
 
-def _print_report(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
+def _print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
+    """Prints the report; the exit code is 1 when asked to fail on drift and a feature drifted."""
+    if args.json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         from driftline.report_text import print_report
 
         print_report(report)
+    return 1 if args.fail_on_drift and report["drifted_features"] else 0
 
 
 def _table_spec(args: argparse.Namespace) -> Any:
@@ -362,26 +392,34 @@ def _table_spec(args: argparse.Namespace) -> Any:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from driftline.simulate import FILE_DROP, Traffic, generate
+    if not args.out:
+        return _simulate_kafka(args)
+    from driftline.contract import InvalidEvent, parse_ts
+    from driftline.simulate import Traffic, generate
 
-    drift_at = args.drift_at
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        generate(Traffic(n=args.events, seed=args.seed)).drop(FILE_DROP).write_parquet(
-            out / "reference.parquet"
-        )
-        current = Traffic(
-            n=args.events,
-            seed=args.seed + 1,
-            drift_at=0.0 if drift_at is None else drift_at,
-            drift_features=args.drift_features,
-            fairness_regression=args.fairness_regression or None,
-        )
-        generate(current).drop(FILE_DROP).write_parquet(out / "current.parquet")
-        print(f"wrote {out / 'reference.parquet'} and {out / 'current.parquet'} ({args.events} rows each)")
-        return 0
-    return _simulate_kafka(args)
+    try:
+        start_ms = parse_ts(args.start) if args.start else Traffic.start_ms
+    except InvalidEvent as exc:
+        raise UsageError(f"--start: {exc.reason}") from None
+    rate = args.rate or Traffic.rate
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # whole events (ids, model, event time): `replay` backfills them, `compare` skips those columns
+    reference = Traffic(n=args.events, seed=args.seed, model_id=args.model, start_ms=start_ms, rate=rate)
+    generate(reference).write_parquet(out / "reference.parquet")
+    current = Traffic(
+        n=args.events,
+        seed=args.seed + 1,
+        model_id=args.model,
+        start_ms=start_ms,
+        rate=rate,
+        drift_at=0.0 if args.drift_at is None else args.drift_at,
+        drift_features=args.drift_features,
+        fairness_regression=args.fairness_regression or None,
+    )
+    generate(current).write_parquet(out / "current.parquet")
+    print(f"wrote {out / 'reference.parquet'} and {out / 'current.parquet'} ({args.events} rows each)")
+    return 0
 
 
 def _simulate_kafka(args: argparse.Namespace) -> int:
@@ -605,33 +643,36 @@ def _default_outbox(dsn: str) -> str:
     return str(Path(dsn.removeprefix("chdb://")) / "outbox.jsonl")
 
 
+_ALERT_KEYS = (
+    "at",
+    "state",
+    "status",
+    "rule",
+    "model",
+    "feature",
+    "metric",
+    "value",
+    "threshold",
+    "severity",
+    "episode",
+)
+
+
 def _alerts(args: argparse.Namespace) -> int:
     from driftline.storage.store import AlertStore
 
     store = _open_store(args.store)
     history = AlertStore(store).alert_history(args.model, args.limit)
     store.close()
-    for h in history:
-        print(
-            orjson.dumps(
-                {
-                    k: h[k]
-                    for k in (
-                        "at",
-                        "state",
-                        "status",
-                        "rule",
-                        "model",
-                        "feature",
-                        "metric",
-                        "value",
-                        "threshold",
-                        "severity",
-                        "episode",
-                    )
-                }
-            ).decode()
-        )
+    if args.json:
+        for h in history:
+            print(orjson.dumps({k: h[k] for k in _ALERT_KEYS}).decode())
+    elif history:
+        from driftline.report_text import print_alerts
+
+        print_alerts(history)
+    else:
+        print("no alerts" + (f" for model {args.model!r}" if args.model else ""))
     return 0
 
 
@@ -639,6 +680,7 @@ def _silence(args: argparse.Namespace) -> int:
     import time
     import uuid
 
+    from driftline.contract import format_ts
     from driftline.storage.store import AlertStore
 
     store = _open_store(args.store)
@@ -653,7 +695,7 @@ def _silence(args: argparse.Namespace) -> int:
             alerts.save_silence(sid, matchers, now, now + args.duration / 1000, args.comment, args.by)
             print(
                 orjson.dumps(
-                    {"id": sid, "matchers": matchers, "ends_at": now + args.duration / 1000}
+                    {"id": sid, "matchers": matchers, "ends_at": format_ts(now * 1000 + args.duration)}
                 ).decode()
             )
         elif args.action == "expire":
@@ -670,8 +712,8 @@ def _silence(args: argparse.Namespace) -> int:
                         {
                             "id": sid,
                             "matchers": matchers,
-                            "starts_at": start,
-                            "ends_at": end,
+                            "starts_at": format_ts(start * 1000),
+                            "ends_at": format_ts(end * 1000),
                             "active": start <= now < end,
                             "comment": comment,
                             "created_by": by,
@@ -741,6 +783,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = _QuietServer(
         uvicorn.Config(create_app(service), host=settings.http_host, port=settings.http_port, log_config=None)
     )
+    server.listening = lambda port: print(_serve_line(settings, port), flush=True)
     stop = lambda *_: setattr(server, "should_exit", True)  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -756,19 +799,37 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_line(settings: Any, port: int) -> str:
+    """The one line `serve` prints: where it listens and what it consumes."""
+    where = f"driftline serve: listening on http://{settings.http_host}:{port} (API docs /docs)"
+    if not settings.bootstrap:
+        return f"{where}; HTTP ingest only"
+    topics = ",".join(settings.topics)
+    return f"{where}; consuming {topics} from {settings.bootstrap} as group {settings.group}"
+
+
 def _quiet_server_class() -> type:
     import contextlib
-    from collections.abc import Iterator
+    import socket
+    from collections.abc import Callable, Iterator
 
     import uvicorn
 
     class QuietServer(uvicorn.Server):
         """uvicorn re-raises SIGTERM after its shutdown, which would kill the process before the
-        service flushed; driftline handles the signals itself."""
+        service flushed; driftline handles the signals itself. ``listening`` is called with the
+        port once the socket is bound, so whoever waits for the line can connect."""
+
+        listening: Callable[[int], None] | None = None
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and self.listening:
+                self.listening(self.servers[0].sockets[0].getsockname()[1])
 
     return QuietServer
 
@@ -780,6 +841,7 @@ def _has_rules(path: str) -> bool:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
     from rich.progress import Progress
 
     from driftline.alerting.config import ConfigError
@@ -802,7 +864,9 @@ def _replay(args: argparse.Namespace) -> int:
     totals = {"accepted": 0, "rejected": 0, "late": 0}
     try:
         messages = _replay_messages(args.file, args.segments, args.model)
-        with Progress(transient=not args.json) as progress:
+        # on a terminal's stderr and gone when done: stdout carries only the totals
+        bar = Console(stderr=True)
+        with Progress(console=bar, transient=True, disable=not bar.is_terminal) as progress:
             task = progress.add_task(f"replaying {args.file}", total=len(messages))
             for i in range(0, len(messages), args.batch_size):
                 batch = messages[i : i + args.batch_size]
@@ -827,6 +891,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _replay_messages(path: str, segments: list[str], model: str | None) -> list[bytes]:
     """Events in event-time order, as contract JSON."""
+    from driftline.contract import IDENTITY_FIELDS
     from driftline.ingest.files import TableError, read_table
 
     if path.endswith((".ndjson", ".jsonl")):
@@ -836,14 +901,16 @@ def _replay_messages(path: str, segments: list[str], model: str | None) -> list[
             raise TableError(f"{path}: cannot read: {exc.strerror}") from None
         return sorted(lines, key=_ts_of)
     df = read_table(path)
-    fields = {"event_id", "model_id", "model_version", "ts", "prediction", "label", "latency_ms"}
+    fields = {*IDENTITY_FIELDS, "prediction", "label", "latency_ms"}
     if "ts" not in df.columns or "event_id" not in df.columns:
-        raise TableError(f"{path}: needs at least the columns event_id and ts")
+        raise TableError(f"{path}: needs the columns event_id and ts (as 'driftline simulate --out' writes)")
+    if not model and "model_id" not in df.columns:
+        raise TableError(f"{path}: has no model_id column: pass --model")
     features = [c for c in df.columns if c not in fields and c not in segments]
     out = []
     for row in df.sort("ts").iter_rows(named=True):
         event = {k: row[k] for k in fields if k in row}
-        if model and "model_id" not in row:
+        if model:
             event["model_id"] = model
         event["features"] = {f: row[f] for f in features}
         event["segments"] = {s: row[s] for s in segments if row.get(s) is not None}
@@ -864,7 +931,7 @@ def _ts_of(line: bytes) -> float:
 def _demo(args: argparse.Namespace) -> int:
     from driftline import demo
 
-    return demo.run(args.dir, args.keep_running, kafka=args.kafka)
+    return demo.run(args.dir, args.keep_running, kafka=args.kafka, keep=args.keep)
 
 
 def _spec_for(path: str, spec: Any) -> Any:
@@ -902,8 +969,7 @@ def _stats(args: argparse.Namespace) -> int:
         store, references[args.model], args.model, start, end, args.version, _thresholds(args)
     )
     store.close()
-    _print_report(report, args.json)
-    return 0
+    return _print_report(report, args)
 
 
 if __name__ == "__main__":

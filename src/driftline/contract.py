@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -35,6 +35,10 @@ MAX_FEATURES = 4096
 # every watermark to the end of time and make all later events "late".
 MIN_TS_MS = 0  # 1970-01-01T00:00:00Z
 MAX_TS_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z
+
+# Fields that identify an event rather than describe it: a table of exported events has them as
+# columns, and they are never features.
+IDENTITY_FIELDS = ("event_id", "model_id", "model_version", "ts")
 
 Scalar = float | int | str | bool
 
@@ -121,6 +125,16 @@ def parse_ts(value: Any) -> int:
     if not MIN_TS_MS <= ms < MAX_TS_MS:
         raise InvalidEvent("ts", f"{ms} ms is outside 1970-01-01 .. 2200-01-01")
     return ms
+
+
+def format_ts(ms: float) -> str:
+    """Epoch milliseconds as RFC 3339 in UTC, to the millisecond: the one time format driftline prints.
+
+    >>> format_ts(1767225600000), format_ts(1767225600123.9)
+    ('2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.123Z')
+    """
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=math.floor(ms))
+    return dt.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def _required(obj: dict[str, Any], name: str) -> Any:

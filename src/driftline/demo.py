@@ -5,17 +5,22 @@ PagerDuty and a retraining endpoint, feeds 20 minutes of simulated traffic throu
 ``POST /v1/events`` — drift in two features and a fairness regression in one region from the
 middle on — prints the windows as they close and every notification the sink receives, and
 exits 0 only if the expected alerts fired and the retraining webhook arrived exactly once.
+A temporary working directory is removed at exit unless asked to keep it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,7 +32,10 @@ import uvicorn
 from rich.console import Console
 
 from driftline.api.app import create_app
+from driftline.contract import format_ts
+from driftline.ingest.kafka import client_config
 from driftline.ingest.producer import EventProducer
+from driftline.report_text import stdout_console
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
@@ -120,15 +128,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def _workdir(workdir: str | None, keep: bool) -> Iterator[Path]:
+    """The user's directory (never removed), or a temporary one removed at exit unless ``keep``."""
+    if workdir:
+        root = Path(workdir)
+        root.mkdir(parents=True, exist_ok=True)
+        yield root
+        return
+    root = Path(tempfile.mkdtemp(prefix="driftline-demo-"))
+    try:
+        yield root
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def run(
     workdir: str | None = None,
     keep_running: bool = False,
     console: Console | None = None,
     kafka: bool = False,
+    keep: bool = False,
 ) -> int:
-    out = console or Console()
-    root = Path(workdir or tempfile.mkdtemp(prefix="driftline-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
+    out = console or stdout_console()
+    with _workdir(workdir, keep) as root:
+        return _run(root, keep_running, out, kafka, kept=bool(workdir) or keep)
+
+
+def _run(root: Path, keep_running: bool, out: Console, kafka: bool, kept: bool) -> int:
     sink = Sink(console=out)
     sink_url = sink.start()
     (root / "driftline.yaml").write_text(_rules(sink_url))
@@ -160,7 +188,7 @@ def run(
         drift = "  ".join(f"PSI {f}={vals.get(f'psi:{f}', float('nan')):.2f}" for f in DRIFTED)
         di = vals.get("disparate_impact:region", float("nan"))
         out.print(
-            f"[dim]window ending {time.strftime('%H:%M', time.gmtime(end / 1000))}[/]  {drift}  "
+            f"[dim]window ending {format_ts(end)}[/]  {drift}  "
             f"disparate impact(region)={di:.2f}  events={int(vals.get('events:', 0))}"
         )
 
@@ -178,7 +206,7 @@ def run(
         _feed(f"http://127.0.0.1:{port}", key, out, bootstrap)
         out.print("[dim]traffic done; waiting for the last windows and notifications…[/]")
         ok = _wait_until(lambda: not _expected(service, sink) and _drained(service), 45)
-        _summary(out, service, sink, root, port, key)
+        _summary(out, service, sink, root if kept else None, port, key)
         problems = _expected(service, sink)
         for p in problems:
             out.print(f"[red]expected but missing:[/] {p}")
@@ -211,7 +239,10 @@ def _start_kafka(root: Path, out: Console) -> str:
     if done.returncode != 0:
         raise SystemExit(f"scripts/kafka-dev failed:\n{done.stderr[-2000:]}")
     bootstrap = done.stdout.strip().splitlines()[-1].removeprefix("BOOTSTRAP=")
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    librdkafka = logging.getLogger("driftline.kafka.librdkafka")
+    if librdkafka.getEffectiveLevel() >= logging.WARNING:  # no detail asked for (--log-level INFO shows it)
+        librdkafka.setLevel(logging.ERROR)  # retries while the fresh broker loads are expected, not news
+    admin = AdminClient(client_config(bootstrap, {}))  # librdkafka's logs through our logger
     for fut in admin.create_topics([NewTopic("demo-predictions", 3, 1)]).values():
         try:
             fut.result()
@@ -286,7 +317,8 @@ def _wait_until(predicate: Any, timeout_s: float) -> bool:
     return bool(predicate())
 
 
-def _summary(out: Console, service: Service, sink: Sink, root: Path, port: int, key: str) -> None:
+def _summary(out: Console, service: Service, sink: Sink, root: Path | None, port: int, key: str) -> None:
+    """``root``: the kept working directory, None when it is removed at exit."""
     alerts = service.alerting.fired if service.alerting else []
     out.print("\n[bold]alerts[/]")
     for a in alerts:
@@ -298,8 +330,11 @@ def _summary(out: Console, service: Service, sink: Sink, root: Path, port: int, 
         f"\n[bold]notifications received[/] {json.dumps({k: kinds.count(k) for k in sorted(set(kinds))})}"
     )
     out.print("\n[bold]explore[/]")
-    out.print(f"  driftline stats --store chdb://{root / 'store'} --model churn")
-    out.print(f"  driftline alerts --store chdb://{root / 'store'} --model churn")
+    if root is None:
+        out.print("  the temporary store is removed at exit: run with --keep or --dir DIR to explore it")
+    else:
+        out.print(f"  driftline stats --store chdb://{root / 'store'} --model churn")
+        out.print(f"  driftline alerts --store chdb://{root / 'store'} --model churn")
     out.print(
         f"  (with --keep-running) curl -H 'Authorization: Bearer {key}' "
         f"http://127.0.0.1:{port}/v1/models/churn/drift"

@@ -1,4 +1,4 @@
-"""Readable terminal rendering of a drift report (the JSON shape of ``drift_report``)."""
+"""Readable terminal rendering of a drift report (the JSON shape of ``drift_report``) and of alerts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,22 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+# p-values are Benjamini-Hochberg adjusted: KS for numeric features, chi-square for categorical ones
+_FEATURE_COLUMNS = (
+    "feature",
+    "kind",
+    "n",
+    "null rate",
+    "type errors",
+    "PSI",
+    "KS D",
+    "KS p (BH)",
+    "chi2 p (BH)",
+    "JS",
+    "W1/σ",
+    "drift",
+)
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -16,28 +32,34 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def stdout_console() -> Console:
+    """The terminal as it is; piped or captured, rich would wrap every line at 80 columns: do not."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200, soft_wrap=True)
+
+
 def print_report(report: dict[str, Any], console: Console | None = None) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # piped or captured: do not squeeze the table to 80 columns
-            console = Console(width=160)
+    console = console or stdout_console()
     console.print(
         f"reference: {report['n_reference']} rows   current: {report['n_current']} rows   "
         f"drifted: {len(report['drifted_features'])}/{len(report['features'])} features"
     )
     t = Table(title="feature drift")
-    for col in ("feature", "kind", "n", "null rate", "PSI", "KS D", "KS p (BH)", "JS", "W1/σ", "drift"):
+    for col in _FEATURE_COLUMNS:
         t.add_column(col, justify="left" if col in ("feature", "kind") else "right")
     for name, f in report["features"].items():
-        test = f.get("ks") or f.get("chi2") or {}
+        ks, chi2 = f.get("ks") or {}, f.get("chi2") or {}
+        errors = f.get("type_errors", 0)
         t.add_row(
             name,
             f["kind"],
             str(f["n"]),
             _fmt(f["null_rate"], 3),
+            f"[bold yellow]{errors}[/]" if errors else "0",
             _fmt(f["psi"]),
-            _fmt(f["ks"]["statistic"]) if f.get("ks") else "-",
-            _fmt(test.get("p_value_adjusted"), 3),
+            _fmt(ks.get("statistic")),
+            _fmt(ks.get("p_value_adjusted"), 3),
+            _fmt(chi2.get("p_value_adjusted"), 3),
             _fmt(f["js"]),
             _fmt(f.get("wasserstein")),
             "[bold red]DRIFT[/]" if f["drift"] else "ok",
@@ -67,3 +89,26 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
             f"disparate impact {_fmt(fair['disparate_impact'], 3)}   "
             f"equal opportunity difference {_fmt(fair['equal_opportunity_difference'], 3)}"
         )
+
+
+def print_alerts(history: list[dict[str, Any]], console: Console | None = None) -> None:
+    """State transitions, newest first (``AlertStore.alert_history``)."""
+    t = Table(title="alert transitions")
+    for col in ("at", "state", "status", "severity", "rule", "model", "feature", "metric"):
+        t.add_column(col)
+    for col in ("value", "threshold"):
+        t.add_column(col, justify="right")
+    for h in history:
+        t.add_row(
+            h["at"],
+            h["state"],
+            h["status"],
+            h["severity"],
+            h["rule"],
+            h["model"],
+            h["feature"] or "(model)",
+            h["metric"],
+            _fmt(h["value"]),
+            f"{h['op']} {_fmt(h['threshold'])}",
+        )
+    (console or stdout_console()).print(t)

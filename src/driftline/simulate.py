@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from driftline.contract import IDENTITY_FIELDS
+
 NUMERIC_SHAPES = ("normal", "lognormal", "exponential", "uniform", "poisson")
 CATEGORICAL = {
     "plan": (("free", "basic", "pro", "team", "enterprise"), (0.4, 0.25, 0.2, 0.1, 0.05)),
@@ -100,7 +102,7 @@ def generate(t: Traffic) -> pl.DataFrame:
     return pl.DataFrame(cols, strict=False).with_columns([pl.col(c).fill_nan(None) for c in NUMERIC_FEATURES])
 
 
-FILE_DROP = ("event_id", "model_id", "model_version", "ts")
+FILE_DROP = IDENTITY_FIELDS  # what a reference file can do without
 
 
 def events(df: pl.DataFrame) -> Iterator[dict[str, object]]:

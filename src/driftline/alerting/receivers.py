@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from driftline.alerting.config import ReceiverConfig, WebhookConfig
+from driftline.contract import format_ts
 
 PD_SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
 
@@ -65,7 +66,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: float
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return None if ts is None else format_ts(ts * 1000)
 
 
 def _window(alert: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
 from driftline.detectors.numeric import NumericBins, NumericSketch
 from driftline.detectors.profile import Binning, Kind, ModelSketch, Thresholds, drift_report
-from driftline.ingest.files import ColumnReader, TableError, TableSpec, to_batch
+from driftline.ingest.files import ColumnReader, TableError, TableSpec, to_batch, warn_stray_text
 
 # Data of one group in flight: 128 MiB is 80 float64 columns of 200k rows. Peak memory is about
 # twice that (the frame and its float64 arrays while converting), plus a column copy per fitting
@@ -73,7 +73,10 @@ def compare_files(
     features_only = replace(spec, segments=(), prediction=None, label=None, latency=None)
     for group in _groups(kinds, ref, group_bytes):
         n = min(threads, len(group))
-        batch = to_batch(ref.read(list(group)), features_only, group)
+        columns = ref.read(list(group))
+        warn_stray_text(columns, group, spec, reference)
+        batch = to_batch(columns, features_only, group)
+        del columns
         try:
             binning = Binning.fit(batch.features, group, fine_bins, psi_bins, threads=n)
         except ValueError as exc:

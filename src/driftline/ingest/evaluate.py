@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from driftline import metrics as prom
+from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
@@ -288,5 +289,9 @@ def range_report(
         reference, merge_rows(reference.binning, rows), thresholds or Thresholds()
     )
     report["late_events"] = sum(r.n for r in rows if r.kind == "events" and r.late)
-    report["range"] = {"from": start, "to": end, "panes": len({r.pane_start for r in rows})}
+    report["range"] = {
+        "from": None if start is None else format_ts(start),
+        "to": None if end is None else format_ts(end),
+        "panes": len({r.pane_start for r in rows}),
+    }
     return report

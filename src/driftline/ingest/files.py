@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from driftline.contract import IDENTITY_FIELDS
 from driftline.detectors.fairness import to_outcome
 from driftline.detectors.profile import Batch, Binning, Column, Kind, ModelSketch
+
+log = logging.getLogger("driftline.ingest.files")
 
 
 class TableError(ValueError):
@@ -98,7 +102,8 @@ def _scan(p: Path) -> pl.LazyFrame:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """Which columns play which role. Features default to every column not given a role."""
+    """Which columns play which role. Features default to every column not given a role, except an
+    event's identity (``event_id``, ``model_id``, ``model_version``, ``ts``: a file of exported events)."""
 
     features: Sequence[str] | None = None
     exclude: Sequence[str] = ()
@@ -120,7 +125,7 @@ class TableSpec:
             raise TableError(f"{path}: no column named {', '.join(map(repr, missing))}")
 
     def feature_kinds(self, df: pl.DataFrame) -> dict[str, Kind]:
-        taken = {*self.roles(), *self.exclude}
+        taken = {*self.roles(), *self.exclude, *IDENTITY_FIELDS}
         names = list(self.features) if self.features else [c for c in df.columns if c not in taken]
         if not names:
             raise TableError("no feature columns left (every column has another role)")
@@ -130,6 +135,29 @@ class TableSpec:
 
 def infer_kind(dtype: pl.DataType) -> Kind:
     return "numeric" if dtype.is_numeric() else "categorical"
+
+
+def warn_stray_text(df: pl.DataFrame, kinds: Mapping[str, Kind], spec: TableSpec, path: str | Path) -> None:
+    """Warn about a text column that is categorical only because a few of its values are not numbers:
+    one typo in a reference would otherwise turn a numeric feature's drift tests into category counts."""
+    for name, kind in kinds.items():
+        if kind != "categorical" or name in spec.kinds or df.schema[name] != pl.String:
+            continue
+        s = df[name]
+        numbers = s.cast(pl.Float64, strict=False)
+        stray = s.filter(numbers.is_null() & s.is_not_null())
+        parsed = s.len() - numbers.null_count()
+        if 0 < stray.len() <= max(3, parsed // 1000) and parsed > stray.len():
+            shown = ", ".join(repr(v) for v in stray.unique(maintain_order=True).head(3))
+            log.warning(
+                "%s: column %r is read as categorical because of %d value(s) that are not numbers (%s); "
+                "give it the kind numeric (--kind %s=numeric) to count them as type errors",
+                path,
+                name,
+                stray.len(),
+                shown,
+                name,
+            )
 
 
 def numeric_column(s: pl.Series) -> tuple[np.ndarray, int]:
@@ -192,6 +220,7 @@ def load_reference(
     df = read_table(path)
     spec.check(df, path)
     kinds = spec.feature_kinds(df)
+    warn_stray_text(df, kinds, spec, path)
     batch = to_batch(df, spec, kinds)
     try:
         binning = Binning.fit(batch.features, kinds, fine_bins, psi_bins)

@@ -23,6 +23,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from driftline.contract import format_ts
+
 SCHEMA_DIR = Path(__file__).with_name("schema")
 PANE_COLUMNS = (
     "kind",
@@ -648,11 +650,11 @@ class AlertStore:
 
         where = "WHERE model_id = %(m)s" if model_id else ""
         rows = self.store._query(
-            f"SELECT state, alert, at FROM {self.store.database}.alerts {where} "
+            f"SELECT state, alert, toUnixTimestamp64Milli(at) FROM {self.store.database}.alerts {where} "
             f"ORDER BY at DESC LIMIT {int(limit)}",
             {"m": model_id} if model_id else None,
         )
-        return [{"state": s, "at": at.isoformat(), **orjson.loads(a)} for s, a, at in rows]
+        return [{"state": s, "at": format_ts(at_ms), **orjson.loads(a)} for s, a, at_ms in rows]
 
     def write_attempts(self, attempts: Sequence[Any]) -> None:
         now = datetime.now(UTC)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from driftline.api.deps import require, service
 from driftline.api.problems import Problem
+from driftline.contract import format_ts
 from driftline.service import Service
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
@@ -22,7 +23,9 @@ admin = [Depends(require("admin"))]
 def current(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
     states = svc.alert_store.alert_states()
     return [
-        {"state": state, **alert} for state, _, _, alert in states.values() if state in ("pending", "firing")
+        _times({"state": state, **alert})
+        for state, _, _, alert in states.values()
+        if state in ("pending", "firing")
     ]
 
 
@@ -32,7 +35,7 @@ def history(
     model: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict[str, Any]]:
-    return svc.alert_store.alert_history(model, limit)
+    return [_times(h) for h in svc.alert_store.alert_history(model, limit)]
 
 
 @router.get(
@@ -48,7 +51,14 @@ def one(
     if found is None:
         raise Problem(404, f"no alert with fingerprint {fingerprint!r}")
     state, breaches, _, alert = found
-    return {"state": state, "breaches": breaches, **alert}
+    return _times({"state": state, "breaches": breaches, **alert})
+
+
+def _times(alert: dict[str, Any]) -> dict[str, Any]:
+    """Episode start and end (stored as epoch seconds) in RFC 3339; window bounds stay epoch ms."""
+    return alert | {
+        k: None if alert[k] is None else format_ts(alert[k] * 1000) for k in ("starts_at", "ends_at")
+    }
 
 
 class SilenceIn(BaseModel):
@@ -66,8 +76,8 @@ def _silence(row: tuple[str, dict[str, str], float, float, str, str], now: float
     return {
         "id": sid,
         "matchers": matchers,
-        "starts_at": start,
-        "ends_at": end,
+        "starts_at": format_ts(start * 1000),
+        "ends_at": format_ts(end * 1000),
         "active": start <= now < end,
         "comment": comment,
         "created_by": by,
