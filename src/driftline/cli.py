@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from driftline import logs
 
-    logs.setup(args.log_level)
+    logs.setup(args.log_level or "WARNING")
     try:
         return int(args.run(args) or 0)
     except UsageError as exc:
@@ -43,7 +43,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="driftline", description="Model monitoring and drift detection.")
     p.add_argument(
-        "--log-level", type=str.upper, choices=LOG_LEVELS, default="WARNING", help="also after the command"
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=None,
+        help="WARNING unless given (serve: its log_level setting); also after the command",
     )
     # the same option after the command; SUPPRESS keeps the value given before it when absent
     common = argparse.ArgumentParser(add_help=False)
@@ -756,6 +760,7 @@ def _serve(args: argparse.Namespace) -> int:
     from driftline.api.app import create_app
 
     _QuietServer = _quiet_server_class()
+    from driftline import logs
     from driftline.ingest.kafka import KafkaUnavailable
     from driftline.service import Service
     from driftline.settings import kafka_overrides, load_settings
@@ -773,6 +778,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, extra, **{k: v for k, v in given.items() if v is not None})
         if settings.rules is None and args.config and _has_rules(args.config):
             settings = settings.model_copy(update={"rules": args.config})
+        if args.log_level is None:
+            logs.setup(settings.log_level)
         if not settings.api_keys and not settings.open_mode:
             raise UsageError(
                 "no API keys configured: set service.api_keys (or DRIFTLINE_API_KEYS), or pass --open"

@@ -127,8 +127,8 @@ class Settings(BaseSettings):
     ttl_days: int = Field(
         90, ge=1, description="Retention of sketches, metrics and alerts, fixed when the tables are created."
     )
-    log_level: str = Field(
-        "INFO", description="Not read yet: driftline serve takes its log level from --log-level."
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of driftline serve (JSON lines on stderr); --log-level wins."
     )
 
 
