@@ -164,37 +164,33 @@ def test_every_client_goes_through_the_tls_listener_with_the_config_file(
     produce_and_consume(secure_broker, secure_broker.ssl, ["--config", str(config)], tmp_path, {})
 
 
+def consume_at_start(bootstrap: str, plaintext: str, kafka_args: list[str], tmp_path: Path) -> list[str]:
+    """``consume`` that should stop at start: its exit code must be 2, its stderr lines are returned."""
+    ref = tmp_path / "ref.parquet"
+    assert driftline("simulate", "--out", str(tmp_path / "sim"), "--events", "500").returncode == 0
+    (tmp_path / "sim" / "reference.parquet").rename(ref)
+    run = driftline(
+        "consume", "--bootstrap", bootstrap, "--topic", create_topic(plaintext),
+        "--store", f"chdb://{tmp_path / 's'}", "--reference", f"churn={ref}", *kafka_args, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    return run.stderr.strip().splitlines()
+
+
 def test_wrong_password_is_one_line_at_start_naming_the_listener(
     secure_broker: SecureBroker, tmp_path: Path
 ) -> None:
-    ref = tmp_path / "ref.parquet"
-    assert driftline("simulate", "--out", str(tmp_path / "sim"), "--events", "500").returncode == 0
-    (tmp_path / "sim" / "reference.parquet").rename(ref)
-    topic = create_topic(secure_broker.plaintext)
-    run = driftline(
-        "consume", "--bootstrap", secure_broker.sasl, "--topic", topic, "--store", f"chdb://{tmp_path / 's'}",
-        "--reference", f"churn={ref}", "--kafka-config", "security.protocol=SASL_PLAINTEXT",
-        "--kafka-config", "sasl.mechanism=SCRAM-SHA-512", "--kafka-config", f"sasl.username={USER}",
-        "--kafka-config", "sasl.password=not-the-password", timeout=60,
-    )  # fmt: skip
-    assert run.returncode == 2
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
+    sasl = ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-512", f"sasl.username={USER}"]
+    args = [a for kv in [*sasl, "sasl.password=not-the-password"] for a in ("--kafka-config", kv)]
+    lines = consume_at_start(secure_broker.sasl, secure_broker.plaintext, args, tmp_path)
+    assert len(lines) == 1, lines
     assert secure_broker.sasl in lines[0] and "SASL_PLAINTEXT" in lines[0]
     assert "authentication" in lines[0].lower()
-    assert "not-the-password" not in run.stderr
+    assert "not-the-password" not in lines[0]
 
 
 def test_an_untrusted_certificate_is_one_line_at_start(secure_broker: SecureBroker, tmp_path: Path) -> None:
-    ref = tmp_path / "ref.parquet"
-    assert driftline("simulate", "--out", str(tmp_path / "sim"), "--events", "500").returncode == 0
-    (tmp_path / "sim" / "reference.parquet").rename(ref)
-    topic = create_topic(secure_broker.plaintext)
-    run = driftline(
-        "consume", "--bootstrap", secure_broker.ssl, "--topic", topic, "--store", f"chdb://{tmp_path / 's'}",
-        "--reference", f"churn={ref}", "--kafka-config", "security.protocol=SSL", timeout=60,
-    )  # fmt: skip
-    assert run.returncode == 2
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and secure_broker.ssl in lines[0], run.stderr
+    args = ["--kafka-config", "security.protocol=SSL"]
+    lines = consume_at_start(secure_broker.ssl, secure_broker.plaintext, args, tmp_path)
+    assert len(lines) == 1 and secure_broker.ssl in lines[0], lines
     assert "certificate" in lines[0].lower() or "ssl" in lines[0].lower()
