@@ -397,6 +397,40 @@ def test_staleness_rule_fires_when_a_model_goes_quiet() -> None:
     assert [(a.model, a.value, a.status) for a in fired] == [("churn", 700.0, "firing")]
 
 
+QUIET = {"name": "quiet", "metric": "seconds_since_last_event", "threshold": 600}
+
+
+def test_liveness_is_per_model_and_a_model_silent_past_retire_after_stops_paging() -> None:
+    e = AlertEngine(AlertingConfig.model_validate({"rules": [QUIET], "staleness": {"retire_after": "1d"}}))
+    t = 1_000_000.0
+    for hour in range(1, 48):  # v2 replaced v1, which never sends again: the model is alive
+        now = t + hour * 3600
+        assert e.evaluate_staleness({("churn", "v1"): t, ("churn", "v2"): now - 30}, now) == []
+    last = t + 47 * 3600
+    seen = {("churn", "v1"): t, ("churn", "v2"): last}
+    told = [(k, a) for k in range(1, 300) for a in e.evaluate_staleness(seen, last + k * 600)]
+    # the whole model falls silent: it pages once, and resolves when it is retired a day later
+    assert [(k, a.status, a.model, a.version) for k, a in told] == [
+        (2, "firing", "churn", ""),
+        (144, "resolved", "churn", ""),
+    ]
+    assert told[0][1].episode == told[1][1].episode and told[1][1].ends_at == last + 86_400
+    # its events resume: watched again
+    back = last + 300 * 600
+    assert e.evaluate_staleness({("churn", "v3"): back}, back + 60) == []
+    assert [a.status for a in e.evaluate_staleness({("churn", "v3"): back}, back + 700)] == ["firing"]
+
+
+def test_a_staleness_alert_of_a_replaced_version_resolves() -> None:
+    """Alerts from when liveness was per version resolve once the model is seen alive."""
+    e = AlertEngine(AlertingConfig.model_validate({"rules": [QUIET], "receivers": []}))
+    stale = Observation("churn", "v1", "", "seconds_since_last_event", 5000.0, None, 0, 1)
+    (fired,) = e.evaluate([stale], 2000.0)
+    (resolved,) = e.evaluate_staleness({("churn", "v1"): 0.0, ("churn", "v2"): 2990.0}, 3000.0)
+    assert (resolved.status, resolved.episode, resolved.version) == ("resolved", fired.episode, "v1")
+    assert e.evaluate_staleness({("churn", "v1"): 0.0, ("churn", "v2"): 3590.0}, 3600.0) == []
+
+
 def test_an_episode_resolved_before_its_group_flushed_is_still_told(
     h: Harness, servers: tuple[ReceiverServer, ...]
 ) -> None:

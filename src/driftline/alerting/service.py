@@ -61,12 +61,13 @@ class AlertService:
         now = self.clock()
         with self._lock:
             if any(r.metric == "seconds_since_last_event" for r in self.config.rules) and (
-                now - self._last_staleness >= self.config.staleness_check
+                now - self._last_staleness >= self.config.staleness.interval
             ):
                 self._last_staleness = now
                 notify = self.engine.evaluate_staleness(self.alerts.last_events(), now)
                 self.dispatcher.submit(notify, now)
                 self.fired.extend(notify)
+                self._export_firing()
                 self._flush_log()
             self.dispatcher.tick(now)
         self.sender.tick(now)
