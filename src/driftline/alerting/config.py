@@ -189,6 +189,24 @@ class ReceiverConfig(Strict):
         None, description="A signed HTTP POST; with retrain: on a rule, a retraining pipeline."
     )
     timeout: Duration = Field(10.0, description="Seconds per HTTP attempt.")
+    max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Attempts (with exponential backoff up to 5 minutes apart: about an hour for 20) "
+        "before a notification is given up as dead: logged as an error, counted in "
+        "driftline_notifications_dead_total and listed by driftline alerts. Other alerts to the "
+        "receiver are not held up meanwhile.",
+    )
+    max_age: Duration = Field(
+        3600.0,
+        description="Seconds (or 30m, 6h) after it was queued by which a notification not yet delivered "
+        "is given up as dead.",
+    )
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _max_age(cls, v: Any) -> float:
+        return _duration_s(v)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReceiverConfig:
