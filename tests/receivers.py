@@ -5,7 +5,8 @@
 * ``slack``: incoming webhook; needs ``text`` or ``blocks`` -> 200 ``ok`` / 400 ``invalid_payload``.
 * ``webhook``: any POST -> 200.
 Failures are scripted per request: a status (with headers, e.g. Retry-After), a reset connection,
-or a slow answer; ``down`` makes every request fail until cleared.
+or a slow answer; ``down`` makes every request fail until cleared; ``fail_when`` answers every
+request a predicate picks (one poisonous notification) with an error status.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,6 +50,7 @@ class ReceiverServer:
         self.attempts: list[Received] = []  # every request that arrived
         self.script: list[Script] = []
         self.down = False
+        self._refuse: tuple[Callable[[Received], bool], int] | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -81,6 +84,9 @@ class ReceiverServer:
     def fail_next(self, n: int, status: int = 500, **headers: str) -> None:
         self.script += [Script("status", status, {k.replace("_", "-"): v for k, v in headers.items()})] * n
 
+    def fail_when(self, predicate: Callable[[Received], bool], status: int = 500) -> None:
+        self._refuse = (predicate, status)
+
     def reset_next(self, n: int) -> None:
         self.script += [Script("reset")] * n
 
@@ -91,6 +97,8 @@ class ReceiverServer:
         with self._lock:
             self.attempts.append(rec)
             action = Script("reset") if self.down else (self.script.pop(0) if self.script else None)
+            if action is None and self._refuse is not None and self._refuse[0](rec):
+                action = Script("status", self._refuse[1])
         if action is not None and action.kind == "reset":
             h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             h.connection.close()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from cloudevents.v1.http import from_http
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
 from driftline.alerting.config import AlertingConfig
@@ -18,8 +20,12 @@ from driftline.alerting.engine import AlertEngine, Observation
 from driftline.alerting.outbox import Entry, Outbox
 from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import http_transport, verify
+from driftline.alerting.service import AlertService
+from driftline.cli import main
+from driftline.storage.store import AlertStore, MetricRow, Store
 
-from .receivers import ReceiverServer
+from .receivers import Received, ReceiverServer
+from .test_cli_journeys import RFC3339
 
 pytestmark = pytest.mark.loopback
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -36,17 +42,18 @@ class Clock:
         self.t += seconds
 
 
-def config(pd: str, slack: str, hook: str, **grouping: Any) -> AlertingConfig:
+def config(
+    pd: str, slack: str, hook: str, tune: dict[str, dict[str, Any]] | None = None, **grouping: Any
+) -> AlertingConfig:
+    """Receivers pd, slack and retrain (``tune`` sets more of a receiver's keys), two rules."""
+    receivers = [
+        {"name": "pd", "pagerduty": {"routing_key": "R0UT1NGKEY", "url": f"{pd}/v2/enqueue"}},
+        {"name": "slack", "slack": {"webhook_url": f"{slack}/services/T/B/X", "grafana_url": "http://g"}},
+        {"name": "retrain", "webhook": {"url": hook, "secret": SECRET, "cooldown": "24h"}},
+    ]
     return AlertingConfig.model_validate(
         {
-            "receivers": [
-                {"name": "pd", "pagerduty": {"routing_key": "R0UT1NGKEY", "url": f"{pd}/v2/enqueue"}},
-                {
-                    "name": "slack",
-                    "slack": {"webhook_url": f"{slack}/services/T/B/X", "grafana_url": "http://g"},
-                },
-                {"name": "retrain", "webhook": {"url": hook, "secret": SECRET, "cooldown": "24h"}},
-            ],
+            "receivers": [r | (tune or {}).get(str(r["name"]), {}) for r in receivers],
             "rules": [
                 {
                     "name": "psi",
@@ -397,6 +404,40 @@ def test_staleness_rule_fires_when_a_model_goes_quiet() -> None:
     assert [(a.model, a.value, a.status) for a in fired] == [("churn", 700.0, "firing")]
 
 
+QUIET = {"name": "quiet", "metric": "seconds_since_last_event", "threshold": 600}
+
+
+def test_liveness_is_per_model_and_a_model_silent_past_retire_after_stops_paging() -> None:
+    e = AlertEngine(AlertingConfig.model_validate({"rules": [QUIET], "staleness": {"retire_after": "1d"}}))
+    t = 1_000_000.0
+    for hour in range(1, 48):  # v2 replaced v1, which never sends again: the model is alive
+        now = t + hour * 3600
+        assert e.evaluate_staleness({("churn", "v1"): t, ("churn", "v2"): now - 30}, now) == []
+    last = t + 47 * 3600
+    seen = {("churn", "v1"): t, ("churn", "v2"): last}
+    told = [(k, a) for k in range(1, 300) for a in e.evaluate_staleness(seen, last + k * 600)]
+    # the whole model falls silent: it pages once, and resolves when it is retired a day later
+    assert [(k, a.status, a.model, a.version) for k, a in told] == [
+        (2, "firing", "churn", ""),
+        (144, "resolved", "churn", ""),
+    ]
+    assert told[0][1].episode == told[1][1].episode and told[1][1].ends_at == last + 86_400
+    # its events resume: watched again
+    back = last + 300 * 600
+    assert e.evaluate_staleness({("churn", "v3"): back}, back + 60) == []
+    assert [a.status for a in e.evaluate_staleness({("churn", "v3"): back}, back + 700)] == ["firing"]
+
+
+def test_a_staleness_alert_of_a_replaced_version_resolves() -> None:
+    """Alerts from when liveness was per version resolve once the model is seen alive."""
+    e = AlertEngine(AlertingConfig.model_validate({"rules": [QUIET], "receivers": []}))
+    stale = Observation("churn", "v1", "", "seconds_since_last_event", 5000.0, None, 0, 1)
+    (fired,) = e.evaluate([stale], 2000.0)
+    (resolved,) = e.evaluate_staleness({("churn", "v1"): 0.0, ("churn", "v2"): 2990.0}, 3000.0)
+    assert (resolved.status, resolved.episode, resolved.version) == ("resolved", fired.episode, "v1")
+    assert e.evaluate_staleness({("churn", "v1"): 0.0, ("churn", "v2"): 3590.0}, 3600.0) == []
+
+
 def test_an_episode_resolved_before_its_group_flushed_is_still_told(
     h: Harness, servers: tuple[ReceiverServer, ...]
 ) -> None:
@@ -454,3 +495,114 @@ def test_an_entry_that_cannot_be_built_does_not_block_the_queue(
     h.run(60)
     assert [a.outcome for a in h.attempts if a.entry_id == "broken"] == ["failed"]
     assert len(pd.accepted) == 1
+
+
+def trigger_of(component: str) -> Callable[[Received], bool]:
+    """Picks the PagerDuty trigger of one feature's alert."""
+    return lambda r: r.json.get("payload", {}).get("component") == component
+
+
+def test_a_failing_notification_dies_at_max_age_and_holds_up_only_its_own_resolve(
+    servers: tuple[ReceiverServer, ...], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pd, slack, hook = servers
+    cfg = config(pd.url, slack.url, hook.url, tune={"pd": {"max_attempts": 1000, "max_age": "30m"}})
+    h = Harness(cfg, tmp_path / "o.jsonl", Clock())
+    start = h.clock()
+    pd.fail_when(trigger_of("age"))  # the receiver chokes on this one notification, forever
+    h.window(obs("age", "psi", 0.5))
+    h.window(obs("age", "psi", 0.6))  # fires (for: 2); its trigger is queued at group_wait
+    h.run(60)
+    h.window(obs("income", "psi", 0.5))
+    h.window(obs("income", "psi", 0.6))  # the same receiver, another alert: told at group_interval
+    h.run(400)
+    assert [r.json["payload"]["component"] for r in pd.accepted] == ["income"]  # not held up
+    age_key = next(r.json["dedup_key"] for r in pd.attempts if trigger_of("age")(r))
+    h.window(obs("age", "psi", 0.01))  # age resolves while its trigger is still retried
+    h.run(1200, step=5)
+    assert not any(r.json["event_action"] == "resolve" for r in pd.attempts)  # never before its trigger
+    h.run(600, step=5)
+    refused = [a for a in h.attempts if a.receiver == "pd" and a.http_status == 500]
+    assert [a.outcome for a in refused] == ["retry"] * (len(refused) - 1) + ["failed"]
+    assert refused[0].at - start < 60 and refused[-1].at - refused[0].at <= 30 * 60  # max_age bounds it
+    assert 10 < len(refused) < 1000
+    dead = [r for r in caplog.records if r.levelname == "ERROR" and " is dead after " in r.getMessage()]
+    assert len(dead) == 1 and refused[-1].entry_id in dead[0].getMessage()
+    # then the rest of its stream goes: the resolve (a no-op for an incident never opened)
+    actions = [(r.json["event_action"], r.json["dedup_key"]) for r in pd.attempts]
+    assert actions[-1] == ("resolve", age_key)
+    assert [a for a, k in actions if k == age_key] == ["trigger"] * len(refused) + ["resolve"]
+    assert not h.outbox.due(h.clock() + 10**6)
+
+
+def test_a_retry_after_beyond_max_age_gives_up_at_once(
+    servers: tuple[ReceiverServer, ...], tmp_path: Path
+) -> None:
+    pd, slack, hook = servers
+    h = Harness(config(pd.url, slack.url, hook.url, tune={"pd": {"max_age": "1h"}}), tmp_path / "o", Clock())
+    pd.fail_next(1, 503, Retry_After="86400")
+    h.window(obs("age", "psi", 0.5))
+    h.window(obs("age", "psi", 0.6))
+    h.run(60)
+    assert [(a.outcome, a.http_status) for a in h.attempts if a.receiver == "pd"] == [("failed", 503)]
+    assert not h.outbox.due(h.clock() + 10**6)
+
+
+def test_retrain_cooldown_starts_when_the_run_is_delivered(
+    servers: tuple[ReceiverServer, ...], tmp_path: Path
+) -> None:
+    pd, slack, hook = servers
+    retrain = {"webhook": {"url": hook.url, "secret": SECRET, "cooldown": "1h"}}
+    h = Harness(config(pd.url, slack.url, hook.url, tune={"retrain": retrain}), tmp_path / "o", Clock())
+    start = h.clock()
+    hook.down = True
+    drift_episode(h)  # the run is queued; the pipeline is down
+    drift_episode(h)  # another episode while the first run is still owed: no second run
+    h.run(300, step=5)
+    hook.down = False
+    h.run(400, step=5)
+    assert len(hook.accepted) == 1
+    (sent,) = [a for a in h.attempts if a.receiver == "retrain" and a.outcome == "sent"]
+    assert sent.at - start > 20 * 60  # delivered 20 minutes after it was queued
+    h.clock.advance(start + 3600 + 60 - h.clock())  # an hour after queueing, not after delivery
+    drift_episode(h)
+    assert len(hook.accepted) == 1  # still cooling down: the run happened less than an hour ago
+    h.clock.advance(sent.at + 3600 - h.clock())
+    drift_episode(h)
+    assert len(hook.accepted) == 2
+
+
+def test_a_dead_notification_is_counted_and_listed_by_driftline_alerts(
+    servers: tuple[ReceiverServer, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pd, slack, hook = servers
+    cfg = config(pd.url, slack.url, hook.url, tune={"pd": {"max_attempts": 2}})
+    pd.fail_when(lambda r: True, 503)
+    dsn = f"chdb://{tmp_path / 'db'}"
+    store, clock = Store.open(dsn), Clock()
+
+    def dead_total() -> float:
+        return REGISTRY.get_sample_value("driftline_notifications_dead_total", {"receiver": "pd"}) or 0.0
+
+    dead_before = dead_total()
+    with httpx.Client() as client:
+        service = AlertService(cfg, AlertStore(store), tmp_path / "o.jsonl", http_transport(client), clock)
+        for end in (60_000, 120_000):  # fires on the second window (for: 2)
+            row = MetricRow("churn", "v1", "age", end - 60_000, end, "psi", 0.5, None, 100, 100, "drift")
+            service.on_window("churn", "v1", end - 60_000, end, [row])
+        for _ in range(120):
+            service.tick()
+            clock.advance(1)
+        service.close()
+    store.close()
+    assert dead_total() == dead_before + 1
+    assert len(pd.attempts) == 2 and len(slack.accepted) == 1  # the other receivers got theirs
+    assert main(["alerts", "--store", dsn, "--json"]) == 0
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (dead,) = [line for line in lines if line["state"] == "dead"]
+    assert (dead["receiver"], dead["attempts"], dead["status"], dead["feature"]) == ("pd", 2, "firing", "age")
+    assert dead["reason"].startswith("503 ") and RFC3339.fullmatch(dead["at"])
+    assert [line["state"] for line in lines if line["state"] != "dead"] == ["firing", "pending"]
+    assert main(["alerts", "--store", dsn]) == 0
+    table = capsys.readouterr().out
+    assert "dead notifications" in table and "503" in table

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from driftline.alerting.config import ConfigError, default_rules, load
+from driftline.alerting.config import AlertingConfig, ConfigError, default_rules, load
+from driftline.alerting.engine import AlertEngine, Observation
 
 DATA = Path(__file__).parent / "data" / "rules"
 
@@ -78,3 +79,52 @@ def test_receiver_secrets_come_from_the_environment_or_a_file(
         ConfigError, match=r"driftline.yaml:3: receivers\[0\].pagerduty.routing_key: environment"
     ):
         load(path)
+
+
+@pytest.mark.parametrize(
+    ("template", "error"),
+    [
+        ("{model.name}", "{model.name} is not a field; use {model}, {version}"),
+        ("{value[0]}", "{value[0]} is not a field"),
+        ("{0} drifted", "{0} is not a field"),
+        ("{} drifted", "{} is not a field"),
+        ("{modle}", "{modle} is not a field"),
+        ("{value:d}", "'{value:d}' cannot be rendered: Unknown format code 'd' for object of type 'float'"),
+        ("{value:.3f} of {feature:>{width}}", "{width} is not a field"),
+        ("{model!z}", "cannot be rendered: Unknown conversion specifier z"),
+        ("PSI {value", "'PSI {value': expected '}' before end of string (a literal brace is written {{"),
+        ("x } y", "Single '}' encountered in format string"),
+    ],
+)
+def test_a_template_that_would_fail_when_an_alert_fires_fails_at_load(
+    tmp_path: Path, template: str, error: str
+) -> None:
+    path = tmp_path / "driftline.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - name: psi\n"
+        "    metric: psi\n"
+        "    threshold: 0.2\n"
+        "    annotations:\n"
+        "      runbook: https://runbooks.example.com/psi\n"
+        f"      summary: {template!r}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:7: rules[0].annotations.summary: Value error, "), message
+    assert error in message and "\n" not in message
+
+
+def test_templates_that_render_load_and_render_as_python_format_does() -> None:
+    templates = {
+        "summary": "{rule}: {metric} of {feature} on {model} {version} is {value:.3f} ({op} {threshold:g})",
+        "percent": "{value:.1%} {{literal braces}} {model!r} {feature:>8}",
+    }
+    cfg = AlertingConfig.model_validate(
+        {"rules": [{"name": "r", "metric": "psi", "threshold": 0.2, "annotations": templates}]}
+    )
+    (alert,) = AlertEngine(cfg).evaluate([Observation("m", "v", "f", "psi", 0.5, None, 0, 1)], 1.0)
+    fields = {"rule": "r", "metric": "psi", "feature": "f", "model": "m", "version": "v", "value": 0.5}
+    fields |= {"op": ">", "threshold": 0.2}
+    assert dict(alert.annotations) == {k: t.format(**fields) for k, t in templates.items()}

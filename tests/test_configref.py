@@ -28,6 +28,7 @@ CLASSES = (
     alerting.Rule,
     alerting.Grouping,
     alerting.Inhibit,
+    alerting.Staleness,
 )
 
 

@@ -668,9 +668,10 @@ def _alerts(args: argparse.Namespace) -> int:
     store = _open_store(args.store)
     history = AlertStore(store).alert_history(args.model, args.limit)
     store.close()
-    if args.json:
+    if args.json:  # a dead notification adds its receiver, attempts and reason
         for h in history:
-            print(orjson.dumps({k: h[k] for k in _ALERT_KEYS}).decode())
+            keys = (*_ALERT_KEYS, "receiver", "attempts", "reason") if h["state"] == "dead" else _ALERT_KEYS
+            print(orjson.dumps({k: h[k] for k in keys}).decode())
     elif history:
         from driftline.report_text import print_alerts
 

@@ -35,7 +35,7 @@ SECTIONS = [
     ("`service:`", "`driftline serve --config FILE`"),
     ("`kafka:`", "every Kafka client of `serve --config`, `consume --config` and `simulate --config`"),
     (
-        "`receivers:` `rules:` `grouping:` `inhibit:` `staleness_check:`",
+        "`receivers:` `rules:` `grouping:` `inhibit:` `staleness:`",
         "`serve --config` (unless `service.rules` names another file), `consume --rules`, `replay --rules`",
     ),
 ]

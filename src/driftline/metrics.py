@@ -51,6 +51,11 @@ NOTIFICATIONS = Counter(
     "Notification delivery attempts by receiver and outcome (sent, retry, failed).",
     ["receiver", "outcome"],
 )
+NOTIFICATIONS_DEAD = Counter(
+    "driftline_notifications_dead_total",
+    "Notifications given up undelivered (the receiver's max_attempts or max_age, or refused for good).",
+    ["receiver"],
+)
 DRIFT_VALUE = Gauge(
     "driftline_drift_value",
     "Latest value of a drift metric for a model feature (last evaluated window).",

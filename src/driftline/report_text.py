@@ -92,23 +92,43 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
 
 
 def print_alerts(history: list[dict[str, Any]], console: Console | None = None) -> None:
-    """State transitions, newest first (``AlertStore.alert_history``)."""
-    t = Table(title="alert transitions")
-    for col in ("at", "state", "status", "severity", "rule", "model", "feature", "metric"):
-        t.add_column(col)
-    for col in ("value", "threshold"):
-        t.add_column(col, justify="right")
-    for h in history:
-        t.add_row(
-            h["at"],
-            h["state"],
-            h["status"],
-            h["severity"],
-            h["rule"],
-            h["model"],
-            h["feature"] or "(model)",
-            h["metric"],
-            _fmt(h["value"]),
-            f"{h['op']} {_fmt(h['threshold'])}",
-        )
-    (console or stdout_console()).print(t)
+    """State transitions, then notifications given up, newest first (``AlertStore.alert_history``)."""
+    console = console or stdout_console()
+    transitions = [h for h in history if h["state"] != "dead"]
+    dead = [h for h in history if h["state"] == "dead"]
+    if transitions:
+        t = Table(title="alert transitions")
+        for col in ("at", "state", "status", "severity", "rule", "model", "feature", "metric"):
+            t.add_column(col)
+        for col in ("value", "threshold"):
+            t.add_column(col, justify="right")
+        for h in transitions:
+            t.add_row(
+                h["at"],
+                h["state"],
+                h["status"],
+                h["severity"],
+                h["rule"],
+                h["model"],
+                h["feature"] or "(model)",
+                h["metric"],
+                _fmt(h["value"]),
+                f"{h['op']} {_fmt(h['threshold'])}",
+            )
+        console.print(t)
+    if dead:
+        d = Table(title="dead notifications (given up undelivered)")
+        for col in ("at", "receiver", "status", "rule", "model", "feature", "attempts", "reason"):
+            d.add_column(col, justify="right" if col == "attempts" else "left")
+        for h in dead:
+            d.add_row(
+                h["at"],
+                h["receiver"],
+                h["status"],
+                h["rule"],
+                h["model"],
+                h["feature"] or "(model)",
+                str(h["attempts"]),
+                h["reason"],
+            )
+        console.print(d)

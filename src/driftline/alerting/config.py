@@ -14,12 +14,14 @@ import fnmatch
 import operator
 import os
 import re
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -83,6 +85,41 @@ def _duration_s(value: Any) -> float:
 
 
 Duration = Annotated[float, Field(ge=0)]
+
+# What an annotation template may use, with a value of the type the engine fills in.
+TEMPLATE_FIELDS: dict[str, Any] = {
+    "model": "churn",
+    "version": "v1",
+    "feature": "age",
+    "metric": "psi",
+    "value": 0.25,
+    "op": ">",
+    "threshold": 0.2,
+    "rule": "feature-psi",
+}
+
+
+def _check_template(text: str) -> str:
+    """Render once with sample values at load, so a template cannot fail when an alert fires."""
+    names = ", ".join(f"{{{n}}}" for n in TEMPLATE_FIELDS)
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc} (a literal brace is written {{{{ or }}}})") from None
+    unknown = next((name for name in fields if name not in TEMPLATE_FIELDS), None)
+    try:
+        if unknown is None:
+            text.format(**TEMPLATE_FIELDS)
+    except KeyError as exc:  # a field inside a format spec: {value:>{width}}
+        unknown = exc.args[0]
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"{text!r} cannot be rendered: {exc}") from None
+    if unknown is not None:
+        raise ValueError(f"{{{unknown}}} is not a field; use {names} (no attribute or index lookups)")
+    return text
+
+
+Template = Annotated[str, AfterValidator(_check_template)]
 
 
 class Strict(BaseModel):
@@ -152,6 +189,24 @@ class ReceiverConfig(Strict):
         None, description="A signed HTTP POST; with retrain: on a rule, a retraining pipeline."
     )
     timeout: Duration = Field(10.0, description="Seconds per HTTP attempt.")
+    max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Attempts (with exponential backoff up to 5 minutes apart: about an hour for 20) "
+        "before a notification is given up as dead: logged as an error, counted in "
+        "driftline_notifications_dead_total and listed by driftline alerts. Other alerts to the "
+        "receiver are not held up meanwhile.",
+    )
+    max_age: Duration = Field(
+        3600.0,
+        description="Seconds (or 30m, 6h) after it was queued by which a notification not yet delivered "
+        "is given up as dead.",
+    )
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _max_age(cls, v: Any) -> float:
+        return _duration_s(v)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReceiverConfig:
@@ -183,10 +238,11 @@ class Rule(Strict):
     )
     severity: Severity = Field("warning", description="critical, error, warning or info.")
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the alert.")
-    annotations: dict[str, str] = Field(
+    annotations: dict[str, Template] = Field(
         default_factory=dict,
         description="Texts of the notifications (summary, runbook, ...); {model}, {version}, {feature}, "
-        "{metric}, {value}, {op}, {threshold} and {rule} are filled in (Python format).",
+        "{metric}, {value}, {op}, {threshold} and {rule} are filled in (Python format, e.g. "
+        "{value:.3f}; checked at load).",
     )
     receivers: list[str] = Field(
         default_factory=list, description="Receivers notified when it fires and resolves."
@@ -241,6 +297,25 @@ class Inhibit(Strict):
     )
 
 
+class Staleness(Strict):
+    """How seconds_since_last_event rules watch models."""
+
+    interval: Duration = Field(
+        60.0, description="Seconds (or 1m) between evaluations of seconds_since_last_event rules."
+    )
+    retire_after: Duration = Field(
+        7 * 86400.0,
+        description="Liveness is per model (its newest event of any version), so a version replaced by "
+        "another never pages; a model silent this long (or 30d, ...) is retired: its alert resolves "
+        "and it is no longer watched until its events resume.",
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return _duration_s(v)
+
+
 class AlertingConfig(Strict):
     receivers: list[ReceiverConfig] = Field(default_factory=list, description="Where notifications go.")
     rules: list[Rule] = Field(default_factory=list, description="What fires, evaluated on every window.")
@@ -250,8 +325,8 @@ class AlertingConfig(Strict):
     inhibit: list[Inhibit] = Field(
         default_factory=lambda: [Inhibit()], description="Which firing alerts mute which others."
     )
-    staleness_check: Duration = Field(
-        60.0, description="Seconds between evaluations of seconds_since_last_event rules."
+    staleness: Staleness = Field(
+        default_factory=Staleness, description="How silent models are watched (seconds_since_last_event)."
     )
 
     @model_validator(mode="after")

@@ -11,15 +11,18 @@ restarted engine continues where it left.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from driftline.alerting.config import P_VALUE_METRICS, AlertingConfig, Rule
 from driftline.detectors.stats import benjamini_hochberg
 
 State = Literal["inactive", "pending", "firing"]
+STALENESS = "seconds_since_last_event"
+log = logging.getLogger("driftline.alerting")
 
 
 @dataclass(frozen=True)
@@ -156,12 +159,41 @@ class AlertEngine:
         self.unlogged = []
 
     def evaluate_staleness(self, last_event: Mapping[tuple[str, str], float], now: float) -> list[Alert]:
-        """``seconds_since_last_event`` rules, on a timer: silence from a model is an alert too."""
+        """``seconds_since_last_event`` rules, on a timer: silence from a model is an alert too.
+
+        Liveness is per model (its newest event of any version), so a version replaced by the next
+        one does not page. A model silent for ``staleness.retire_after`` is retired: its alert
+        resolves (closing the incident) and it is not watched until its events resume."""
+        newest: dict[str, float] = {}
+        for (model, _), seen in last_event.items():
+            newest[model] = max(seen, newest.get(model, seen))
+        retire_after = self.config.staleness.retire_after
+        live = {model: seen for model, seen in newest.items() if now - seen < retire_after}
         observations = [
-            Observation(model, version, "", "seconds_since_last_event", now - seen, None, 0, int(now * 1000))
-            for (model, version), seen in last_event.items()
+            Observation(model, "", "", STALENESS, now - seen, None, 0, int(now * 1000))
+            for model, seen in live.items()
         ]
-        return self.evaluate(observations, now)
+        return self.evaluate(observations, now) + self._retire(live, now)
+
+    def _retire(self, live: Mapping[str, float], now: float) -> list[Alert]:
+        """End staleness alerts no longer evaluated: retired models, and alerts per version (how
+        liveness was tracked before it was per model)."""
+        notify: list[Alert] = []
+        for fp, st in self.states.items():
+            last = st.last
+            if st.state == "inactive" or last is None or last.metric != STALENESS:
+                continue
+            if last.model in live and last.version == "":
+                continue
+            why = "tracked per model now" if last.model in live else "the model is retired (silent too long)"
+            log.info("staleness alert %s on %s %s resolved: %s", last.rule, last.model, last.version, why)
+            resolved = replace(last, status="resolved", ends_at=now)
+            if st.state == "firing":
+                notify.append(resolved)
+            st.state, st.started, st.last, st.breaches = "inactive", None, resolved, 0
+            st.windows.clear()
+            self.unlogged.append((fp, "inactive", resolved, 0))
+        return notify
 
     def _values(self, rule: Rule, observations: Sequence[Observation]) -> Iterable[tuple[Observation, float]]:
         if rule.metric in P_VALUE_METRICS:
@@ -269,7 +301,4 @@ class AlertEngine:
 
 
 def _render(template: str, fields: Mapping[str, Any]) -> str:
-    try:
-        return template.format(**fields)
-    except (KeyError, ValueError, IndexError):
-        return template  # a bad template shows as written rather than dropping the alert
+    return template.format(**fields)  # cannot fail: every template is rendered once at load (config)

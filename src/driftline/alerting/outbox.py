@@ -2,24 +2,29 @@
 
 Records: ``alert`` (an alert handed to the pipeline, so groups survive a restart), ``notified``
 (a group was flushed), ``enqueue`` (a notification to send), ``retry`` (next attempt time),
-``done`` (sent, or given up), ``cooldown`` (a retraining run was triggered for a model).
-On open the journal is replayed and compacted. A process killed at any point loses nothing
-it had written; an entry that was sent but not yet marked done is sent again with the same
-idempotency key (``webhook-id``, PagerDuty ``dedup_key``), which receivers use to drop the repeat.
+``done`` (sent), ``dead`` (given up), ``cooldown`` (a retraining run was delivered for a model).
+On open, and whenever it has grown past twice its compacted size (plus ``compact_min_bytes``),
+the journal is rewritten with the live state only, so its size follows what is owed, not the
+history. A process killed at any point loses nothing it had written; an entry that was sent but
+not yet marked done is sent again with the same idempotency key (``webhook-id``, PagerDuty
+``dedup_key``), which receivers use to drop the repeat.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 KEEP_DONE = 50_000
+COMPACT_MIN_BYTES = 1 << 20
+log = logging.getLogger("driftline.alerting")
 
 
 @dataclass
@@ -31,7 +36,8 @@ class Entry:
     created_at: float
     next_attempt_at: float
     attempts: int = 0
-    seq: int = 0  # enqueue order: a resolve is never sent before its trigger
+    seq: int = 0  # enqueue order
+    stream: str = ""  # entries of one stream are sent in enqueue order ("": the receiver's)
 
 
 @dataclass
@@ -49,15 +55,17 @@ class Journal:
 
 
 class Outbox:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, compact_min_bytes: int = COMPACT_MIN_BYTES) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.compact_min_bytes = compact_min_bytes
         self._lock = threading.Lock()
         self.state = Journal()
         for rec in self._records():
             self._apply(rec)
+        self._file: IO[bytes] | None = None
+        self._size = self._compacted_size = 0
         self._compact()
-        self._file = self.path.open("ab")
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -75,6 +83,11 @@ class Outbox:
 
     def done(self, entry_id: str, status: str) -> None:
         self._write({"op": "done", "id": entry_id, "status": status})
+
+    def dead(self, entry_id: str, reason: str) -> None:
+        """Given up. Unlike a sent entry, the same notification may be enqueued again: a page
+        still firing is tried again at its group's next repeat."""
+        self._write({"op": "dead", "id": entry_id, "reason": reason})
 
     def note_alert(self, group: str, alert: dict[str, Any]) -> None:
         self._write({"op": "alert", "group": group, "alert": alert})
@@ -114,17 +127,28 @@ class Outbox:
             return sorted(self.state.pending.values(), key=lambda e: e.seq)
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
 
     # -- journal --------------------------------------------------------------------------------
 
     def _write(self, rec: dict[str, Any]) -> None:
         line = orjson.dumps(rec) + b"\n"
         with self._lock:
+            if self._file is None:  # a compaction failed after its rename: append to the new file
+                self._file = self.path.open("ab")
             self._file.write(line)
             self._file.flush()
             os.fsync(self._file.fileno())
             self._apply(rec)
+            self._size += len(line)
+            if self._size > 2 * self._compacted_size + self.compact_min_bytes:
+                try:
+                    self._compact()
+                except OSError as exc:  # housekeeping: the record above is durable already
+                    log.warning("outbox journal %s not compacted: %s; retried later", self.path, exc)
+                    self._compacted_size = self._size
 
     def _apply(self, rec: dict[str, Any]) -> None:
         s = self.state
@@ -140,6 +164,8 @@ class Outbox:
             case "done":
                 s.pending.pop(rec["id"], None)
                 s.done[rec["id"]] = None
+            case "dead":
+                s.pending.pop(rec["id"], None)
             case "alert":
                 s.alerts.setdefault(rec["group"], {})[rec["alert"]["fingerprint"]] = rec["alert"]
             case "notified":
@@ -170,12 +196,13 @@ class Outbox:
                     continue  # a torn last line from a kill mid-write: that record never completed
 
     def _compact(self) -> None:
-        """Rewrite the journal with the live state only (atomic rename)."""
+        """Rewrite the journal with the live state only (atomic rename), then append to it."""
         s = self.state
-        recs: list[dict[str, Any]] = [{"op": "enqueue", **asdict(e)} for e in s.pending.values()]
         # Done ids only stop a replayed enqueue from sending twice, which happens right after a
-        # crash: the newest ones are enough, so the journal does not grow without bound.
-        recs += [{"op": "done", "id": i, "status": "compacted"} for i in list(s.done)[-KEEP_DONE:]]
+        # crash: the newest ones are enough, so neither the journal nor memory grows without bound.
+        s.done = dict.fromkeys(list(s.done)[-KEEP_DONE:])
+        recs: list[dict[str, Any]] = [{"op": "enqueue", **asdict(e)} for e in s.pending.values()]
+        recs += [{"op": "done", "id": i, "status": "compacted"} for i in s.done]
         recs += [
             {"op": "alert", "group": g, "alert": a} for g, alerts in s.alerts.items() for a in alerts.values()
         ]
@@ -192,10 +219,20 @@ class Outbox:
             for g, (h, at) in s.notified.items()
         ]
         recs += [{"op": "cooldown", "key": k, "at": at} for k, at in s.cooldowns.items()]
+        data = b"".join(orjson.dumps(rec) + b"\n" for rec in recs)
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("wb") as f:
-            for rec in recs:
-                f.write(orjson.dumps(rec) + b"\n")
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path)
+        if self._file is not None:  # its file is gone: nothing may be appended to it any more
+            self._file.close()
+            self._file = None
+        self._size = self._compacted_size = len(data)
+        directory = os.open(self.path.parent, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        self._file = self.path.open("ab")

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from driftline.alerting.config import AlertingConfig
@@ -21,7 +21,6 @@ from driftline.alerting.outbox import Entry, Outbox
 from driftline.alerting.receivers import Result, Transport, build_requests, deliver
 
 log = logging.getLogger("driftline.alerting")
-MAX_AGE_S = 24 * 3600.0  # a notification undeliverable for a day is given up (and recorded)
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,18 @@ class Attempt:
     detail: str
     at: float
 
+    @property
+    def reason(self) -> str:
+        return self.detail if self.http_status is None else f"{self.http_status} {self.detail}"
+
 
 def _key(*parts: object) -> str:
     return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def retrain_key(receiver: str, model: str) -> str:
+    """Whose cooldown a retraining run starts: one per receiver and model."""
+    return f"{receiver}|{model}"
 
 
 @dataclass
@@ -140,11 +148,14 @@ class Dispatcher:
         if cfg.kind == "pagerduty":
             for a in visible:  # one event per alert; the key makes a replay a no-op
                 entry_id = _key(receiver, a["episode"], a["status"])
-                self.outbox.enqueue(Entry(entry_id, receiver, "alert", {"alert": a}, now, now))
+                stream = f"{receiver}|{a['episode']}"  # the resolve waits for its trigger
+                self.outbox.enqueue(Entry(entry_id, receiver, "alert", {"alert": a}, now, now, stream=stream))
         else:
             count = self.outbox.state.sent_count.get(group, 0)
             entry_id = _key(receiver, group, state, count)
-            self.outbox.enqueue(Entry(entry_id, receiver, "group", {"alerts": visible}, now, now))
+            self.outbox.enqueue(
+                Entry(entry_id, receiver, "group", {"alerts": visible}, now, now, stream=group)
+            )
         self.outbox.note_notified(
             group, state, now, sent, told=[a["episode"] for a in visible if a["status"] == "firing"]
         )
@@ -174,54 +185,70 @@ class Dispatcher:
     # -- retraining: one run per model per cooldown ---------------------------------------------
 
     def _retrain(self, a: Alert, now: float) -> None:
+        """The cooldown starts when the run is delivered (Sender); while one is queued, no other."""
         assert a.retrain is not None
         cfg = self.config.receiver(a.retrain).webhook
         assert cfg is not None
         if self._silenced(a.to_dict(), now):
             log.info("retrain of %s skipped: silenced", a.model)
             return
-        key = f"{a.retrain}|{a.model}"
+        key = retrain_key(a.retrain, a.model)
+        queued = any(
+            e.kind == "retrain" and retrain_key(e.receiver, e.payload["alert"]["model"]) == key
+            for e in self.outbox.in_order()
+        )
+        if queued:
+            log.info("retrain of %s skipped: a run is already queued", a.model)
+            return
         last = self.outbox.state.cooldowns.get(key)
         if last is not None and now - last < cfg.cooldown:
             log.info("retrain of %s skipped: cooldown (%.0fs left)", a.model, cfg.cooldown - (now - last))
             return
+        entry_id = _key(a.retrain, a.episode, "retrain")
         self.outbox.enqueue(
-            Entry(
-                _key(a.retrain, a.episode, "retrain"), a.retrain, "retrain", {"alert": a.to_dict()}, now, now
-            )
+            Entry(entry_id, a.retrain, "retrain", {"alert": a.to_dict()}, now, now, stream=key)
         )
-        self.outbox.note_cooldown(key, now)
 
 
 @dataclass
 class Sender:
-    """Stage 6: send what is due, retry with exponential backoff and jitter, honour Retry-After."""
+    """Stage 6: send what is due, retry with exponential backoff and jitter, honour Retry-After,
+    and give an entry up (dead) after its receiver's ``max_attempts`` or ``max_age``.
+
+    Order holds per stream: a PagerDuty resolve waits for its trigger, a group's messages go in
+    sequence. A failing entry holds up only its own stream, so other alerts to the receiver keep
+    flowing; once it is dead, the rest of its stream goes (the resolve of a dead trigger is still
+    sent: the trigger may have arrived before a timeout, and a resolve of an unknown incident is a
+    no-op for PagerDuty)."""
 
     config: AlertingConfig
     outbox: Outbox
     transport: Transport
     record: Callable[[Attempt], None] = lambda attempt: None
+    on_dead: Callable[[Entry, Attempt], None] = lambda entry, attempt: None
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     max_backoff_s: float = 300.0
-    _next_slot: dict[str, float] = field(default_factory=dict)
+    _next_slot: dict[str, float] = field(default_factory=dict)  # receiver -> not before
 
     def tick(self, now: float) -> int:
         """Attempt every due entry once; returns how many were delivered."""
         delivered = 0
-        blocked: set[str] = set()  # per receiver, in enqueue order: a resolve never overtakes its trigger
+        held: set[str] = set()  # streams with an earlier entry still owed
+        failing: set[str] = set()  # receivers that failed in this tick: left alone until the next
         for e in self.outbox.in_order():
-            if e.receiver in blocked:
+            stream = e.stream or e.receiver
+            if stream in held or e.receiver in failing:
+                held.add(stream)
                 continue
-            if e.next_attempt_at > now:
-                blocked.add(e.receiver)
+            if now < max(e.next_attempt_at, self._next_slot.get(e.receiver, 0.0)):
+                held.add(stream)  # backing off, Retry-After, or the rate limit (Slack: 1/s)
                 continue
             cfg = next((r for r in self.config.receivers if r.name == e.receiver), None)
             if cfg is None:
-                self.outbox.done(e.id, "failed: receiver no longer configured")
-                continue
-            slot = self._next_slot.get(e.receiver, 0.0)
-            if now < slot:  # rate limit (Slack: one message per second per webhook)
-                blocked.add(e.receiver)
+                attempt = Attempt(e.receiver, e.id, e.kind, e.attempts, "failed", None,
+                                  "receiver no longer configured", now)  # fmt: skip
+                self.record(attempt)
+                self._give_up(e, attempt)
                 continue
             if cfg.slack is not None:
                 self._next_slot[e.receiver] = now + cfg.slack.min_interval
@@ -230,29 +257,46 @@ class Sender:
             except Exception as exc:  # a malformed entry must not block everything queued behind it
                 log.exception("notification %s to %s cannot be built", e.id, e.receiver)
                 result = Result(False, False, None, f"cannot build the request: {type(exc).__name__}: {exc}")
-            attempt = e.attempts + 1
+            n = e.attempts + 1
             if result.ok:
                 outcome = "sent"
+                if e.kind == "retrain":  # the cooldown starts now that the run is triggered
+                    self.outbox.note_cooldown(retrain_key(e.receiver, e.payload["alert"]["model"]), now)
                 self.outbox.done(e.id, "sent")
                 delivered += 1
-            elif result.retryable and now - e.created_at < MAX_AGE_S:
-                outcome = "retry"
-                delay = min(self.max_backoff_s, 2.0**attempt) * (0.5 + self.rng.random() / 2)
-                if result.retry_after is not None:
-                    delay = max(delay, result.retry_after)
-                self.outbox.retry(e.id, now + delay, attempt)
-                blocked.add(e.receiver)
             else:
-                outcome = "failed"
-                self.outbox.done(e.id, f"failed: {result.status} {result.detail[:200]}")
-                log.error(
-                    "notification %s to %s failed for good: %s %s",
-                    e.id,
-                    e.receiver,
-                    result.status,
-                    result.detail,
+                if result.retryable:
+                    failing.add(e.receiver)
+                deadline = e.created_at + cfg.max_age
+                # Backoff with jitter; the last attempt falls on the deadline.
+                retry_at = min(
+                    now + min(self.max_backoff_s, 2.0**n) * (0.5 + self.rng.random() / 2), deadline
                 )
-            self.record(
-                Attempt(e.receiver, e.id, e.kind, attempt, outcome, result.status, result.detail[:500], now)
-            )
+                if result.retry_after is not None:  # the receiver's word holds for all that is sent to it
+                    retry_at = max(retry_at, now + result.retry_after)
+                    slot = self._next_slot.get(e.receiver, 0.0)
+                    self._next_slot[e.receiver] = max(slot, now + result.retry_after)
+                if result.retryable and n < cfg.max_attempts and now < retry_at <= deadline:
+                    outcome = "retry"
+                    self.outbox.retry(e.id, retry_at, n)
+                    held.add(stream)
+                else:  # refused for good, out of attempts, or asked to wait past the deadline
+                    outcome = "failed"
+            attempt = Attempt(e.receiver, e.id, e.kind, n, outcome, result.status, result.detail[:500], now)
+            self.record(attempt)
+            if outcome == "failed":
+                self._give_up(replace(e, attempts=n), attempt)
         return delivered
+
+    def _give_up(self, e: Entry, attempt: Attempt) -> None:
+        self.outbox.dead(e.id, attempt.reason[:200])
+        log.error(
+            "notification %s (%s) to %s is dead after %d attempt(s) in %.0f s: %s",
+            e.id,
+            e.kind,
+            e.receiver,
+            e.attempts,
+            attempt.at - e.created_at,
+            attempt.reason,
+        )
+        self.on_dead(e, attempt)

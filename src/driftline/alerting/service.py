@@ -16,7 +16,7 @@ from pathlib import Path
 from driftline import metrics as prom
 from driftline.alerting.config import AlertingConfig
 from driftline.alerting.engine import Alert, AlertEngine, Observation
-from driftline.alerting.outbox import Outbox
+from driftline.alerting.outbox import Entry, Outbox
 from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import Transport, http_transport
 from driftline.storage.store import AlertStore, MetricRow, StoreError
@@ -40,7 +40,9 @@ class AlertService:
         self.engine = AlertEngine(config, log=alerts)
         self.engine.restore()
         self.dispatcher = Dispatcher(config, self.outbox, silences=self._silences)
-        self.sender = Sender(config, self.outbox, transport or http_transport(), record=self._record)
+        self.sender = Sender(
+            config, self.outbox, transport or http_transport(), record=self._record, on_dead=self._dead
+        )
         self._lock = threading.Lock()
         self._last_staleness = 0.0
         self.fired: list[Alert] = []  # what this process notified, for the demo's summary
@@ -61,12 +63,13 @@ class AlertService:
         now = self.clock()
         with self._lock:
             if any(r.metric == "seconds_since_last_event" for r in self.config.rules) and (
-                now - self._last_staleness >= self.config.staleness_check
+                now - self._last_staleness >= self.config.staleness.interval
             ):
                 self._last_staleness = now
                 notify = self.engine.evaluate_staleness(self.alerts.last_events(), now)
                 self.dispatcher.submit(notify, now)
                 self.fired.extend(notify)
+                self._export_firing()
                 self._flush_log()
             self.dispatcher.tick(now)
         self.sender.tick(now)
@@ -117,3 +120,12 @@ class AlertService:
             self.alerts.write_attempts([attempt])
         except Exception:
             log.exception("could not record notification attempt %s", attempt.entry_id)
+
+    def _dead(self, e: Entry, attempt: Attempt) -> None:
+        """A notification given up: counted, and stored with the alerts it carried (driftline alerts)."""
+        prom.NOTIFICATIONS_DEAD.labels(e.receiver).inc()
+        try:
+            alerts = e.payload["alerts"] if "alerts" in e.payload else [e.payload["alert"]]
+            self.alerts.write_dead(e.receiver, e.id, e.kind, e.attempts, attempt.reason, alerts)
+        except Exception:
+            log.exception("could not record dead notification %s", e.id)

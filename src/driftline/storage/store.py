@@ -646,15 +646,46 @@ class AlertStore:
         return {fp: (state, int(b), s, orjson.loads(a)) for fp, state, b, s, a in rows}
 
     def alert_history(self, model_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """State transitions and dead notifications (``state`` "dead", with the receiver, the
+        attempts and the reason), newest first."""
         import orjson
 
-        where = "WHERE model_id = %(m)s" if model_id else ""
+        db, where = self.store.database, "WHERE model_id = %(m)s" if model_id else ""
         rows = self.store._query(
-            f"SELECT state, alert, toUnixTimestamp64Milli(at) FROM {self.store.database}.alerts {where} "
-            f"ORDER BY at DESC LIMIT {int(limit)}",
+            f"SELECT state, alert, toUnixTimestamp64Milli(at), receiver, attempts, reason FROM ("
+            f"SELECT state, alert, at, '' AS receiver, toUInt32(0) AS attempts, "
+            f"'' AS reason FROM {db}.alerts {where} UNION ALL "
+            f"SELECT 'dead', alert, at, receiver, attempts, reason FROM {db}.dead_notifications {where}"
+            f") ORDER BY at DESC LIMIT {int(limit)}",
             {"m": model_id} if model_id else None,
         )
-        return [{"state": s, "at": format_ts(at_ms), **orjson.loads(a)} for s, a, at_ms in rows]
+        history = []
+        for state, alert, at_ms, receiver, attempts, reason in rows:
+            h = {"state": state, "at": format_ts(at_ms), **orjson.loads(alert)}
+            if state == "dead":
+                h |= {"receiver": receiver, "attempts": int(attempts), "reason": reason}
+            history.append(h)
+        return history
+
+    def write_dead(
+        self,
+        receiver: str,
+        entry_id: str,
+        kind: str,
+        attempts: int,
+        reason: str,
+        alerts: Sequence[dict[str, Any]],
+    ) -> None:
+        """A notification given up, one row per alert it carried."""
+        import orjson
+
+        now = datetime.now(UTC)
+        data = [
+            [receiver, entry_id, kind, attempts, reason, a.get("model", ""), orjson.dumps(a).decode(), now]
+            for a in alerts
+        ]
+        cols = ("receiver", "entry_id", "kind", "attempts", "reason", "model_id", "alert", "at")
+        self.store._insert("dead_notifications", data, cols)
 
     def write_attempts(self, attempts: Sequence[Any]) -> None:
         now = datetime.now(UTC)
