@@ -13,7 +13,13 @@ Conventions of every ClickHouse query (grafana-clickhouse-datasource, SQL editor
   plugin turns them into one series per label value (the legend shows the label via
   ``displayName: ${__field.labels.<label>}``).
 * ``drift_metrics`` is a ReplacingMergeTree: always read with ``FINAL``.
-* Variables are used quoted (``'${model}'``) or, when multi-valued, as ``${feature:singlequote}``.
+* Variables reach the SQL only percent-encoded (``${model:percentencode}``, which leaves nothing
+  but ``A-Z a-z 0-9 - _ . ~ %``) inside a literal that ClickHouse decodes (:func:`one`,
+  :func:`many`): no value, however hostile, can end the literal. Grafana's ``singlequote`` and
+  ``sqlstring`` formats escape ``'`` but not the backslash, which ClickHouse also treats as an escape, so
+  a value ending in a backslash closes the literal early (a URL can set any value:
+  ``?var-model=...``). Grafana connects as a read-only ClickHouse user as well
+  (``dashboards/clickhouse/grafana-user.xml``).
 
 Each panel declares the columns its query returns; ``tests/test_dashboards.py`` runs every query
 against a chDB store filled by ``dashboards/sample.py`` and checks them.
@@ -36,7 +42,20 @@ PROMETHEUS = {"type": "prometheus", "uid": "driftline-prometheus"}
 TIME_SERIES, TABLE = 0, 1  # the plugin's `format` values
 DB = "driftline"
 
-MODEL = "model_id = '${model}' AND model_version = '${version}'"
+
+def one(name: str) -> str:
+    """A single-value variable as a ClickHouse String expression."""
+    return f"decodeURLComponent('${{{name}:percentencode}}')"
+
+
+def many(name: str) -> str:
+    """A multi-value variable as an Array(String) expression. Grafana percent-encodes a list as
+    ``{a,b}``: braces off, split at commas (a value with a comma or an outer brace cannot be told
+    apart and matches nothing; it never escapes the literal)."""
+    return f"splitByChar(',', trim(BOTH '{{}}' FROM {one(name)}))"
+
+
+MODEL = f"model_id = {one('model')} AND model_version = {one('version')}"
 
 
 def in_range(col: str) -> str:
@@ -209,7 +228,7 @@ MODEL_VARS = [
     variable(
         "version",
         "Version",
-        f"SELECT DISTINCT model_version FROM {DB}.drift_metrics WHERE model_id = '${{model}}' "
+        f"SELECT DISTINCT model_version FROM {DB}.drift_metrics WHERE model_id = {one('model')} "
         "ORDER BY model_version",
     ),
 ]
@@ -273,17 +292,18 @@ def dashboard(
 # -- the dashboards -----------------------------------------------------------------------------
 
 
-def drift_series(metric: str, features: str = "${feature:singlequote}") -> Query:
+def drift_series(metric: str, features: str = f"has({many('feature')}, feature)") -> Query:
+    """``features``: the condition that picks the features drawn."""
     return Query(
         f"""SELECT {bucket("window_end")} AS time, feature, max(value) AS value
             FROM {DB}.drift_metrics FINAL
-            WHERE {MODEL} AND metric = '{metric}' AND feature IN ({features}) AND {in_range("window_end")}
+            WHERE {MODEL} AND metric = '{metric}' AND {features} AND {in_range("window_end")}
             GROUP BY time, feature ORDER BY time, feature""",
         ("time", "feature", "value"),
     )
 
 
-def group_series(metric: str, attributes: str = "${attribute:singlequote}") -> Query:
+def group_series(metric: str, attributes: str = many("attribute")) -> Query:
     """A per-group fairness metric (``feature`` = ``attribute=group``) of the chosen attributes, one
     series per group named ``attribute=group``; the value of the last window ending in each interval."""
     return Query(
@@ -291,7 +311,7 @@ def group_series(metric: str, attributes: str = "${attribute:singlequote}") -> Q
                    argMax(value, window_end) AS value
             FROM {DB}.drift_metrics FINAL
             WHERE {MODEL} AND metric = '{metric}'
-              AND arrayExists(a -> startsWith(feature, concat(a, '=')), [{attributes}])
+              AND arrayExists(a -> startsWith(feature, concat(a, '=')), {attributes})
               AND {in_range("window_end")}
             GROUP BY time, segment ORDER BY time, segment""",
         ("time", "segment", "value"),
@@ -442,8 +462,8 @@ def model_overview() -> Built:
         [
             drift_series(
                 "psi",
-                features=f"""SELECT DISTINCT feature
-            FROM {DB}.drift_metrics WHERE {MODEL} AND metric = 'psi'""",
+                features=f"""feature IN (SELECT DISTINCT feature
+            FROM {DB}.drift_metrics WHERE {MODEL} AND metric = 'psi')""",
             )
         ],
         w=24,
@@ -471,7 +491,7 @@ def feature_drift() -> Built:
         "feature",
         "Feature",
         f"""SELECT DISTINCT feature FROM {DB}.drift_metrics
-            WHERE model_id = '${{model}}' AND model_version = '${{version}}' AND metric = 'psi'
+            WHERE {MODEL} AND metric = 'psi'
             ORDER BY feature""",
         multi=True,
     )
@@ -502,7 +522,7 @@ def feature_drift() -> Built:
                        anyIf(status, metric = 'psi') AS status,
                        fromUnixTimestamp64Milli(max(window_end)) AS as_of
                 FROM {DB}.drift_metrics FINAL
-                WHERE {MODEL} AND feature IN (${{feature:singlequote}})
+                WHERE {MODEL} AND has({many("feature")}, feature)
                   AND window_end = (SELECT max(window_end) FROM {DB}.drift_metrics
                                     WHERE {MODEL} AND metric = 'psi' AND {in_range("window_end")})
                 GROUP BY feature ORDER BY psi DESC""",
@@ -554,7 +574,7 @@ def fairness() -> Built:
         "attribute",
         "Segment attribute",
         f"""SELECT DISTINCT feature FROM {DB}.drift_metrics
-            WHERE model_id = '${{model}}' AND model_version = '${{version}}' AND metric = 'disparate_impact'
+            WHERE {MODEL} AND metric = 'disparate_impact'
             ORDER BY feature""",
         multi=True,
     )
@@ -565,7 +585,7 @@ def fairness() -> Built:
         return Panel(
             title,
             "timeseries",
-            [drift_series(metric, "${attribute:singlequote}")],
+            [drift_series(metric, f"has({many('attribute')}, feature)")],
             label="feature",
             thresholds=thresholds,
             threshold_line=True,
@@ -587,7 +607,7 @@ def fairness() -> Built:
                        max(n_cur) AS events,
                        fromUnixTimestamp64Milli(max(window_end)) AS as_of
                 FROM {DB}.drift_metrics FINAL
-                WHERE {MODEL} AND feature IN (${{attribute:singlequote}})
+                WHERE {MODEL} AND has({many("attribute")}, feature)
                   AND metric IN ('disparate_impact', 'demographic_parity_difference',
                                  'equal_opportunity_difference')
                   AND window_end = (SELECT max(window_end) FROM {DB}.drift_metrics

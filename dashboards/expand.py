@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from driftline.storage.store import Store
 
@@ -55,34 +56,50 @@ def expand_macros(sql: str, r: TimeRange) -> str:
     return sql
 
 
-def expand_variables(sql: str, values: dict[str, list[str]]) -> str:
-    """``${name}`` / ``$name`` (single value) and ``${name:singlequote}`` (any number of values)."""
+Values = dict[str, str | list[str]]  # a single-value variable's value, or a multi-value one's list
+
+
+def grafana_format(value: str | list[str], fmt: str | None) -> str:
+    """A variable's value as Grafana's ``formatRegistry`` writes it (scenes, Grafana 12)."""
+    if fmt == "percentencode":  # encodeURIComponent plus !'()*: only A-Z a-z 0-9 - _ . ~ and %XX remain
+        text = value if isinstance(value, str) else "{" + ",".join(value) + "}"
+        return quote(text, safe="")
+    values = [value] if isinstance(value, str) else value
+    if fmt == "singlequote":  # escapes ' as \' and nothing else
+        return ",".join("'" + v.replace("'", "\\'") + "'" for v in values)
+    if fmt == "sqlstring":  # escapes ' as '' and " as \"
+        return ",".join("'" + v.replace("'", "''").replace('"', '\\"') + "'" for v in values)
+    if fmt is None and isinstance(value, str):
+        return value
+    raise ValueError(f"unsupported format {fmt!r} for {value!r}")
+
+
+def expand_variables(sql: str, values: Values) -> str:
+    """``${name}`` / ``$name`` (raw) and ``${name:format}`` for the formats of :func:`grafana_format`."""
 
     def one(m: re.Match[str]) -> str:
-        name, fmt = m.group(1) or m.group(3), m.group(2)
-        vals = values[name]
-        if fmt == "singlequote":
-            return ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in vals)
-        if fmt is not None or len(vals) != 1:
-            raise ValueError(f"${name}: unsupported format {fmt!r} for {len(vals)} value(s)")
-        return vals[0]
+        name = m.group(1) or m.group(3)
+        try:
+            return grafana_format(values[name], m.group(2))
+        except ValueError as exc:
+            raise ValueError(f"${name}: {exc}") from None
 
     return re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)", one, sql)
 
 
-def run(store: Store, sql: str, values: dict[str, list[str]], r: TimeRange) -> Result:
+def run(store: Store, sql: str, values: Values, r: TimeRange) -> Result:
     text = expand_variables(expand_macros(sql, r), values)
     names, types, rows = store.select(text)
     return Result(tuple(names), tuple(types), rows)
 
 
-def resolve_variables(store: Store, dash: dict[str, Any], r: TimeRange) -> dict[str, list[str]]:
+def resolve_variables(store: Store, dash: dict[str, Any], r: TimeRange) -> Values:
     """Each variable's query in order, as Grafana runs them; single-valued ones take the first value,
     multi-valued ones (with "All") every value."""
-    values: dict[str, list[str]] = {}
+    values: Values = {}
     for v in dash["templating"]["list"]:
         options = [str(row[0]) for row in run(store, v["query"], values, r).rows]
         if not options:
             raise ValueError(f"variable {v['name']} has no options")
-        values[v["name"]] = options if v["multi"] else options[:1]
+        values[v["name"]] = options if v["multi"] else options[0]
     return values

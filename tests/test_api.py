@@ -6,6 +6,7 @@ import io
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
 
-KEYS = {"ingest-key": ["ingest"], "read-key": ["read"], "admin-key": ["admin"]}
+KEYS = {
+    "ingest-key": ["ingest"],
+    "other-ingest-key": ["ingest"],
+    "read-key": ["read"],
+    "admin-key": ["admin"],
+}
 START_MS = 1_767_225_600_000
 PUBLIC = {"/healthz", "/readyz", "/metrics"}  # infrastructure probes and the Prometheus scrape
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -43,6 +49,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
         pane_ms=60_000,
         window_ms=300_000,
         lateness_ms=0,
+        max_reference_bytes=4 << 20,
     )
     service = Service(settings)
     try:
@@ -53,7 +60,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
 
 
 def traffic(n: int, seed: int, **kw: Any) -> list[dict[str, Any]]:
-    return list(events(generate(Traffic(n=n, seed=seed, start_ms=START_MS, rate=10.0, **kw))))
+    return list(events(generate(Traffic(n=n, seed=seed, **{"start_ms": START_MS, "rate": 10.0, **kw}))))
 
 
 def assert_problem(r: Any, status: int, text: str) -> dict[str, Any]:
@@ -299,3 +306,195 @@ def test_openapi_is_complete(api: tuple[TestClient, Service]) -> None:
         for op in ops.values():
             assert op.get("summary"), f"{path} has no summary"
     assert pl is not None
+
+
+# -- issue 14: ingest from several producers, reads, HTTP conformance ---------------------------
+
+DAY_MS = 86_400_000
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def stored(service: Service, version: str) -> int:
+    return sum(r.n for r in service.store.pane_rows("churn", kinds=["events"], model_version=version))
+
+
+def late_stored(service: Service, version: str) -> int:
+    rows = service.store.pane_rows("churn", kinds=["events"], model_version=version)
+    return sum(r.n for r in rows if r.late)
+
+
+def test_idempotency_keys_are_scoped_per_api_key(api: tuple[TestClient, Service]) -> None:
+    client, service = api
+    first = traffic(5, seed=40, model_version="scoped", start_ms=START_MS + 10 * DAY_MS)
+    second = traffic(7, seed=41, model_version="scoped", start_ms=START_MS + 10 * DAY_MS)
+    shared = {"idempotency-key": "batch-1"}
+    r = client.post("/v1/events", json=first, headers={**auth("ingest-key"), **shared})
+    assert r.status_code == 200 and r.json()["accepted"] == 5
+    r = client.post("/v1/events", json=second, headers={**auth("other-ingest-key"), **shared})
+    assert r.status_code == 200 and r.json()["accepted"] == 7
+    assert stored(service, "scoped") == 12  # another client's key is not this client's retry
+
+
+def test_a_reused_idempotency_key_with_another_body_is_refused(api: tuple[TestClient, Service]) -> None:
+    client, service = api
+    batch = traffic(6, seed=42, model_version="reused", start_ms=START_MS + 11 * DAY_MS)
+    headers = {**auth("ingest-key"), "idempotency-key": "batch-2"}
+    first = client.post("/v1/events", json=batch, headers=headers)
+    assert first.status_code == 200 and first.json()["accepted"] == 6
+    assert_problem(client.post("/v1/events", json=batch[:3], headers=headers), 422, "another request body")
+    retry = client.post("/v1/events", json=batch, headers=headers)
+    assert retry.status_code == 200 and retry.json() == first.json()
+    assert stored(service, "reused") == 6
+
+
+def test_a_failed_store_write_leaves_no_trace(
+    api: tuple[TestClient, Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from driftline.storage.store import StoreError
+
+    client, service = api
+    t = START_MS + 12 * DAY_MS
+    ahead = traffic(5, seed=43, model_version="rollback", start_ms=t + 600_000)
+    behind = traffic(5, seed=44, model_version="rollback", start_ms=t)
+    real = service.store.write_flush
+
+    def refuse(*args: Any, **kwargs: Any) -> str:
+        raise StoreError("injected: ClickHouse is down")
+
+    monkeypatch.setattr(service.store, "write_flush", refuse)
+    assert_problem(
+        client.post("/v1/events", json=ahead, headers=auth("ingest-key")), 503, "nothing was stored"
+    )
+    monkeypatch.setattr(service.store, "write_flush", real)
+    # The refused batch did not move event time: ten minutes older events are not late.
+    r = client.post("/v1/events", json=behind, headers=auth("ingest-key"))
+    assert r.status_code == 200 and r.json()["late"] == 0
+    r = client.post("/v1/events", json=ahead, headers=auth("ingest-key"))  # the retry
+    assert r.status_code == 200 and r.json()["accepted"] == 5
+    assert (stored(service, "rollback"), late_stored(service, "rollback")) == (10, 0)
+
+
+def test_each_api_key_has_its_own_event_time(api: tuple[TestClient, Service]) -> None:
+    client, service = api
+    t = START_MS + 13 * DAY_MS
+    ahead = traffic(5, seed=45, model_version="producers", start_ms=t + 3_600_000)
+    behind = traffic(5, seed=46, model_version="producers", start_ms=t)
+    assert client.post("/v1/events", json=ahead, headers=auth("ingest-key")).json()["late"] == 0
+    # Another client an hour behind is on time for its own traffic (lateness is 0 here).
+    assert client.post("/v1/events", json=behind, headers=auth("other-ingest-key")).json()["late"] == 0
+    assert late_stored(service, "producers") == 0
+
+
+def test_events_far_ahead_of_the_clock_are_rejected_over_http(api: tuple[TestClient, Service]) -> None:
+    import time
+
+    client, service = api
+    now = int(time.time() * 1000)
+    soon, later = traffic(2, seed=47, model_version="future", start_ms=now + 60_000)
+    later["ts"] = now + service.settings.http_max_future_ms + 600_000
+    r = client.post("/v1/events", json=[soon, later], headers=auth("other-ingest-key"))
+    assert r.status_code == 200
+    assert (r.json()["accepted"], [e["field"] for e in r.json()["errors"]]) == (1, ["ts"])
+
+
+def test_reads_default_to_the_last_window(api: tuple[TestClient, Service]) -> None:
+    client, service = api
+    t = START_MS + 14 * DAY_MS
+    evs = traffic(1200, seed=48, model_version="recent", start_ms=t)  # 10/s: two minutes
+    assert client.post("/v1/events", json=evs, headers=auth("ingest-key")).json()["accepted"] == 1200
+    window_ms, end = service.settings.window_ms, t + 120_000  # the newest pane ends at t + 2 min
+    for route in ("drift", "latency", "fairness"):
+        r = client.get(f"/v1/models/churn/{route}", params={"version": "recent"}, headers=auth("read-key"))
+        assert r.status_code == 200, r.text
+        span = r.json()["range"]
+        assert (span["from"], span["to"]) == (iso(end - window_ms), iso(end)), route
+    drift = client.get("/v1/models/churn/drift", params={"version": "recent"}, headers=auth("read-key"))
+    assert drift.json()["n_current"] == 1200
+    only_to = client.get(
+        "/v1/models/churn/drift", params={"version": "recent", "to": t + 60_000}, headers=auth("read-key")
+    ).json()
+    assert only_to["n_current"] == 600 and only_to["range"]["from"] == iso(t + 60_000 - window_ms)
+
+
+def test_reads_longer_than_the_cap_are_refused(api: tuple[TestClient, Service]) -> None:
+    client, service = api
+    cap = service.settings.max_range_ms
+    for route in ("drift", "latency", "fairness"):
+        assert_problem(
+            client.get(
+                f"/v1/models/churn/{route}",
+                params={"from": START_MS, "to": START_MS + cap + 60_000},
+                headers=auth("read-key"),
+            ),
+            400,
+            "max_range_ms",
+        )
+    r = client.get(
+        "/v1/models/churn/drift", params={"from": START_MS, "to": START_MS + cap}, headers=auth("read-key")
+    )
+    assert r.status_code == 200
+
+
+def test_the_reference_body_is_bounded(api: tuple[TestClient, Service]) -> None:
+    client, service = api
+    limit = service.settings.max_reference_bytes
+    csv = {**auth("admin-key"), "content-type": "text/csv"}
+    declared = client.put("/v1/models/fraud/reference", content=b"a,b\n" * (limit // 4 + 1), headers=csv)
+    assert_problem(declared, 413, f"above the {limit}-byte limit")
+    chunks = iter([b"a,b\n" * 65536] * (limit // (4 * 65536) + 1))  # chunked: no Content-Length
+    assert_problem(client.put("/v1/models/fraud/reference", content=chunks, headers=csv), 413, "limit")
+    json_range = {**auth("admin-key"), "content-type": "application/json"}
+    body = b" " * (64 << 10) + b'{"from": 0, "to": 1}'
+    assert_problem(client.put("/v1/models/churn/reference", content=body, headers=json_range), 413, "limit")
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
+def test_the_authorization_scheme_is_case_insensitive(api: tuple[TestClient, Service], scheme: str) -> None:
+    client, _ = api
+    r = client.get("/v1/models", headers={"authorization": f"{scheme} read-key"})
+    assert r.status_code == 200, r.text
+    assert_problem(
+        client.get("/v1/models", headers={"authorization": f"{scheme} nope"}), 401, "unknown API key"
+    )
+    assert_problem(client.get("/v1/models", headers={"authorization": "Basic cmVhZC1rZXk="}), 401, "missing")
+
+
+def test_405_says_which_methods_are_allowed(api: tuple[TestClient, Service]) -> None:
+    client, _ = api
+    spec = client.get("/openapi.json").json()["paths"]
+    for template, ops in spec.items():
+        path = re.sub(r"\{[^}]+\}", "x", template)
+        documented = {m.upper() for m in ops}
+        for method in {"GET", "PUT", "POST", "DELETE", "PATCH"} - documented:
+            r = client.request(method, path, headers=auth("admin-key"))
+            assert_problem(r, 405, "Method Not Allowed")
+            assert set(r.headers["allow"].split(", ")) == documented, (method, template)
+
+
+def test_openapi_documents_the_status_codes_the_server_sends(api: tuple[TestClient, Service]) -> None:
+    client, _ = api
+    spec = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            if op.get("parameters") or op.get("requestBody"):
+                assert "400" in codes, (method, path)
+            if path.startswith("/v1"):
+                assert {"401", "403", "503"} <= codes, (method, path)
+                assert op["security"], (method, path)
+            if "{" in path:  # an id that names nothing, or a path the router does not know
+                assert "404" in codes, (method, path)
+            for code, response in op["responses"].items():
+                if code >= "400":
+                    assert response["content"] == {
+                        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }, (method, path, code)
+    assert "422" in spec["paths"]["/v1/events"]["post"]["responses"]
+    assert "413" in spec["paths"]["/v1/models/{model_id}/reference"]["put"]["responses"]
+    # what the server sends for a bad parameter is what the schema says: 400, not 422
+    r = client.get("/v1/alerts/history", params={"limit": 0}, headers=auth("read-key"))
+    assert_problem(r, 400, "limit")

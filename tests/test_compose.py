@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import tomllib
+import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -224,9 +225,33 @@ def test_clickhouse_credentials_agree() -> None:
     )
     ds = next(d for d in provisioned_datasources() if d["type"] == "grafana-clickhouse-datasource")
     assert ds["uid"] == build.CLICKHOUSE["uid"]
-    assert ds["jsonData"]["username"] == ch["CLICKHOUSE_USER"]
-    assert ds["secureJsonData"]["password"] == ch["CLICKHOUSE_PASSWORD"]
     assert ds["jsonData"]["defaultDatabase"] == ch["CLICKHOUSE_DB"] == build.DB
+
+
+def test_grafana_queries_clickhouse_as_a_read_only_user() -> None:
+    """Grafana viewers (anonymous ones too) can send the data source any SQL: its user is one of
+    the clickhouse container's users.d files, read-only and granted SELECT on driftline.* only."""
+    ds = next(d for d in provisioned_datasources() if d["type"] == "grafana-clickhouse-datasource")
+    user = ds["jsonData"]["username"]
+    assert user != env("clickhouse")["CLICKHOUSE_USER"], "not the service's read-write user"
+    files = [
+        host_file("clickhouse", target)
+        for _, target, _ in mounts("clickhouse")
+        if target.startswith("/etc/clickhouse-server/users.d/")
+    ]
+    users = [ET.parse(f).getroot() for f in files if f is not None]
+    found = [u for root in users for u in root.findall(f"users/{user}")]
+    assert len(found) == 1, f"no users.d file of the clickhouse service defines {user!r}"
+    (definition,) = found
+    assert definition.findtext("password") == ds["secureJsonData"]["password"]
+    assert definition.findtext("access_management", "0") == "0"
+    grants = [q.text for q in definition.findall("grants/query")]
+    assert grants == [f"GRANT SELECT ON {build.DB}.*"]
+    profile_name = definition.findtext("profile")
+    (profile,) = [p for root in users for p in root.findall(f"profiles/{profile_name}")]
+    # 1 or 2 forbid writes and DDL; 2 lets the plugin set max_execution_time per query
+    assert profile.findtext("readonly") in ("1", "2")
+    assert profile.find("constraints/max_execution_time/max") is not None
 
 
 # -- volumes and mounted files ------------------------------------------------------------------

@@ -33,6 +33,8 @@ import yaml
 from dashboards import build, expand
 from dashboards.expand import Result, TimeRange, expand_macros, expand_variables, run
 from dashboards.sample import DRIFT_FEATURES, FAIRNESS_REGRESSION, Sample, fill
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.metrics import MetricWrapperBase
 
 from driftline import metrics, simulate
@@ -131,7 +133,7 @@ def test_schema_essentials(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
-def test_variables_referenced_exist_and_are_quoted(path: Path) -> None:
+def test_variables_referenced_exist_and_reach_sql_only_percent_encoded(path: Path) -> None:
     dash = load(path)
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     texts = [t.get("rawSql") or t["expr"] for _, t in targets(dash)]
@@ -141,14 +143,34 @@ def test_variables_referenced_exist_and_are_quoted(path: Path) -> None:
             assert name in defined_before, f"variable {v['name']} uses ${name} before it is defined"
         defined_before.add(v["name"])
     for text in texts:
-        for name, fmt in variable_refs(text):
+        for name, _ in variable_refs(text):
             assert name in variables or name in BUILTIN_VARIABLES, f"${name} is not a variable of {path.name}"
-            if name in variables and variables[name]["multi"]:
-                assert fmt == "singlequote", f"multi-value ${name} must be used as ${{{name}:singlequote}}"
     for text in [*texts, *(v["query"] for v in variables.values())]:
-        if "SELECT" in text:  # single values sit inside quotes in SQL
-            for m in re.finditer(r"\$\{(\w+)\}", text):
-                assert text[m.start() - 1] == "'" and text[m.end()] == "'", f"unquoted {m.group()} in {text}"
+        if "SELECT" not in text:
+            continue
+        # Percent-encoding leaves only [A-Za-z0-9._~%-], so nothing can end the literal around it.
+        wrapped = re.findall(r"decodeURLComponent\('\$\{(\w+):percentencode\}'\)", text)
+        used = [name for name, _ in variable_refs(text) if name in variables]
+        assert sorted(wrapped) == sorted(used), f"a variable reaches the SQL otherwise: {text}"
+
+
+def test_the_formats_are_grafana_s() -> None:
+    """The expectations of Grafana's own formatRegistry tests."""
+    assert (
+        expand.grafana_format(["foo()bar BAZ", "test2"], "percentencode")
+        == "%7Bfoo%28%29bar%20BAZ%2Ctest2%7D"
+    )
+    assert expand.grafana_format(["test", "test'2"], "singlequote") == "'test','test\\'2'"
+    assert expand.grafana_format("test'value", "sqlstring") == "'test''value'"
+    assert expand.grafana_format(["test", "test'value2"], "sqlstring") == "'test','test''value2'"
+    assert expand.grafana_format("a!'()*~b", "percentencode") == "a%21%27%28%29%2A~b"
+
+
+@given(value=st.text(max_size=40))
+def test_percent_encoded_values_decode_to_themselves_in_clickhouse(filled: Filled, value: str) -> None:
+    literal = expand.grafana_format(value, "percentencode")
+    assert re.fullmatch(r"[A-Za-z0-9._~%-]*", literal)
+    assert filled.store.select(f"SELECT decodeURLComponent('{literal}')")[2] == [(value,)]
 
 
 def test_dashboard_queries_follow_the_conventions() -> None:
@@ -172,7 +194,7 @@ class Filled:
     sample: Sample
     range: TimeRange
 
-    def query(self, sql: str, values: dict[str, list[str]], interval_s: int = 60) -> Result:
+    def query(self, sql: str, values: expand.Values, interval_s: int = 60) -> Result:
         return run(self.store, sql, values, TimeRange(self.range.from_ms, self.range.to_ms, interval_s))
 
 
@@ -188,7 +210,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
         store.close()
 
 
-def resolve_variables(filled: Filled, dash: dict[str, Any]) -> dict[str, list[str]]:
+def resolve_variables(filled: Filled, dash: dict[str, Any]) -> expand.Values:
     return expand.resolve_variables(filled.store, dash, filled.range)
 
 
@@ -201,9 +223,12 @@ def test_macros_expand_as_the_plugin_does() -> None:
     )
     with pytest.raises(ValueError, match="macro"):
         expand_macros("$__timeGroup(at, 1m)", r)
-    values = {"model": ["churn"], "feature": ["a", "b'c"]}
+    values: expand.Values = {"model": "churn", "feature": ["a", "b'c"]}
     assert expand_variables("m = '${model}' AND f IN (${feature:singlequote})", values) == (
         "m = 'churn' AND f IN ('a','b\\'c')"
+    )
+    assert (
+        expand_variables("${model:percentencode} ${feature:percentencode}", values) == "churn %7Ba%2Cb%27c%7D"
     )
     with pytest.raises(ValueError, match="feature"):
         expand_variables("f = '${feature}'", values)
@@ -257,7 +282,43 @@ def test_variable_queries_return_the_simulated_model(filled: Filled, path: Path)
         "attribute": sorted(s.attributes),
     }
     for name, got in values.items():
-        assert sorted(got) == expected[name], name
+        assert sorted([got] if isinstance(got, str) else got) == expected[name], name
+
+
+HOSTILE = [
+    "\\' OR 1=1 --",  # defeats singlequote: \' becomes \\' and the quote ends the literal
+    "\\'' OR 1=1 --",  # defeats sqlstring the same way
+    "x\\",  # a trailing backslash escapes the closing quote
+    "churn' OR model_id != '",
+    "'); DROP TABLE driftline.alerts; --",
+    "{churn,v1}",
+]
+
+
+def clickhouse_queries() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path in DASHBOARD_FILES:
+        dash = load(path)
+        for panel, t in targets(dash):
+            if t["datasource"]["type"] == "grafana-clickhouse-datasource":
+                yield f"{path.stem}: {panel['title']}", t["rawSql"], dash
+        for v in dash["templating"]["list"]:
+            yield f"{path.stem}: variable {v['name']}", v["query"], dash
+
+
+def test_hostile_variable_values_only_select_nothing(filled: Filled) -> None:
+    """A URL can set any value (?var-model=...): each query answers a hostile value exactly as it
+    answers a name that does not exist, for every variable it uses, every value of HOSTILE."""
+    for title, sql, dash in clickhouse_queries():
+        values = resolve_variables(filled, dash)
+        for name in {n for n, _ in variable_refs(sql) if n in values}:
+            unknown = filled.query(sql, with_value(values, name, "no-such-value"))
+            for value in HOSTILE:
+                assert filled.query(sql, with_value(values, name, value)) == unknown, (title, name, value)
+
+
+def with_value(values: expand.Values, name: str, value: str) -> expand.Values:
+    """``values`` with ``name`` set to ``value`` (the one value selected, if it is multi-valued)."""
+    return {**values, name: value if isinstance(values[name], str) else [value]}
 
 
 def panel_query(filled: Filled, stem: str, title: str, interval_s: int = 60) -> Result:

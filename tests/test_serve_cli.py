@@ -69,7 +69,8 @@ rules:
         evs = list(events(generate(Traffic(n=2000, seed=3, start_ms=START_MS, rate=5.0))))
         r = httpx.post(f"{base}/v1/events", json=evs, headers=headers, timeout=30)
         assert r.status_code == 200 and r.json()["accepted"] == 2000
-        drift = httpx.get(f"{base}/v1/models/churn/drift", headers=headers, timeout=30).json()
+        span = {"from": START_MS, "to": START_MS + 400_000}  # without them: the last window only
+        drift = httpx.get(f"{base}/v1/models/churn/drift", params=span, headers=headers, timeout=30).json()
         assert drift["n_current"] == 2000
         assert httpx.get(f"{base}/v1/models", headers={"authorization": "Bearer nope"}).status_code == 401
     finally:

@@ -92,7 +92,13 @@ class Service:
             self.store, self.references, self.windows, Thresholds(), self._on_window
         )
         self.http_ingest = DirectIngest(
-            self.store, self.references, self.windows, self.evaluator, "http", clock
+            self.store,
+            self.references,
+            self.windows,
+            self.evaluator,
+            "http",
+            clock,
+            max_future_ms=settings.http_max_future_ms,
         )
         self.consumers: list[StreamConsumer] = []
         self._threads: list[threading.Thread] = []

@@ -101,6 +101,21 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         16 << 20, ge=1024, description="Largest POST /v1/events body; larger ones get 413."
     )
+    http_max_future_ms: int = Field(
+        300_000,
+        ge=0,
+        description="POST /v1/events rejects an event stamped more than this ahead of the server's clock "
+        "(Kafka allows 24 h); each API key's events are judged against its own watermark.",
+    )
+    max_range_ms: int = Field(
+        7 * 86_400_000,
+        ge=60_000,
+        description="Longest from/to range of one GET /v1/models/{id}/drift, latency or fairness read; "
+        "longer ones get 400 (read a long period in pieces). Without from/to a read covers the last window.",
+    )
+    max_reference_bytes: int = Field(
+        256 << 20, ge=1024, description="Largest PUT /v1/models/{id}/reference body; larger ones get 413."
+    )
     pane_ms: int = Field(
         60_000, ge=1000, description="Pane length in event time: what sketches are stored by."
     )
@@ -118,8 +133,8 @@ class Settings(BaseSettings):
     idle_ms: int = Field(
         30_000,
         ge=1000,
-        description="A Kafka partition read to its end that got nothing for this long stops holding the "
-        "watermark back.",
+        description="A Kafka partition read to its end that got nothing for this long, or an API key that "
+        "sent nothing over HTTP for this long, stops holding the watermark back.",
     )
     flush_interval_ms: int = Field(
         5_000, ge=100, description="Open panes are stored this often; Kafka offsets are committed after."

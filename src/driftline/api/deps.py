@@ -1,8 +1,9 @@
-"""Dependencies: the service, API-key auth with scopes, time-range parameters."""
+"""Dependencies: the service, API-key auth with scopes, time-range parameters, bounded bodies."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -11,25 +12,36 @@ from driftline.api.problems import Problem
 from driftline.contract import InvalidEvent, parse_ts
 from driftline.service import Service
 
+OPEN = "open"  # the principal of every request in open mode
+
 
 def service(request: Request) -> Service:
     svc: Service = request.app.state.service
     return svc
 
 
-def require(scope: str) -> Callable[..., None]:
-    """``Authorization: Bearer <key>`` (or ``X-API-Key``) whose scopes include ``scope``."""
+def presented_key(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` (the scheme is case-insensitive, RFC 9110
+    §11.1) or of ``X-API-Key``."""
+    scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key") or None
 
-    def check(request: Request, svc: Annotated[Service, Depends(service)]) -> None:
+
+def principal(key: str) -> str:
+    """A stable name for an API key that reveals nothing of it (idempotency scopes, watermarks)."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def require(scope: str) -> Callable[..., str]:
+    """A key whose scopes include ``scope``; the dependency's value is the key's principal."""
+
+    def check(request: Request, svc: Annotated[Service, Depends(service)]) -> str:
         settings = svc.settings
         if settings.open_mode:
-            return
-        header = request.headers.get("authorization", "")
-        key = (
-            header.removeprefix("Bearer ").strip()
-            if header.startswith("Bearer ")
-            else request.headers.get("x-api-key")
-        )
+            return OPEN
+        key = presented_key(request)
         if not key:
             raise Problem(401, "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         scopes = settings.api_keys.get(key)
@@ -37,9 +49,27 @@ def require(scope: str) -> Callable[..., None]:
             raise Problem(401, "unknown API key")
         if scope not in scopes and "admin" not in scopes:
             raise Problem(403, f"this API key lacks the {scope!r} scope")
+        return principal(key)
 
     check.__name__ = f"require_{scope}"
     return check
+
+
+async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives; 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"request body is {declared} bytes, above the {limit}-byte limit")
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"request body is above the {limit}-byte limit")
+        yield chunk
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in body_chunks(request, limit)])
 
 
 def _ms(value: str | None, name: str) -> int | None:

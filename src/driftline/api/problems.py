@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -25,6 +26,20 @@ TITLES = {
 }
 
 
+SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+
+
 class Problem(Exception):
     """Raise anywhere in a handler: becomes a problem+json response."""
 
@@ -33,7 +48,9 @@ class Problem(Exception):
         self.status, self.detail, self.extra = status, detail, extra
 
 
-def problem_response(status: int, detail: str, instance: str, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int, detail: str, instance: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {
         "type": "about:blank",
         "title": TITLES.get(status, "Error"),
@@ -42,8 +59,10 @@ def problem_response(status: int, detail: str, instance: str, **extra: Any) -> J
         "instance": instance,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    out = dict(headers or {})
+    if status == 401:
+        out["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=out)
 
 
 async def on_problem(request: Request, exc: Exception) -> JSONResponse:
@@ -53,7 +72,7 @@ async def on_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem_response(exc.status_code, str(exc.detail), request.url.path)
+    return problem_response(exc.status_code, str(exc.detail), request.url.path, exc.headers)
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,17 +1,33 @@
 """Events that arrive without Kafka (HTTP ``POST /v1/events``, ``driftline replay``).
 
 Same contract, same panes, same store and window evaluation as the Kafka path. Each call is
-stored before it returns (one insert), so an acknowledged request is durable; its insert token
-is the caller's ``Idempotency-Key`` when given, so a retried request is stored once.
+stored before it returns (one insert), so an acknowledged request is durable.
+
+* **Producers.** Each producer (an API key over HTTP) has its own event-time watermark, as a Kafka
+  partition has: its events are late only against its own traffic, so one client's clock or backlog
+  never makes another's events late. A window is final once every producer heard from within the
+  idle time has passed it, except that a producer more than the lateness behind the leading one
+  holds nothing back (all of them silent: everything seen so far). A producer whose events land in
+  panes already final is still on time for itself; the windows containing those panes are computed
+  again.
+* **Idempotency.** An ``Idempotency-Key`` is scoped to the producer and the models of the request.
+  Its first success is remembered (24 h, bounded): a retry with the same body gets that answer
+  again without being folded twice; the same key with another body is refused
+  (:class:`IdempotencyConflict`). The insert token names the scope, the key *and* the body, so a
+  retry after a restart is still stored once, and another body is never dropped as a duplicate.
+* **Failures.** A store write that fails leaves nothing behind: the producer's watermark, pane
+  state and counters are restored, so the retry is judged exactly as the first attempt was.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -20,10 +36,12 @@ from driftline.contract import MAX_EVENT_BYTES, InvalidEvent
 from driftline.detectors.profile import ModelSketch
 from driftline.ingest.decode import AnyEvent, decode
 from driftline.ingest.evaluate import WindowEvaluator
-from driftline.ingest.panes import PaneFolder, WindowSpec
+from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
 from driftline.storage.store import Store, StoreError
 
 log = logging.getLogger("driftline.ingest")
+IDEMPOTENCY_TTL_S = 86_400.0
+IDEMPOTENCY_MAX_KEYS = 100_000
 
 
 @dataclass
@@ -31,6 +49,17 @@ class IngestResult:
     accepted: int = 0
     late: int = 0
     errors: list[dict[str, object]] = field(default_factory=list)  # {"index", "field", "reason"}
+
+
+class IdempotencyConflict(ValueError):
+    """The Idempotency-Key was used before, in the same scope, with a different body."""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    digest: str
+    at: float
+    result: IngestResult
 
 
 class DirectIngest:
@@ -46,17 +75,25 @@ class DirectIngest:
         max_future_ms: int | None = 86_400_000,
     ) -> None:
         self.store = store
-        self.references = references
-        self.folder = PaneFolder(references, spec)  # a live view: newly stored references apply
+        self.references = references  # a live view: newly stored references apply
+        self.spec = spec
         self.evaluator = evaluator
         self.source = source
         self.clock = clock
         self.max_event_bytes = max_event_bytes
         self.max_future_ms = max_future_ms  # None for backfills of any period
+        self._folders: dict[str, PaneFolder] = {}  # per producer
+        self._heard: dict[str, float] = {}  # producer -> wall clock of its last stored request
+        self._final: int | None = None  # event time up to here is final for every active producer
+        self._replies: OrderedDict[tuple[str, tuple[str, ...], str], _Reply] = OrderedDict()
         self._lock = threading.Lock()
 
-    def ingest(self, messages: Sequence[bytes], idempotency_key: str | None = None) -> IngestResult:
-        """Validate, fold and store a batch; rejected events are reported, the rest stored."""
+    def ingest(
+        self, messages: Sequence[bytes], idempotency_key: str | None = None, producer: str | None = None
+    ) -> IngestResult:
+        """Validate, fold and store a batch from ``producer`` (default: the source); rejected events
+        are reported, the rest stored. Raises IdempotencyConflict, or StoreError with nothing kept."""
+        producer = producer or self.source
         result = IngestResult()
         events: list[AnyEvent] = []
         horizon = None if self.max_future_ms is None else int(self.clock() * 1000) + self.max_future_ms
@@ -72,25 +109,42 @@ class DirectIngest:
             prom.EVENTS.labels("", "rejected").inc(len(result.errors))
         if not events:
             return result
+        models = tuple(sorted({e.model_id for e in events}))
+        digest = _digest(messages)
+        scope = None if idempotency_key is None else (producer, models, idempotency_key)
         with self._lock:
-            late_before = self.folder.late_events
-            self.folder.fold(events, self.source)
-            rows, panes = self.folder.take_rows(self.source)
-            token = (
-                f"{self.source}:{idempotency_key}" if idempotency_key else f"{self.source}:{uuid.uuid4().hex}"
-            )
+            now = self.clock()
+            if scope is not None and (reply := self._reply(scope, now)) is not None:
+                if reply.digest != digest:
+                    raise IdempotencyConflict(
+                        f"Idempotency-Key {idempotency_key!r} was used for another request body "
+                        "(same API key and models): use a new key for new events"
+                    )
+                return reply.result
+            if producer not in self._folders:
+                self._folders[producer] = PaneFolder(self.references, self.spec)
+            folder = self._folders[producer]
+            final_before = self._final_ms(now)
+            saved = copy.deepcopy(folder.watermark), folder.late_events, folder.pending_events
+            token = _token(self.source, scope, digest) if scope else f"{self.source}:{uuid.uuid4().hex}"
             try:
+                folder.fold(events, producer)
+                rows, panes = folder.take_rows(producer)
                 with prom.STORE_WRITE_SECONDS.time():
                     self.store.write_flush(self.source, rows, None, token=token)
-            except Exception:
-                # Nothing was stored; the caller retries. The watermark has already seen these event
-                # times, so a retry of old panes lands in their correction sketches (still counted).
-                prom.STORE_ERRORS.labels("flush").inc()
+            except Exception as exc:
+                folder.state.pop(producer, None)
+                folder.watermark, folder.late_events, folder.pending_events = saved
+                if isinstance(exc, StoreError):
+                    prom.STORE_ERRORS.labels("flush").inc()
                 raise
+            self._heard[producer] = now
             prom.PANES_FLUSHED.inc(len(rows))
             result.accepted = len(events)
-            result.late = self.folder.late_events - late_before
-            self.evaluator.changed(panes, self.folder.watermark.current())
+            result.late = folder.late_events - saved[1]
+            self.evaluator.changed(_for_evaluation(panes, final_before, self.spec), self._final_ms(now))
+            if scope is not None:
+                self._remember(scope, _Reply(digest, now, result))
             self._evaluate()
         for model, n in Counter(e.model_id for e in events).items():
             prom.EVENTS.labels(model, "accepted").inc(n)
@@ -104,11 +158,66 @@ class DirectIngest:
         self._evaluate()
 
     def tick(self) -> None:
-        """Evaluate what became due (windows a failed store write left queued)."""
+        """Let producers that went quiet stop holding windows back; evaluate what became due
+        (and windows a failed store write left queued)."""
+        with self._lock:
+            final = self._final_ms(self.clock())
+        self.evaluator.changed((), final)
         self._evaluate()
+
+    def _final_ms(self, now: float) -> int | None:
+        """Event time final for evaluation: the min over the producers heard from within the idle
+        time of their watermarks, but at most ``lateness`` behind the leading one (a client far
+        behind, or feeding old events, does not hold every window back); all quiet: the max.
+        Never moves backwards."""
+        marks = {p: f.watermark.current() for p, f in self._folders.items()}
+        known = {p: m for p, m in marks.items() if m is not None}
+        active = [m for p, m in known.items() if now - self._heard.get(p, now) < self.spec.idle_ms / 1000]
+        if active:
+            value: int | None = max(min(active), max(active) - self.spec.lateness_ms)
+        else:
+            value = max(known.values(), default=None)
+        if value is not None and (self._final is None or value > self._final):
+            self._final = value
+        return self._final
+
+    def _reply(self, scope: tuple[str, tuple[str, ...], str], now: float) -> _Reply | None:
+        reply = self._replies.get(scope)
+        if reply is not None and now - reply.at >= IDEMPOTENCY_TTL_S:
+            del self._replies[scope]
+            return None
+        return reply
+
+    def _remember(self, scope: tuple[str, tuple[str, ...], str], reply: _Reply) -> None:
+        self._replies[scope] = reply
+        self._replies.move_to_end(scope)
+        while len(self._replies) > IDEMPOTENCY_MAX_KEYS:
+            self._replies.popitem(last=False)  # the oldest: its retries are still stored once (token)
 
     def _evaluate(self) -> None:
         try:
             self.evaluator.evaluate_due()
         except StoreError as exc:  # stays queued: the next call retries
             log.warning("window evaluation deferred (%s)", exc)
+
+
+def _digest(messages: Sequence[bytes]) -> str:
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(len(m).to_bytes(8, "little"))
+        h.update(m)
+    return h.hexdigest()
+
+
+def _token(source: str, scope: tuple[str, tuple[str, ...], str], digest: str) -> str:
+    producer, models, key = scope
+    named = "\x00".join((source, producer, *models, key, digest)).encode()
+    return f"{source}:{hashlib.sha256(named).hexdigest()[:32]}"
+
+
+def _for_evaluation(panes: list[PaneKey], final_ms: int | None, spec: WindowSpec) -> list[PaneKey]:
+    """Panes already final for the other producers change windows that may be computed: the
+    evaluator treats them as late panes (every window containing them is computed again)."""
+    if final_ms is None:
+        return panes
+    return [(m, v, s, late or s + spec.pane_ms <= final_ms) for m, v, s, late in panes]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from driftline import metrics as prom
@@ -22,7 +22,7 @@ from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
-from driftline.storage.store import MetricRow, Store, StoreError
+from driftline.storage.store import MetricRow, PaneRow, Store, StoreError
 
 log = logging.getLogger("driftline.windows")
 OnWindow = Callable[[str, str, int, int, list[MetricRow]], None]
@@ -282,16 +282,27 @@ def range_report(
 ) -> dict[str, object]:
     """Any time range: merge the stored panes (late ones included) and compare with the reference.
 
-    The same JSON document as ``driftline compare``, plus ``late_events`` and the range.
+    The same JSON document as ``driftline compare``, plus ``late_events`` and the range. The panes
+    are read and merged a piece at a time (:meth:`Store.pane_row_chunks`): bounded memory, and the
+    store stays free for flushes between pieces.
     """
-    rows = store.pane_rows(model, start, end, model_version=version)
-    report: dict[str, object] = drift_report(
-        reference, merge_rows(reference.binning, rows), thresholds or Thresholds()
-    )
-    report["late_events"] = sum(r.n for r in rows if r.kind == "events" and r.late)
+    panes: set[int] = set()
+    late = 0
+
+    def rows() -> Iterator[PaneRow]:
+        nonlocal late
+        for chunk in store.pane_row_chunks(model, start, end, version):
+            for r in chunk:
+                panes.add(r.pane_start)
+                late += r.n if r.kind == "events" and r.late else 0
+                yield r
+
+    merged = merge_rows(reference.binning, rows())
+    report: dict[str, object] = drift_report(reference, merged, thresholds or Thresholds())
+    report["late_events"] = late
     report["range"] = {
         "from": None if start is None else format_ts(start),
         "to": None if end is None else format_ts(end),
-        "panes": len({r.pane_start for r in rows}),
+        "panes": len(panes),
     }
     return report

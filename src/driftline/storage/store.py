@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -377,6 +377,46 @@ class Store:
             PaneRow(k, m, v, f, int(p), int(pm), bool(late), int(n), bytes(s), r)
             for k, m, v, f, p, pm, late, n, s, r in rows
         ]
+
+    def pane_row_chunks(
+        self,
+        model_id: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        model_version: str | None = None,
+        rows_per_chunk: int = 20_000,
+    ) -> Iterator[list[PaneRow]]:
+        """:meth:`pane_rows` in pieces of whole panes, about ``rows_per_chunk`` rows each, each its
+        own query: the lock is free between pieces, so a long read delays a flush by one piece at most."""
+        where, params = _where(
+            ("model_id = %(m)s", model_id),
+            ("pane_start >= %(s)s", start_ms),
+            ("pane_start < %(e)s", end_ms),
+            ("model_version = %(v)s", model_version),
+        )
+        counts = self._query(
+            f"SELECT pane_start, count() FROM {self.database}.pane_sketches WHERE kind != 'offset' AND "
+            f"{where} GROUP BY pane_start ORDER BY pane_start",
+            params,
+        )
+        lo, rows = start_ms, 0
+        for pane, n in counts:
+            if rows and rows + int(n) > rows_per_chunk:
+                yield self.pane_rows(model_id, lo, int(pane), model_version)
+                lo, rows = int(pane), 0
+            rows += int(n)
+        if rows:
+            yield self.pane_rows(model_id, lo, end_ms, model_version)
+
+    def newest_pane(self, model_id: str, model_version: str | None = None) -> int | None:
+        """Start of the model's newest pane with events (None: nothing stored)."""
+        where, params = _where(("model_id = %(m)s", model_id), ("model_version = %(v)s", model_version))
+        ((n, newest),) = self._query(
+            f"SELECT count(), max(pane_start) FROM {self.database}.pane_sketches "
+            f"WHERE kind = 'events' AND {where}",
+            params,
+        )
+        return int(newest) if n else None
 
     def models(self) -> list[str]:
         rows = self._query(

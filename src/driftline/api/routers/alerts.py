@@ -62,7 +62,7 @@ def _times(alert: dict[str, Any]) -> dict[str, Any]:
 
 
 class SilenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as documented: no bool for a number
     matchers: dict[
         Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=256)]
     ] = Field(min_length=1, examples=[{"model": "churn", "feature": "age*"}])

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from driftline.api.deps import require, service
+from driftline.api.deps import read_body, require, service
 from driftline.api.problems import Problem
+from driftline.ingest.direct import IdempotencyConflict
 from driftline.service import Service
 from driftline.storage.store import StoreError
 
@@ -45,11 +46,13 @@ class IngestResponse(BaseModel):
 @router.post(
     "/events",
     response_model=IngestResponse,
-    dependencies=[Depends(require("ingest"))],
     summary="Ingest prediction events",
     description="A JSON array of events, or NDJSON (`Content-Type: application/x-ndjson`). Valid events are "
     "stored before the response; invalid ones are listed with their index, field and reason. "
-    "`Idempotency-Key` makes a retried request count once.",
+    "`Idempotency-Key` makes a retried request count once: it is scoped to the API key and the models "
+    "of the request; a retry with the same body gets the first answer again, a different body under a "
+    "key already used gets 422. Event times are judged per API key (each key's traffic has its own "
+    "watermark), and an event more than `http_max_future_ms` ahead of the server's clock is rejected.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -65,25 +68,21 @@ class IngestResponse(BaseModel):
     responses={
         400: {"description": "no valid event, or the body is not JSON"},
         413: {"description": "body above the configured limit"},
+        422: {"description": "the Idempotency-Key was used before with another body"},
     },
 )
 async def post_events(
     request: Request,
     svc: Annotated[Service, Depends(service)],
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    producer: Annotated[str, Depends(require("ingest"))],
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> dict[str, Any]:
-    limit = svc.settings.max_request_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"request body is {declared} bytes, above the {limit}-byte limit")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise Problem(413, f"request body is above the {limit}-byte limit")
+    body = await read_body(request, svc.settings.max_request_bytes)
     messages = _split(body, request.headers.get("content-type", ""))
     try:
-        result = await run_in_threadpool(svc.http_ingest.ingest, messages, idempotency_key)
+        result = await run_in_threadpool(svc.http_ingest.ingest, messages, idempotency_key, producer)
+    except IdempotencyConflict as exc:
+        raise Problem(422, str(exc)) from None
     except StoreError as exc:
         raise Problem(503, f"the store refused the write, nothing was stored; retry: {exc}") from None
     out = {
@@ -99,7 +98,10 @@ async def post_events(
 
 def _split(body: bytes, content_type: str) -> list[bytes]:
     if "ndjson" in content_type or "jsonlines" in content_type:
-        return [line for line in body.split(b"\n") if line.strip()]
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        if not lines:
+            raise Problem(400, "body has no events: NDJSON wants one event per line")
+        return lines
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,8 +13,9 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from driftline.api.deps import TimeRange, require, service
+from driftline.api.deps import TimeRange, body_chunks, require, service
 from driftline.api.problems import Problem
+from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch, Thresholds
 from driftline.ingest.evaluate import range_report
 from driftline.ingest.files import TableError, TableSpec, load_reference
@@ -23,11 +25,17 @@ from driftline.storage.codec import merge_rows, reference_id, reference_rows
 router = APIRouter(prefix="/v1/models", tags=["models"])
 read = [Depends(require("read"))]
 admin = [Depends(require("admin"))]
+FILE_TYPES = {  # content type of a reference upload -> the file suffix load_reference reads
+    "application/vnd.apache.parquet": ".parquet",
+    "application/octet-stream": ".parquet",
+    "text/csv": ".csv",
+}
+MAX_RANGE_BODY = 64 << 10  # a JSON {"from", "to"}
 ModelId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=r"^[^/\x00]+$", examples=["churn"])]
 
 
 class ModelThresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as documented: no bool for a number
     psi: float = Field(0.2, gt=0, le=1e6, examples=[0.2])
     ks: float = Field(0.1, gt=0, le=1, examples=[0.1])
     min_support: int = Field(30, ge=1, le=1_000_000_000)
@@ -36,7 +44,7 @@ class ModelThresholds(BaseModel):
 class ModelConfig(BaseModel):
     """A model's registration: who owns it and how it is judged."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as documented: no bool for a number
     description: str = Field("", max_length=2000, examples=["churn propensity, gradient boosting"])
     owner: str = Field("", max_length=200, examples=["growth-ml"])
     segments: list[str] = Field(default_factory=list, examples=[["region", "gender"]])
@@ -47,7 +55,7 @@ class ModelConfig(BaseModel):
 class ReferenceRange(BaseModel):
     """Use the stored traffic of a past range as the reference (the binning stays the same)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
     from_: str | int = Field(alias="from", examples=["2026-01-01T00:00:00Z"])
     to: str | int = Field(examples=["2026-01-02T00:00:00Z", 1767312000000])
 
@@ -86,7 +94,7 @@ def list_models(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any
 
 
 @router.get(
-    "/{model_id}", dependencies=read, summary="One model", responses={404: {"description": "unknown"}}
+    "/{model_id}", dependencies=read, summary="One model", responses={404: {"description": "unknown model"}}
 )
 def get_model(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
     configs = svc.models.all()
@@ -122,7 +130,12 @@ def put_model(
             },
         }
     },
-    responses={400: {"description": "unusable file or range"}, 415: {"description": "unknown content type"}},
+    responses={
+        400: {"description": "unusable file or range"},
+        404: {"description": "a range for a model without a reference"},
+        413: {"description": "body above max_reference_bytes"},
+        415: {"description": "unknown content type"},
+    },
 )
 async def put_reference(
     model_id: ModelId,
@@ -134,44 +147,81 @@ async def put_reference(
     latency: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
-    body = await request.body()
+    suffix = FILE_TYPES.get(ctype)
+    if suffix is None and ctype != "application/json":
+        raise Problem(415, "send the file (application/vnd.apache.parquet, text/csv) or a JSON time range")
     roles = TableSpec(
         segments=[s for s in segments.split(",") if s], prediction=prediction, label=label, latency=latency
     )
-    return await run_in_threadpool(_set_reference, svc, model_id, ctype, body, roles)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"reference{suffix or '.json'}"
+        limit = svc.settings.max_reference_bytes if suffix else MAX_RANGE_BODY
+        await _receive(request, path, limit)
+        return await run_in_threadpool(_set_reference, svc, model_id, path, suffix is None, roles)
 
 
-def _set_reference(svc: Service, model_id: str, ctype: str, body: bytes, spec: TableSpec) -> dict[str, Any]:
-    if ctype == "application/json":
+async def _receive(request: Request, path: Path, limit: int) -> None:
+    """The body into ``path`` (never all in memory), or 413 once it exceeds ``limit`` bytes."""
+    with path.open("wb") as out:
+        async for chunk in body_chunks(request, limit):
+            out.write(chunk)
+
+
+def _set_reference(
+    svc: Service, model_id: str, path: Path, is_range: bool, spec: TableSpec
+) -> dict[str, Any]:
+    if is_range:
         try:
-            rng = ReferenceRange.model_validate(orjson.loads(body or b"null"))
+            rng = ReferenceRange.model_validate(orjson.loads(path.read_bytes() or b"null"))
         except (orjson.JSONDecodeError, ValueError) as exc:
             raise Problem(400, f'expected {{"from": ..., "to": ...}}: {str(exc).splitlines()[0]}') from None
         window = TimeRange(str(rng.from_), str(rng.to))
         ref = _reference(svc, model_id)
-        rows = svc.store.pane_rows(model_id, window.start, window.end)
-        sketch = merge_rows(ref.binning, rows)
+        chunks = svc.store.pane_row_chunks(model_id, window.start, window.end)
+        sketch = merge_rows(ref.binning, itertools.chain.from_iterable(chunks))
         if sketch.n_events == 0:
             raise Problem(400, "no stored events of this model in that range")
         svc.store.save_reference(reference_rows(model_id, sketch, source=f"range {rng.from_} .. {rng.to}"))
-    elif ctype in ("application/vnd.apache.parquet", "application/octet-stream", "text/csv"):
-        suffix = ".csv" if ctype == "text/csv" else ".parquet"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"reference{suffix}"
-            path.write_bytes(body)
-            try:
-                sketch, _ = load_reference(path, spec, 1000, 10)
-            except (TableError, ValueError) as exc:
-                raise Problem(400, str(exc).replace(str(path), "upload")) from None
-        svc.store.save_reference(reference_rows(model_id, sketch, source="upload"))
     else:
-        raise Problem(415, "send the file (application/vnd.apache.parquet, text/csv) or a JSON time range")
+        try:
+            sketch, _ = load_reference(path, spec, 1000, 10)
+        except (TableError, ValueError) as exc:
+            raise Problem(400, str(exc).replace(str(path), "upload")) from None
+        svc.store.save_reference(reference_rows(model_id, sketch, source="upload"))
     svc.references.reload(svc.store)
     return _summary(svc, model_id, svc.models.all().get(model_id))
 
 
+def _read_range(svc: Service, model_id: str, window: TimeRange, version: str | None) -> tuple[int, int]:
+    """``from``/``to`` with the defaults: without ``to``, the end of the newest stored pane (or
+    now, when nothing is stored); without ``from``, one window before ``to``."""
+    end = window.end
+    if end is None:
+        newest = svc.store.newest_pane(model_id, version)
+        end = int(svc.clock() * 1000) if newest is None else newest + svc.settings.pane_ms
+        end = max(end, (window.start or 0) + 1)
+    start = end - svc.settings.window_ms if window.start is None else window.start
+    limit = svc.settings.max_range_ms
+    if end - start > limit:
+        raise Problem(
+            400,
+            f"from/to: {format_ts(start)} .. {format_ts(end)} is longer than one read may cover "
+            f"({limit / 86_400_000:g} days, max_range_ms): read the period in pieces",
+        )
+    return start, end
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "the model has no reference"}}
+
+
 @router.get(
-    "/{model_id}/drift", dependencies=read, summary="Drift over any range (same JSON as `driftline stats`)"
+    "/{model_id}/drift",
+    dependencies=read,
+    summary="Drift over a range (same JSON as `driftline stats`)",
+    description="Merged from the stored pane sketches. Without `from`/`to`: the last window (the "
+    "window ending with the newest stored pane); with only `to`, the window before it; with only "
+    "`from`, up to the newest pane. One read covers at most `max_range_ms` (7 days by default).",
+    responses=NOT_FOUND,
 )
 def drift(
     model_id: ModelId,
@@ -180,24 +230,39 @@ def drift(
     version: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
     ref = _reference(svc, model_id)
-    return range_report(
-        svc.store, ref, model_id, window.start, window.end, version, _thresholds(svc, model_id)
-    )
+    start, end = _read_range(svc, model_id, window, version)
+    return range_report(svc.store, ref, model_id, start, end, version, _thresholds(svc, model_id))
 
 
-@router.get("/{model_id}/latency", dependencies=read, summary="Latency percentiles over a range")
+@router.get(
+    "/{model_id}/latency",
+    dependencies=read,
+    summary="Latency percentiles over a range (default: the last window)",
+    responses=NOT_FOUND,
+)
 def latency(
-    model_id: ModelId, svc: Annotated[Service, Depends(service)], window: Annotated[TimeRange, Depends()]
+    model_id: ModelId,
+    svc: Annotated[Service, Depends(service)],
+    window: Annotated[TimeRange, Depends()],
+    version: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
-    report = drift(model_id, svc, window)
+    report = drift(model_id, svc, window, version)
     return {"model_id": model_id, "range": report["range"], "latency": report["latency"]}
 
 
-@router.get("/{model_id}/fairness", dependencies=read, summary="Fairness by segment over a range")
+@router.get(
+    "/{model_id}/fairness",
+    dependencies=read,
+    summary="Fairness by segment over a range (default: the last window)",
+    responses=NOT_FOUND,
+)
 def fairness(
-    model_id: ModelId, svc: Annotated[Service, Depends(service)], window: Annotated[TimeRange, Depends()]
+    model_id: ModelId,
+    svc: Annotated[Service, Depends(service)],
+    window: Annotated[TimeRange, Depends()],
+    version: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
-    report = drift(model_id, svc, window)
+    report = drift(model_id, svc, window, version)
     return {"model_id": model_id, "range": report["range"], "fairness": report["fairness"]}
 
 
