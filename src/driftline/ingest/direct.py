@@ -47,7 +47,8 @@ class DirectIngest:
     ) -> None:
         self.store = store
         self.references = references
-        self.folder = PaneFolder(references, spec)  # a live view: newly stored references apply
+        # live views: newly stored references and registrations apply
+        self.folder = PaneFolder(references, spec, evaluator.models)
         self.evaluator = evaluator
         self.source = source
         self.clock = clock
