@@ -54,7 +54,7 @@ def reference_sketch(model: str, n: int = 5000) -> ModelSketch:
     spec = TableSpec(segments=SEGMENTS, prediction="prediction", label="label", latency="latency_ms")
     kinds = spec.feature_kinds(df)
     batch = to_batch(df, spec, kinds)
-    return ModelSketch(Binning.fit(batch.features, kinds)).update(batch)
+    return ModelSketch(Binning.fit(batch.features, kinds, segments=batch.segments)).update(batch)
 
 
 def fill(

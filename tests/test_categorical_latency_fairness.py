@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -10,6 +12,7 @@ from driftline.detectors import stats
 from driftline.detectors.categorical import OTHER, CategoricalSketch, Vocabulary
 from driftline.detectors.fairness import FairnessSketch, GroupTable, fairness_metrics, to_outcome
 from driftline.detectors.latency import RELATIVE_ACCURACY, LatencySketch
+from driftline.detectors.profile import Binning, SegmentLimits, bound_segments
 
 RNG = np.random.default_rng(11)
 
@@ -135,3 +138,31 @@ def test_fairness_degenerate_groups() -> None:
     assert m["demographic_parity_difference"] == 0.0
     assert m["disparate_impact"] is None  # no positives anywhere: the ratio is undefined
     assert m["equal_opportunity_difference"] is None
+
+
+def test_segment_plan_takes_the_references_most_frequent_values() -> None:
+    region = ["n"] * 5 + ["s"] * 4 + ["e"] * 4 + ["w"] + [None] * 3
+    binning = Binning.fit({}, {}, segments={"region": region, "tier": ["a", "b", "b"], "zone": ["z"]})
+    # by count, ties by name: n, e, s, w; attributes by name when none are registered
+    assert binning.segment_plan((), SegmentLimits(values=3, attributes=2)) == {
+        "region": frozenset({"n", "e", "s"}),
+        "tier": frozenset({"b", "a"}),
+    }
+    # registered attributes in their order, those the reference has values for
+    assert binning.segment_plan(("zone", "nope", "region"), SegmentLimits(values=1, attributes=2)) == {
+        "zone": frozenset({"z"}),
+        "region": frozenset({"n"}),
+    }
+
+
+def test_bound_segments_against_counting() -> None:
+    values = RNG.choice([f"g{i}" for i in range(40)], 3000).astype(object)
+    values[RNG.random(3000) < 0.05] = None
+    kept = frozenset(f"g{i}" for i in range(0, 40, 4))
+    bounded, overflow = bound_segments(
+        {"region": values, "junk": RNG.choice(["x", "y"], 3000)}, {"region": kept}
+    )
+    names, codes = bounded["region"]  # type: ignore[misc]
+    assert set(bounded) == {"region"}
+    assert Counter(names[c] for c in codes) == Counter(v if v is None or v in kept else OTHER for v in values)
+    assert overflow == {"value": sum(v is not None and v not in kept for v in values), "attribute": 3000}

@@ -546,6 +546,7 @@ LABEL_VALUES = {
     "method": ["POST"],
     "status": ["200"],
     "destination": ["topic", "spill"],
+    "reason": ["value", "attribute"],
     "consumer": ["consumer-0"],
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from driftline.detectors.profile import ModelSketch, Thresholds
+from driftline.detectors.profile import ModelRegistry, ModelSketch
 from driftline.ingest.evaluate import WindowEvaluator
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import pane_rows
@@ -32,7 +32,7 @@ def write_pane(store: Store, current: ModelSketch, pane: int, offset: int, late:
 
 
 def evaluator(store: Store, reference: ModelSketch, seen: Seen) -> WindowEvaluator:
-    return WindowEvaluator(store, {"m": reference}, SPEC, Thresholds(), seen)
+    return WindowEvaluator(store, {"m": reference}, SPEC, ModelRegistry(), seen)
 
 
 def test_windows_wait_until_final_and_stored(store: Store) -> None:

@@ -663,25 +663,45 @@ def assert_same_batch(got: Batch, want: Batch) -> None:
     assert list(got.segments) == list(want.segments)
     for name, column in want.segments.items():
         assert column_values(got.segments[name]) == column_values(column), name
+    assert got.segment_overflow == want.segment_overflow
     for attr in ("positive", "label"):
         a, b = getattr(got, attr), getattr(want, attr)
         assert a.dtype == b.dtype == np.int8 and a.tolist() == b.tolist(), attr
 
 
+# Segment plans: none folded, one attribute with part of its values, values nobody sends.
+PLANS = [
+    {},
+    {"region": frozenset({"a", "é"})},
+    {"gender": frozenset({"b"}), "ü": frozenset({"a", "b", "é"}), "absent": frozenset({"a"})},
+]
+
+
 @given(
     st.lists(batch_events(), max_size=30),
     st.sampled_from([("1", 0.5), ("true", 0.0), ("false", 1.0), ("x", 0.7)]),
+    st.sampled_from(PLANS),
 )
-def test_batch_equals_to_batch_per_model(evs: list[dict[str, Any]], outcome: tuple[str, float]) -> None:
+def test_batch_equals_to_batch_per_model(
+    evs: list[dict[str, Any]], outcome: tuple[str, float], plan: dict[str, frozenset[str]]
+) -> None:
     positive_class, threshold = outcome
     raws = [orjson.dumps(e) for e in evs]
     sb = agrees(raws)
     assert (sb.status == OK).all(), [r for r, s in zip(raws, sb.status, strict=True) if s != OK]
     for model in ("m1", "m2"):
         rows = np.flatnonzero([e["model_id"] == model for e in evs])
-        got = sb.batch(rows, BINNING, threshold, positive_class)
-        want = to_batch([decode(raws[i], MAX_EVENT_BYTES) for i in rows], BINNING, threshold, positive_class)
-        assert_same_batch(got, want)
+        got = sb.batch(rows, BINNING, threshold, positive_class, plan)
+        decoded = [decode(raws[i], MAX_EVENT_BYTES) for i in rows]
+        assert_same_batch(got, to_batch(decoded, BINNING, threshold, positive_class, plan))
+        # the oracle: every segment entry is kept, folded as <other> or ignored
+        entries = [(a, v) for i in rows for a, v in (evs[i].get("segments") or {}).items()]
+        overflow = {
+            "value": sum(a in plan and v not in plan[a] for a, v in entries),
+            "attribute": sum(a not in plan for a, _ in entries),
+        }
+        assert got.segment_overflow == {k: n for k, n in overflow.items() if n}
+        assert list(got.segments) == sorted({a for a, _ in entries} & set(plan))
 
 
 def test_batch_of_realistic_traffic_equals_to_batch() -> None:
@@ -693,11 +713,13 @@ def test_batch_of_realistic_traffic_equals_to_batch() -> None:
     )
     raws = [orjson.dumps(e) for e in events(df)]
     sb = scan(raws, FeatureNames.of([*NUMERIC_FEATURES, *CATEGORICAL, "unused"]))
+    plan = {"region": frozenset({"north", "east"}), "gender": frozenset({"female", "male"})}
     for rows in (np.arange(0, 3000, 3), np.arange(1, 3000, 3)[::-1], np.arange(0)):
-        assert_same_batch(
-            sb.batch(rows, binning), to_batch([decode(raws[i], MAX_EVENT_BYTES) for i in rows], binning)
-        )
-    assert set(sb.batch(np.arange(10), binning).segments) == set(SEGMENTS)
+        decoded = [decode(raws[i], MAX_EVENT_BYTES) for i in rows]
+        assert_same_batch(sb.batch(rows, binning, segments=plan), to_batch(decoded, binning, segments=plan))
+    batch = sb.batch(np.arange(10), binning, segments=plan)
+    assert set(batch.segments) == set(SEGMENTS)
+    assert set(batch.segments["region"][0]) <= {"north", "east", "<other>"}  # type: ignore[arg-type]
 
 
 def test_batch_refuses_fallback_rows_and_unknown_features() -> None:

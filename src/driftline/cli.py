@@ -11,7 +11,12 @@ from typing import Any
 
 import orjson
 
-from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
+from driftline.detectors.defaults import (
+    DEFAULT_FINE_BINS,
+    DEFAULT_PSI_BINS,
+    DEFAULT_SEGMENT_ATTRIBUTES,
+    DEFAULT_SEGMENT_VALUES,
+)
 
 
 class UsageError(Exception):
@@ -130,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         "consume",
         "consume events from Kafka into pane sketches in ClickHouse (runs until SIGTERM)",
         "driftline consume --bootstrap 127.0.0.1:9092 --topic predictions --group driftline \\\n"
-        "      --store chdb://$PWD/store --reference churn=data/reference.parquet",
+        "      --store chdb://$PWD/store --reference churn=data/reference.parquet --segments region,gender",
     )
     k.add_argument("--bootstrap", required=True)
     _add_kafka_args(k)
@@ -145,7 +150,22 @@ def _parser() -> argparse.ArgumentParser:
         help="build and store MODEL's reference from PATH before consuming (repeatable)",
     )
     k.add_argument(
-        "--segments", type=_csv, default=[], help="segment columns of the --reference files (not features)"
+        "--segments",
+        type=_csv,
+        default=[],
+        help="segment columns of the --reference files (not features); default: the model's registered ones",
+    )
+    k.add_argument(
+        "--segment-values",
+        type=int,
+        default=DEFAULT_SEGMENT_VALUES,
+        help="fairness groups kept per segment attribute: the reference's most frequent values",
+    )
+    k.add_argument(
+        "--segment-attributes",
+        type=int,
+        default=DEFAULT_SEGMENT_ATTRIBUTES,
+        help="segment attributes folded per model (its registered ones, else its reference's)",
     )
     k.add_argument("--pane", type=_duration, default=60_000, help="pane length (e.g. 60s, 1m)")
     k.add_argument("--window", type=_duration, default=3_600_000, help="drift window length (e.g. 1h)")
@@ -160,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--idle-exit", type=_duration, default=None, help="stop after this long without messages")
     k.add_argument("--rules", default=None, help="alerting rules and receivers (YAML); enables alerting")
     k.add_argument("--outbox", default=None, help="notification journal (default: <store dir>/outbox.jsonl)")
-    _add_threshold_args(k)
+    _add_threshold_args(k, " for models not registered (PUT /v1/models/{id})")
     k.set_defaults(run=_consume)
 
     t = command(
@@ -174,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--version", default=None, help="model version (default: all versions)")
     t.add_argument("--from", dest="start", default=None, help="RFC 3339 or epoch ms (default: beginning)")
     t.add_argument("--to", dest="end", default=None, help="RFC 3339 or epoch ms, exclusive (default: now)")
-    _add_threshold_args(t)
+    _add_threshold_args(t, " unless the model registered its own")
     t.add_argument("--json", action="store_true")
     _add_fail_on_drift(t)
     t.set_defaults(run=_stats)
@@ -307,7 +327,12 @@ def _add_table_args(c: argparse.ArgumentParser) -> None:
         metavar="COL=numeric|categorical",
         help="override an inferred feature kind (repeatable)",
     )
-    c.add_argument("--segments", type=_csv, default=[], help="segment columns for fairness")
+    c.add_argument(
+        "--segments",
+        type=_csv,
+        default=[],
+        help="segment columns for fairness (reference build: default, the model's registered ones)",
+    )
     c.add_argument("--prediction", help="prediction column (score or class)")
     c.add_argument("--label", help="label column")
     c.add_argument("--latency", help="latency column in milliseconds")
@@ -323,10 +348,13 @@ def _add_fail_on_drift(c: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_threshold_args(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--psi-threshold", type=float, default=0.2)
-    c.add_argument("--ks-threshold", type=float, default=0.1)
-    c.add_argument("--min-support", type=int, default=30, help="fairness: smallest group compared")
+def _add_threshold_args(c: argparse.ArgumentParser, note: str = "") -> None:
+    """Thresholds left out are the defaults, or a model's registered ones (as ``note`` says)."""
+    c.add_argument("--psi-threshold", type=float, default=None, help=f"default 0.2{note}")
+    c.add_argument("--ks-threshold", type=float, default=None, help=f"default 0.1{note}")
+    c.add_argument(
+        "--min-support", type=int, default=None, help=f"fairness: smallest group compared (30{note})"
+    )
 
 
 def _duration(text: str) -> int:
@@ -355,14 +383,14 @@ def _kinds(pairs: list[str]) -> dict[str, Any]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from driftline.detectors.profile import Thresholds
     from driftline.ingest.compare import compare_files
     from driftline.ingest.files import TableError
 
     spec = _table_spec(args)
-    thresholds = Thresholds(args.psi_threshold, args.ks_threshold, args.min_support)
     try:
-        report = compare_files(args.reference, args.current, spec, args.bins, args.psi_bins, thresholds)
+        report = compare_files(
+            args.reference, args.current, spec, args.bins, args.psi_bins, _thresholds(args)
+        )
     except (TableError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return _print_report(report, args)
@@ -501,14 +529,21 @@ def _open_store(dsn: str, ttl_days: int = 90) -> Any:
 
 
 def _reference(args: argparse.Namespace) -> int:
-    from driftline.ingest.files import TableError, load_reference
-    from driftline.storage.codec import reference_id, reference_rows
+    from dataclasses import replace
 
-    try:
-        reference, kinds = load_reference(args.file, _table_spec(args), args.bins, args.psi_bins)
-    except (TableError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+    from driftline.ingest.files import TableError, load_reference
+    from driftline.storage.codec import reference_id, reference_rows, registered
+
     store = _open_store(args.store)
+    spec = _table_spec(args)
+    if not spec.segments:  # the model's registered segment columns
+        model = registered(store).get(args.model)
+        spec = replace(spec, segments=list(model.segments) if model else [])
+    try:
+        reference, kinds = load_reference(args.file, spec, args.bins, args.psi_bins)
+    except (TableError, ValueError) as exc:
+        store.close()
+        raise UsageError(str(exc)) from None
     store.save_reference(reference_rows(args.model, reference, source=str(args.file)))
     print(
         orjson.dumps(
@@ -532,24 +567,34 @@ def _references(store: Any) -> dict[str, Any]:
     return refs
 
 
-def _thresholds(args: argparse.Namespace) -> Any:
+def _thresholds(args: argparse.Namespace, base: Any = None) -> Any:
+    """The thresholds given as options, the others from ``base`` (a model's registered ones)."""
+    from dataclasses import replace
+
     from driftline.detectors.profile import Thresholds
 
-    return Thresholds(args.psi_threshold, args.ks_threshold, args.min_support)
+    given = {"psi": args.psi_threshold, "ks": args.ks_threshold, "min_support": args.min_support}
+    return replace(base or Thresholds(), **{k: v for k, v in given.items() if v is not None})
 
 
 def _consume(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from driftline.detectors.profile import ModelRegistry, ModelSettings, SegmentLimits
     from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
     from driftline.ingest.evaluate import WindowEvaluator
     from driftline.ingest.files import TableError, TableSpec, load_reference
     from driftline.ingest.kafka import KafkaUnavailable
     from driftline.ingest.panes import WindowSpec
-    from driftline.storage.codec import reference_rows
+    from driftline.storage.codec import reference_rows, registered
 
     store = _open_store(args.store, args.ttl_days)
+    # registered models (PUT /v1/models/{id}) use their settings; the options are the others'
+    models = ModelRegistry(
+        ModelSettings(_thresholds(args)), SegmentLimits(args.segment_values, args.segment_attributes)
+    )
+    models.update(registered(store))
     for pair in args.reference:
         model, _, path = pair.partition("=")
         if not model or not path:
@@ -558,7 +603,7 @@ def _consume(args: argparse.Namespace) -> int:
             prediction="prediction",
             label="label",
             latency="latency_ms",
-            segments=["region", "gender"],
+            segments=args.segments or list(models[model].segments),
             exclude=[],
         )
         try:
@@ -576,7 +621,6 @@ def _consume(args: argparse.Namespace) -> int:
         topics=args.topic,
         group=args.group,
         windows=WindowSpec(args.pane, args.window, args.lateness, args.idle),
-        thresholds=_thresholds(args),
         dlq_suffix=args.dlq_suffix,
         batch_size=args.batch_size,
         flush_interval_s=args.flush_interval / 1000,
@@ -592,9 +636,9 @@ def _consume(args: argparse.Namespace) -> int:
         ensure_topics(config)  # bad credentials or certificates: one line and exit 2, now
     except KafkaUnavailable as exc:
         raise UsageError(str(exc)) from None
-    alerting = _alert_service(args, store)
+    alerting = _alert_service(args, store, models)
     on_window = alerting.on_window if alerting else None
-    evaluator = WindowEvaluator(store, references, config.windows, config.thresholds, on_window)
+    evaluator = WindowEvaluator(store, references, config.windows, models, on_window)
     members = [
         StreamConsumer(
             config, store, references, on_window=on_window, name=f"consumer-{i}", evaluator=evaluator
@@ -626,7 +670,7 @@ def _consume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _alert_service(args: argparse.Namespace, store: Any) -> Any:
+def _alert_service(args: argparse.Namespace, store: Any, models: Any) -> Any:
     if not args.rules:
         return None
     from driftline.alerting.config import ConfigError, load
@@ -638,7 +682,7 @@ def _alert_service(args: argparse.Namespace, store: Any) -> Any:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     outbox = args.outbox or _default_outbox(args.store)
-    return AlertService(rules, AlertStore(store), outbox)
+    return AlertService(rules, AlertStore(store), outbox, models=models)
 
 
 def _default_outbox(dsn: str) -> str:
@@ -943,7 +987,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _spec_for(path: str, spec: Any) -> Any:
-    """Roles that the file actually has (a reference file may lack labels or segments)."""
+    """Roles that the file actually has (a reference file may lack labels); segments are asked
+    for by name, so a missing one is an error."""
     from dataclasses import replace
 
     from driftline.ingest.files import read_table
@@ -954,7 +999,6 @@ def _spec_for(path: str, spec: Any) -> Any:
         prediction=spec.prediction if spec.prediction in cols else None,
         label=spec.label if spec.label in cols else None,
         latency=spec.latency if spec.latency in cols else None,
-        segments=[c for c in spec.segments if c in cols],
     )
 
 
@@ -969,13 +1013,15 @@ def _stats(args: argparse.Namespace) -> int:
         end = parse_ts(args.end) if args.end else int(time.time() * 1000) + 1
     except InvalidEvent as exc:
         raise UsageError(f"--from/--to: {exc.reason}") from None
+    from driftline.storage.codec import registered
+
     store = _open_store(args.store)
     references = _references(store)
     if args.model not in references:
         raise UsageError(f"model {args.model!r} has no reference in {args.store}")
-    report = range_report(
-        store, references[args.model], args.model, start, end, args.version, _thresholds(args)
-    )
+    model = registered(store).get(args.model)
+    thresholds = _thresholds(args, model.thresholds if model else None)
+    report = range_report(store, references[args.model], args.model, start, end, args.version, thresholds)
     store.close()
     return _print_report(report, args)
 

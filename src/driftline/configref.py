@@ -251,6 +251,16 @@ file: `PUT /v1/models/{{id}}` (scope `admin`) with, for example:
 ```json
 {json.dumps(registration, indent=2)}
 ```
+
+The registration is stored with the sketches and is the one copy of the model's settings: the
+stream (Kafka consumers and HTTP ingest) folds its events with its `positive_threshold`,
+`positive_class` and `segments` from the next event on, its windows are judged by its `thresholds`
+(the `status` of `drift_metrics` that the dashboards show), alert rules on `psi` or `ks` without a
+`threshold` compare with them, and the API and `driftline stats` report with them. Its `segments`
+(at most `service.segment_attributes`) are the attributes folded for fairness, each with the
+`service.segment_values` most frequent values of its reference; without them, the reference's
+segment attributes. They are also the segment columns of a reference built or uploaded without
+naming any. A model that is not registered gets the defaults shown.
 """
 
 

@@ -27,6 +27,13 @@ CONSUMER_LAG = Gauge(
     "Messages behind the partition's high watermark (from librdkafka statistics).",
     ["topic", "partition"],
 )
+SEGMENT_OVERFLOW = Counter(
+    "driftline_segment_overflow_total",
+    "Segment entries of accepted events not folded as sent, by reason: value (outside the reference's "
+    "most frequent values of its attribute, folded as <other>) or attribute (not one the model folds, "
+    "ignored).",
+    ["reason"],
+)
 DEAD_LETTERS = Counter(
     "driftline_dead_letters_total",
     "Rejected messages by where they ended: produced to the dead-letter topic, or spilled to the "

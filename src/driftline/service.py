@@ -20,14 +20,14 @@ from driftline.alerting.config import AlertingConfig
 from driftline.alerting.config import load as load_rules
 from driftline.alerting.receivers import Transport
 from driftline.alerting.service import AlertService
-from driftline.detectors.profile import ModelSketch, Thresholds
+from driftline.detectors.profile import ModelRegistry, ModelSketch, SegmentLimits
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
 from driftline.ingest.direct import DirectIngest
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.files import TableSpec, load_reference
 from driftline.ingest.panes import WindowSpec
 from driftline.settings import Settings
-from driftline.storage.codec import reference_from_rows, reference_rows
+from driftline.storage.codec import reference_from_rows, reference_rows, registered
 from driftline.storage.store import AlertStore, MetricRow, ModelStore, Store
 
 log = logging.getLogger("driftline.service")
@@ -72,9 +72,15 @@ class Service:
         self.store = Store.open(settings.store, ttl_days=settings.ttl_days, cluster=settings.store_cluster)
         self.alert_store = AlertStore(self.store)
         self.models = ModelStore(self.store)
+        # the one copy of every model's settings: folding, windows, alerts and the API read it
+        self.model_settings = ModelRegistry(
+            limits=SegmentLimits(settings.segment_values, settings.segment_attributes)
+        )
+        self.model_settings.update(registered(self.store))
         self.references = References()
         for model, path in settings.references.items():
-            build_reference_file(self.store, model, path, settings.segments)
+            segments = self.model_settings[model].segments or settings.segments
+            build_reference_file(self.store, model, path, list(segments))
         self.references.reload(self.store)
         self.rules = self._rules()
         self.windows = WindowSpec(
@@ -82,14 +88,19 @@ class Service:
         )
         self.alerting = (
             AlertService(
-                self.rules, self.alert_store, settings.outbox or self._outbox_path(), transport, clock
+                self.rules,
+                self.alert_store,
+                settings.outbox or self._outbox_path(),
+                transport,
+                clock,
+                self.model_settings,
             )
             if self.rules is not None
             else None
         )
         self.observer = observer  # e.g. the demo's live printout
         self.evaluator = WindowEvaluator(
-            self.store, self.references, self.windows, Thresholds(), self._on_window
+            self.store, self.references, self.windows, self.model_settings, self._on_window
         )
         self.http_ingest = DirectIngest(
             self.store,
@@ -134,7 +145,9 @@ class Service:
                 kafka=dict(s.kafka),
             )
             ensure_topics(config)  # KafkaUnavailable here, before any client is created
-            shared = WindowEvaluator(self.store, self.references, self.windows, Thresholds(), self._on_window)
+            shared = WindowEvaluator(
+                self.store, self.references, self.windows, self.model_settings, self._on_window
+            )
             self.consumers = [
                 StreamConsumer(
                     config, self.store, self.references, self.clock, self._on_window, f"consumer-{i}", shared

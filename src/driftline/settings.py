@@ -29,6 +29,11 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.alerting.config import AlertingConfig, ConfigError, _line, substitute_references
+from driftline.detectors.defaults import (
+    DEFAULT_SEGMENT_ATTRIBUTES,
+    DEFAULT_SEGMENT_VALUES,
+    SEGMENT_VOCABULARY,
+)
 
 Scope = Literal["ingest", "read", "admin"]
 KafkaValue = str | int | float | bool
@@ -73,7 +78,22 @@ class Settings(BaseSettings):
     segments: list[str] = Field(
         default_factory=list,
         description="Columns of the reference files that are segment attributes (fairness groups), "
-        "not features.",
+        "not features; a model registered with segments (PUT /v1/models/{id}) uses its own.",
+    )
+    segment_values: int = Field(
+        DEFAULT_SEGMENT_VALUES,
+        ge=1,
+        le=SEGMENT_VOCABULARY,
+        description="Fairness groups kept per segment attribute: the reference's most frequent values; "
+        'any other value counts as <other> (driftline_segment_overflow_total{reason="value"}).',
+    )
+    segment_attributes: int = Field(
+        DEFAULT_SEGMENT_ATTRIBUTES,
+        ge=1,
+        le=64,
+        description="Segment attributes folded per model: its registered ones, else its reference's (by "
+        "name); an event's other attributes are ignored (driftline_segment_overflow_total"
+        '{reason="attribute"}).',
     )
     rules: str | None = Field(
         None,

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -20,15 +21,15 @@ import polars as pl
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client import REGISTRY
 
 from driftline.cli import main
-from driftline.detectors.profile import Thresholds
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
 from driftline.ingest.panes import WindowSpec
 from driftline.ingest.producer import EventProducer
 from driftline.simulate import FILE_DROP, Traffic, bad_message, events, generate
 from driftline.storage.codec import reference_from_rows
-from driftline.storage.store import Store
+from driftline.storage.store import AlertStore, ModelStore, Store
 
 from ..helpers import ROLES, build_reference, write_reference
 from ..test_compare_cli import assert_close
@@ -307,7 +308,6 @@ def test_three_consumers_with_rebalance_match_one(
                 flush_interval_s=0.5,
                 batch_size=300,
                 session_timeout_ms=6000,
-                thresholds=Thresholds(),
             )
             stop = threading.Event()
             consumers = [StreamConsumer(config, store, refs) for _ in range(members)]
@@ -392,3 +392,115 @@ def test_simulate_cli_produces_valid_and_malformed(
         assert stored_counts(store, "fraud")[0] == summary["valid"]
     finally:
         store.close()
+
+
+def produce_events(bootstrap: str, topic: str, evs: list[dict[str, Any]]) -> None:
+    producer = EventProducer(bootstrap, topic)
+    for i, e in enumerate(evs):
+        producer.send_raw(orjson.dumps(e), f"k{i % 7}".encode())
+    producer.flush()
+
+
+def consume_cli(bootstrap: str, topic: str, dsn: str, group: str, *extra: str) -> None:
+    args = ["consume", "--bootstrap", bootstrap, "--topic", topic, "--group", group, "--store", dsn]
+    assert main([*args, *extra, "--idle-exit", "4s"]) == 0
+
+
+def stats_json(dsn: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["stats", "--store", dsn, "--model", "churn", "--json"]) == 0
+    report: dict[str, Any] = orjson.loads(capsys.readouterr().out)
+    return report
+
+
+def overflow(reason: str) -> float:
+    return REGISTRY.get_sample_value("driftline_segment_overflow_total", {"reason": reason}) or 0.0
+
+
+def test_consume_honours_segments(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``consume --segments`` names the reference's segment columns: they are not features."""
+    topic = new_topic(2)
+    reference = generate(Traffic(n=20_000, seed=1000)).drop(FILE_DROP)
+    tiers = np.random.default_rng(1).choice(["gold", "silver"], reference.height)
+    ref = tmp_path / "ref.parquet"
+    reference.with_columns(tier=pl.Series(tiers)).write_parquet(ref)
+    evs = list(events(generate(Traffic(n=3000, seed=2, start_ms=START_MS))))
+    for i, e in enumerate(evs):
+        e["segments"]["tier"] = "gold" if i % 3 else "silver"  # type: ignore[index]
+    produce_events(kafka_bootstrap, topic, evs)
+    dsn = f"chdb://{tmp_path / 'store'}"
+    segments = ["--segments", "region,gender,tier"]
+    consume_cli(kafka_bootstrap, topic, dsn, "g-segments", "--reference", f"churn={ref}", *segments)
+    report = stats_json(dsn, capsys)
+    assert "tier" not in report["features"] and report["drifted_features"] == []
+    tier = {g: v["n"] for g, v in report["fairness"]["tier"]["groups"].items()}
+    assert tier == {"gold": 2000, "silver": 1000}
+
+
+def test_consumer_uses_the_registered_settings(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What PUT /v1/models/{id} stored is what a consumer folds with, judges windows by and what its
+    alert rules compare with; ``driftline stats`` reports the same."""
+    topic = new_topic(2)
+    dsn = f"chdb://{tmp_path / 'store'}"
+    store = store_with_reference(dsn, write_reference(tmp_path / "ref.parquet"))
+    registered = {"segments": ["gender"], "positive_threshold": 0.7, "thresholds": {"psi": 40.0, "ks": 0.95}}
+    ModelStore(store).save("churn", registered)
+    store.close()
+    traffic = Traffic(n=4000, seed=8, start_ms=START_MS, rate=10.0, drift_at=0.0, drift_features=["plan"])
+    valid, _ = produce(kafka_bootstrap, topic, traffic)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: feature-psi, metric: psi}\n")  # the model's threshold
+    windows = ["--window", "10m", "--lateness", "0s", "--rules", str(rules)]
+    consume_cli(kafka_bootstrap, topic, dsn, "g-registered", *windows)
+    store = Store.open(dsn)
+    try:
+        psi = store.metrics("churn", metric="psi")
+        alerts = AlertStore(store).alert_history("churn")
+    finally:
+        store.close()
+    assert psi and {r.status for r in psi} == {"ok"} and alerts == []
+    report = stats_json(dsn, capsys)
+    assert report["thresholds"] == {"psi": 40.0, "ks": 0.95} and report["drifted_features"] == []
+    assert set(report["fairness"]) == {"gender"}
+    for group, g in report["fairness"]["gender"]["groups"].items():
+        scores = valid.filter(pl.col("gender") == group)["prediction"].to_numpy()
+        assert g["positive_rate"] == pytest.approx(np.mean(scores >= 0.7), abs=1e-12)
+
+
+def test_segment_cardinality_is_bounded(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hostile segments (a new value in every fourth event, hundreds of attributes) fold into the
+    reference's top values and attributes; the rest is counted, on the scanner's path and the
+    contract parser's."""
+    topic = new_topic(3)
+    dsn = f"chdb://{tmp_path / 'store'}"
+    ref = write_reference(tmp_path / "ref.parquet")
+    store_with_reference(dsn, ref).close()
+    counts = Counter(pl.read_parquet(ref)["region"].to_list())
+    kept = {v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:2]}
+    rng = np.random.default_rng(12)
+    evs = list(events(generate(Traffic(n=6000, seed=12, start_ms=START_MS))))
+    sent: list[dict[str, str]] = []
+    for i, e in enumerate(evs):
+        segments = {**e["segments"], f"k{i % 300}": "v"}  # type: ignore[dict-item]
+        if i % 4 == 0:
+            segments["region"] = f"r{rng.integers(1 << 40)}"
+        if i % 50 == 0:  # more than the scanner takes: the contract parser's path
+            segments |= {f"x{j}": "v" for j in range(300)}
+        e["segments"] = segments
+        sent.append(segments)
+    produce_events(kafka_bootstrap, topic, evs)
+    before = {reason: overflow(reason) for reason in ("value", "attribute")}
+    consume_cli(kafka_bootstrap, topic, dsn, "g-hostile", "--segment-values", "2")
+    regions = [segments["region"] for segments in sent]
+    assert overflow("value") - before["value"] == sum(r not in kept for r in regions)
+    assert overflow("attribute") - before["attribute"] == sum(len(segments) - 2 for segments in sent)
+    report = stats_json(dsn, capsys)
+    assert set(report["fairness"]) == {"region", "gender"}
+    want = Counter(r if r in kept else "<other>" for r in regions)
+    assert {g: v["n"] for g, v in report["fairness"]["region"]["groups"].items()} == dict(want)

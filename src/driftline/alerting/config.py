@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -66,6 +67,8 @@ METRICS = {
     "seconds_since_last_event",
 }
 P_VALUE_METRICS = {"ks_p_value", "chi2_p_value"}
+# Metrics a model registers a threshold for: a rule on them may leave its own out.
+MODEL_THRESHOLDS = ("psi", "ks")
 
 
 class ConfigError(ValueError):
@@ -228,7 +231,12 @@ class Rule(Strict):
     op: Literal[">", ">=", "<", "<=", "==", "!="] = Field(
         ">", description="Breached when metric OP threshold."
     )
-    threshold: float = Field(description="The value the metric is compared with.")
+    threshold: float | None = Field(
+        None,
+        validate_default=True,
+        description="The value the metric is compared with; for psi and ks it may be left out: each "
+        "model's registered threshold (PUT /v1/models/{id}), else 0.2 and 0.1.",
+    )
     model: str = Field("*", description="Glob of the models the rule watches.")
     features: str = Field(
         "*", description='Glob of features; model-level metrics (latency, events) have feature "".'
@@ -263,11 +271,22 @@ class Rule(Strict):
             raise ValueError(f"unknown metric {v!r}; one of {', '.join(sorted(METRICS))}")
         return v
 
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_given(cls, v: float | None, info: ValidationInfo) -> float | None:
+        metric = info.data.get("metric")
+        if v is None and metric is not None and metric not in MODEL_THRESHOLDS:
+            raise ValueError(
+                f"required for metric {metric} (only {' and '.join(MODEL_THRESHOLDS)} take the model's)"
+            )
+        return v
+
     def matches(self, model: str, feature: str) -> bool:
         return fnmatch.fnmatchcase(model, self.model) and fnmatch.fnmatchcase(feature, self.features)
 
-    def breached(self, value: float) -> bool:
-        return OPS[self.op](value, self.threshold)
+    def breached(self, value: float, threshold: float) -> bool:
+        """``threshold``: the rule's own, or the model's (see :attr:`threshold`)."""
+        return OPS[self.op](value, threshold)
 
 
 class Grouping(Strict):
@@ -351,9 +370,10 @@ class AlertingConfig(Strict):
 
 
 def default_rules(receivers: list[str]) -> list[Rule]:
-    """Effect-size defaults shipped with driftline."""
+    """Effect-size defaults shipped with driftline: PSI and KS D above each model's registered
+    thresholds (0.2 and 0.1 unless registered otherwise), disparate impact below 0.8."""
 
-    def rule(name: str, metric: str, op: str, threshold: float, severity: str, summary: str) -> Rule:
+    def rule(name: str, metric: str, op: str, threshold: float | None, severity: str, summary: str) -> Rule:
         return Rule.model_validate(
             {
                 "name": name,
@@ -371,7 +391,7 @@ def default_rules(receivers: list[str]) -> list[Rule]:
             "feature-psi",
             "psi",
             ">",
-            0.2,
+            None,  # the model's
             "warning",
             "PSI of {feature} on {model} is {value:.3f} (> {threshold})",
         ),
@@ -379,7 +399,7 @@ def default_rules(receivers: list[str]) -> list[Rule]:
             "feature-ks",
             "ks",
             ">",
-            0.1,
+            None,
             "warning",
             "KS D of {feature} on {model} is {value:.3f} (> {threshold})",
         ),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from driftline.alerting.config import P_VALUE_METRICS, AlertingConfig, Rule
+from driftline.detectors.profile import ModelRegistry, ModelSettings
 from driftline.detectors.stats import benjamini_hochberg
 
 State = Literal["inactive", "pending", "firing"]
@@ -121,6 +122,8 @@ class AlertEngine:
     log: TransitionLog | None = None
     states: dict[str, AlertState] = field(default_factory=dict)
     unlogged: list[tuple[str, State, Alert, int]] = field(default_factory=list)
+    # whose registered thresholds the rules without one compare with
+    models: Mapping[str, ModelSettings] = field(default_factory=ModelRegistry)
 
     def restore(self) -> None:
         """Continue from the stored states (pending counts and firing episodes survive restarts)."""
@@ -218,7 +221,8 @@ class AlertEngine:
         st = self.states.setdefault(fp, AlertState())
         if not math.isfinite(value):
             return None
-        breached = rule.breached(value)
+        threshold = self._threshold(rule, obs.model)
+        breached = rule.breached(value, threshold)
         before = st.windows.get(obs.window_end)
         if not st.record(obs.window_end, breached):
             return None  # older than anything the alert still weighs
@@ -226,34 +230,40 @@ class AlertEngine:
         if st.state == "firing":
             if st.windows[st.newest]:
                 if newest:  # still firing: keep the latest value for the resolve message
-                    st.last = self._alert(rule, obs, value, "firing", st, now, fp)
+                    st.last = self._alert(rule, obs, value, threshold, "firing", st, now, fp)
                 return None
-            resolved = self._alert(rule, obs, value, "resolved", st, now, fp)
+            resolved = self._alert(rule, obs, value, threshold, "resolved", st, now, fp)
             st.state, st.started, st.last = "inactive", None, resolved
             return "inactive", resolved, True
         if st.breaches >= rule.for_windows:
             st.started = st.started if st.started is not None else now
             st.state = "firing"
-            st.last = self._alert(rule, obs, value, "firing", st, now, fp)
+            st.last = self._alert(rule, obs, value, threshold, "firing", st, now, fp)
             return "firing", st.last, True
         if st.breaches > 0:
             changed = st.state != "pending" or before != breached
             st.started = st.started if st.state == "pending" and st.started is not None else now
             st.state = "pending"
-            st.last = self._alert(rule, obs, value, "firing", st, now, fp)
+            st.last = self._alert(rule, obs, value, threshold, "firing", st, now, fp)
             # Pending: store the count, so a restart continues towards `for: N`.
             return ("pending", st.last, False) if changed else None
         if st.state == "pending":
             st.state, st.started = "inactive", None
-            st.last = self._alert(rule, obs, value, "resolved", st, now, fp)
+            st.last = self._alert(rule, obs, value, threshold, "resolved", st, now, fp)
             return "inactive", st.last, False
         return None
+
+    def _threshold(self, rule: Rule, model: str) -> float:
+        if rule.threshold is not None:
+            return rule.threshold
+        return float(getattr(self.models[model].thresholds, rule.metric))  # psi or ks: see Rule
 
     def _alert(
         self,
         rule: Rule,
         obs: Observation,
         value: float,
+        threshold: float,
         status: Literal["firing", "resolved"],
         st: AlertState,
         now: float,
@@ -266,7 +276,7 @@ class AlertEngine:
             "feature": obs.feature,
             "metric": rule.metric,
             "value": value,
-            "threshold": rule.threshold,
+            "threshold": threshold,
             "op": rule.op,
             "rule": rule.name,
         }
@@ -282,7 +292,7 @@ class AlertEngine:
             status=status,
             value=value,
             op=rule.op,
-            threshold=rule.threshold,
+            threshold=threshold,
             window_start=obs.window_start,
             window_end=obs.window_end,
             starts_at=started,

@@ -19,6 +19,7 @@ from driftline.alerting.engine import Alert, AlertEngine, Observation
 from driftline.alerting.outbox import Entry, Outbox
 from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import Transport, http_transport
+from driftline.detectors.profile import ModelRegistry
 from driftline.storage.store import AlertStore, MetricRow, StoreError
 
 log = logging.getLogger("driftline.alerting")
@@ -32,12 +33,14 @@ class AlertService:
         outbox_path: str | Path,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
+        models: ModelRegistry | None = None,
     ) -> None:
+        """``models``: the registered settings whose thresholds rules without one compare with."""
         self.config = config
         self.alerts = alerts
         self.clock = clock
         self.outbox = Outbox(outbox_path)
-        self.engine = AlertEngine(config, log=alerts)
+        self.engine = AlertEngine(config, log=alerts, models=ModelRegistry() if models is None else models)
         self.engine.restore()
         self.dispatcher = Dispatcher(config, self.outbox, silences=self._silences)
         self.sender = Sender(

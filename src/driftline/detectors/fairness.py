@@ -3,6 +3,11 @@
 For each group: n, predicted positives, labelled rows, label positives, true positives.
 Positive rate = predicted positives / n; TPR = true positives / label positives.
 
+Groups are bounded: per attribute, the reference's most frequent values are kept and every other
+value counts as :data:`~driftline.detectors.categorical.OTHER` (:func:`bound_column`), so a
+producer that sends a new value per event cannot grow the sketches, the stored rows or the
+metric series.
+
     >>> import numpy as np
     >>> s = FairnessSketch().update({"region": np.array(["eu", "eu", "us"])},
     ...                             positive=[1, 0, 1], label=[1, 1, -1])
@@ -12,7 +17,7 @@ Positive rate = predicted positives / n; TPR = true positives / label positives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Self
 
 import numpy as np
@@ -20,9 +25,12 @@ import numpy.typing as npt
 
 from driftline.detectors import _codec
 from driftline.detectors._kernels import fold_outcomes
-from driftline.detectors.categorical import as_category, dictionary_encode
+from driftline.detectors.categorical import OTHER, as_category, dictionary_encode
 
 COLUMNS = ("n", "positive", "labelled", "label_positive", "true_positive")
+# Why a segment entry was not folded as sent: its value is outside the kept ones (folded as
+# OTHER), or its attribute is not one the model folds (ignored).
+OVERFLOW_VALUE, OVERFLOW_ATTRIBUTE = "value", "attribute"
 
 
 def to_outcome(
@@ -40,6 +48,24 @@ def to_outcome(
     text = [as_category(v) for v in arr.astype(object).ravel()]
     positive = {positive_class, "true"}
     return np.array([-1 if t is None else int(t in positive) for t in text], np.int8)
+
+
+def bound_column(
+    names: Sequence[str | None], codes: npt.ArrayLike, kept: Collection[str]
+) -> tuple[list[str | None], np.ndarray, int]:
+    """A dictionary-coded segment column with every value outside ``kept`` replaced by OTHER, and
+    how many rows that replaced (missing values stay missing).
+
+    >>> bound_column(["eu", "us", None, "apac"], [0, 1, 2, 3, 1], {"eu"})
+    (['eu', '<other>', None], array([0, 1, 2, 1, 1]), 3)
+    """
+    mapped = [n if n is None or n in kept else OTHER for n in names]
+    out = list(dict.fromkeys(mapped))
+    index = {n: i for i, n in enumerate(out)}
+    lut = np.array([index[m] for m in mapped] or [0], np.int64)
+    replaced = np.array([n is not None and n not in kept for n in names] or [False])
+    codes = np.asarray(codes, np.int64)
+    return out, lut[codes], int(np.count_nonzero(replaced[codes]))
 
 
 class GroupTable:

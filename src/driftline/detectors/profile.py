@@ -12,13 +12,26 @@ import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 
 from driftline.detectors import stats
 from driftline.detectors.categorical import CategoricalSketch, Vocabulary, dictionary_encode
-from driftline.detectors.fairness import DEFAULT_MIN_SUPPORT, FairnessSketch, fairness_metrics
+from driftline.detectors.defaults import (
+    DEFAULT_SEGMENT_ATTRIBUTES,
+    DEFAULT_SEGMENT_VALUES,
+    SEGMENT_VOCABULARY,
+)
+from driftline.detectors.fairness import (
+    DEFAULT_MIN_SUPPORT,
+    OVERFLOW_ATTRIBUTE,
+    OVERFLOW_VALUE,
+    FairnessSketch,
+    bound_column,
+    fairness_metrics,
+)
 from driftline.detectors.latency import LatencySketch
 from driftline.detectors.numeric import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS, NumericBins, NumericSketch
 
@@ -38,6 +51,45 @@ class Thresholds:
     min_support: int = DEFAULT_MIN_SUPPORT
 
 
+@dataclass(frozen=True)
+class SegmentLimits:
+    """What fairness folds per model at most: the ``values`` most frequent values of each segment
+    attribute in the reference (every other value counts as ``<other>``), of ``attributes``
+    attributes. Bounds the pane sketches, the stored rows and the metric series."""
+
+    values: int = DEFAULT_SEGMENT_VALUES
+    attributes: int = DEFAULT_SEGMENT_ATTRIBUTES
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How a model's events are folded and judged (registered with ``PUT /v1/models/{id}``): the
+    stream, the window evaluation, the alert rules without a threshold and the API use this one."""
+
+    thresholds: Thresholds = Thresholds()
+    positive_threshold: float = 0.5  # a score at or above it is a positive prediction
+    positive_class: str = "1"  # a class prediction equal to it (or true) is positive
+    segments: tuple[str, ...] = ()  # the segment attributes folded; none: the reference's
+
+
+class ModelRegistry(dict[str, ModelSettings]):
+    """Model -> settings, one object shared by every component and updated in place when a model
+    is registered; a model that is not registered gets ``default``."""
+
+    def __init__(
+        self, default: ModelSettings = ModelSettings(), limits: SegmentLimits = SegmentLimits()
+    ) -> None:
+        super().__init__()
+        self.default = default
+        self.limits = limits
+
+    def __missing__(self, model: str) -> ModelSettings:
+        return self.default
+
+    def segment_plan(self, model: str, binning: Binning) -> dict[str, frozenset[str]]:
+        return binning.segment_plan(self[model].segments, self.limits)
+
+
 @dataclass
 class Batch:
     """Columns of ``n`` events of one model. Every array has length ``n``."""
@@ -49,14 +101,41 @@ class Batch:
     segments: dict[str, Column] = field(default_factory=dict)
     positive: np.ndarray | None = None  # 1 / 0 / -1 per event, see fairness.to_outcome
     label: np.ndarray | None = None  # 1 / 0 / -1 (unknown)
+    segment_overflow: dict[str, int] = field(default_factory=dict)  # entries not folded as sent, by reason
+
+
+NO_SEGMENTS: Mapping[str, frozenset[str]] = MappingProxyType({})  # a segment plan that folds none
+
+
+def bound_segments(
+    segments: Mapping[str, Column], plan: Mapping[str, frozenset[str]]
+) -> tuple[dict[str, Column], dict[str, int]]:
+    """Segment columns as a model folds them (see :meth:`Binning.segment_plan`): the attributes of
+    ``plan`` only, each value outside its kept ones as ``<other>``; and the entries that were not
+    folded as sent, by reason."""
+    out: dict[str, Column] = {}
+    overflow = {OVERFLOW_VALUE: 0, OVERFLOW_ATTRIBUTE: 0}
+    for attr, column in segments.items():
+        names, codes = _coded(column)
+        if attr in plan:
+            kept, kept_codes, replaced = bound_column(names, codes, plan[attr])
+            out[attr] = (kept, kept_codes)
+            overflow[OVERFLOW_VALUE] += replaced
+        else:
+            present = np.array([n is not None for n in names] or [False])
+            overflow[OVERFLOW_ATTRIBUTE] += int(np.count_nonzero(present[np.asarray(codes, np.int64)]))
+    return out, {k: n for k, n in overflow.items() if n}
 
 
 @dataclass(frozen=True, eq=False)
 class Binning:
-    """How each feature is binned: fixed by the reference, shared by every sketch compared to it."""
+    """How each feature is binned: fixed by the reference, shared by every sketch compared to it;
+    and the reference's values of each segment attribute, most frequent first (which fairness
+    groups are kept)."""
 
     numeric: dict[str, NumericBins]
     categorical: dict[str, Vocabulary]
+    segments: dict[str, Vocabulary] = field(default_factory=dict)
 
     @classmethod
     def fit(
@@ -66,9 +145,11 @@ class Binning:
         fine_bins: int = DEFAULT_FINE_BINS,
         psi_bins: int = DEFAULT_PSI_BINS,
         threads: int = 1,
+        segments: Mapping[str, Column] | None = None,
     ) -> Binning:
         """Bins per feature; ``threads`` > 1 fits features in parallel (the selection and sorts
-        of ``NumericBins.fit`` release the GIL). Raises the first feature's ``ValueError``."""
+        of ``NumericBins.fit`` release the GIL). Raises the first feature's ``ValueError``.
+        ``segments``: the reference's segment columns."""
 
         def fit(name: str) -> NumericBins | Vocabulary:
             column = columns[name]
@@ -84,10 +165,22 @@ class Binning:
             fitted = [fit(name) for name in names]
         numeric = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, NumericBins)}
         categorical = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, Vocabulary)}
-        return cls(numeric, categorical)
+        values = {a: Vocabulary.fit(c, SEGMENT_VOCABULARY) for a, c in (segments or {}).items()}
+        return cls(numeric, categorical, values)
 
     def kind(self, feature: str) -> Kind:
         return "numeric" if feature in self.numeric else "categorical"
+
+    def segment_plan(
+        self, attributes: Sequence[str] = (), limits: SegmentLimits = SegmentLimits()
+    ) -> dict[str, frozenset[str]]:
+        """Which segment values are folded, per attribute: the first ``limits.attributes`` of
+        ``attributes`` (none: the reference's, by name) that the reference has values of, each
+        with its ``limits.values`` most frequent values; see :func:`bound_segments`."""
+        names = [a for a in (attributes or sorted(self.segments)) if a in self.segments]
+        return {
+            a: frozenset(self.segments[a].categories[: limits.values]) for a in names[: limits.attributes]
+        }
 
     @property
     def features(self) -> list[str]:
@@ -149,6 +242,7 @@ class ModelSketch:
         binning = Binning(
             {f: b for p in parts for f, b in p.binning.numeric.items()},
             {f: v for p in parts for f, v in p.binning.categorical.items()},
+            {a: v for p in parts for a, v in p.binning.segments.items()},
         )
         out = cls(binning)
         out.n_events = n_events.pop()

@@ -19,7 +19,7 @@ import numpy as np
 
 from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
 from driftline.detectors.numeric import NumericBins, NumericSketch
-from driftline.detectors.profile import Binning, Kind, ModelSketch, Thresholds, drift_report
+from driftline.detectors.profile import Binning, Kind, ModelSketch, Thresholds, bound_segments, drift_report
 from driftline.ingest.files import ColumnReader, TableError, TableSpec, to_batch, warn_stray_text
 
 # Data of one group in flight: 128 MiB is 80 float64 columns of 200k rows. Peak memory is about
@@ -67,9 +67,12 @@ def compare_files(
     cur_parts: list[ModelSketch] = []
     roles = list(dict.fromkeys(spec.roles()))
     if roles:
-        no_features = Binning({}, {})
-        ref_parts.append(ModelSketch(no_features).update(to_batch(ref.read(roles), spec, {})))
-        cur_parts.append(ModelSketch(no_features).update(to_batch(cur.read(roles), spec, {})))
+        ref_roles, cur_roles = to_batch(ref.read(roles), spec, {}), to_batch(cur.read(roles), spec, {})
+        no_features = Binning.fit({}, {}, segments=ref_roles.segments)
+        plan = no_features.segment_plan(spec.segments)  # the groups `driftline stats` would keep
+        for batch, parts in ((ref_roles, ref_parts), (cur_roles, cur_parts)):
+            batch.segments, batch.segment_overflow = bound_segments(batch.segments, plan)
+            parts.append(ModelSketch(no_features).update(batch))
     features_only = replace(spec, segments=(), prediction=None, label=None, latency=None)
     for group in _groups(kinds, ref, group_bytes):
         n = min(threads, len(group))

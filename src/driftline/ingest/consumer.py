@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 
 from driftline import metrics as prom
 from driftline.contract import MAX_EVENT_BYTES
-from driftline.detectors.profile import ModelSketch, Thresholds
+from driftline.detectors.profile import ModelRegistry, ModelSketch
 from driftline.ingest.batch import BatchDecoder, Decoded
 from driftline.ingest.deadletter import DeadLetterRouter, ensure_dead_letter_topics
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
@@ -47,7 +47,6 @@ class ConsumerConfig:
     topics: list[str]
     group: str
     windows: WindowSpec = field(default_factory=WindowSpec)
-    thresholds: Thresholds = field(default_factory=Thresholds)
     dlq_suffix: str = ".dlq"
     dlq_spill: Path = Path("dead-letters.jsonl")  # where refused dead letters go
     batch_size: int = 5000
@@ -158,20 +157,23 @@ class StreamConsumer:
         on_window: OnWindow | None = None,
         name: str = "consumer-0",
         evaluator: WindowEvaluator | None = None,
+        models: ModelRegistry | None = None,
     ) -> None:
         """``evaluator``: shared by the members of one process, so each window is computed once,
-        when every member has stored its events; by default the member has its own."""
+        when every member has stored its events; by default the member has its own, judging by
+        ``models`` (the registered settings; none: the defaults). Events are folded with the
+        evaluator's models."""
         self.config = config
         self.store = store
         self.references = references
         self.clock = clock
         self.name = name
-        self.folder = PaneFolder(references, config.windows)
+        self.evaluator = evaluator or WindowEvaluator(
+            store, references, config.windows, ModelRegistry() if models is None else models, on_window, name
+        )
+        self.folder = PaneFolder(references, config.windows, self.evaluator.models)
         self.decoder = BatchDecoder(references, config.max_message_bytes, config.max_future_ms, clock)
         self.writer = FlushWriter(store, config.group, self.folder)
-        self.evaluator = evaluator or WindowEvaluator(
-            store, references, config.windows, config.thresholds, on_window, name
-        )
         self.dlq = DeadLetterRouter(self._client_config(), config.dlq_suffix, config.dlq_spill)
         self.source = KafkaSource(self._consumer_config(), config.windows.idle_ms)
         self.assigned: set[Partition] = set()

@@ -10,7 +10,7 @@ contract's reason. Columns are built by one pass per feature and dictionary-code
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import NoneType
 from typing import Annotated, Any
@@ -30,8 +30,8 @@ from driftline.contract import (
     parse_ts,
 )
 from driftline.detectors.categorical import as_category, dictionary_encode
-from driftline.detectors.fairness import to_outcome
-from driftline.detectors.profile import Batch, Binning, Column
+from driftline.detectors.fairness import OVERFLOW_ATTRIBUTE, to_outcome
+from driftline.detectors.profile import NO_SEGMENTS, Batch, Binning, Column, bound_segments
 
 _NUMBERS = {float, int, NoneType}
 
@@ -110,9 +110,15 @@ def _kind(v: object) -> type:
 
 
 def to_batch(
-    events: Sequence[AnyEvent], binning: Binning, positive_threshold: float = 0.5, positive_class: str = "1"
+    events: Sequence[AnyEvent],
+    binning: Binning,
+    positive_threshold: float = 0.5,
+    positive_class: str = "1",
+    segments: Mapping[str, frozenset[str]] = NO_SEGMENTS,
 ) -> Batch:
-    """Columns of one model's events, shaped by its reference binning."""
+    """Columns of one model's events, shaped by its reference binning; ``segments`` is the
+    model's segment plan (:meth:`~driftline.detectors.profile.Binning.segment_plan`): only its
+    attributes get columns, other values as ``<other>``, the rest counted in ``segment_overflow``."""
     features: dict[str, Column] = {}
     type_errors: dict[str, int] = {}
     rows = [e.features for e in events]
@@ -123,15 +129,22 @@ def to_batch(
     latency, _ = _numeric([e.latency_ms for e in events])
     predictions = [e.prediction for e in events]
     labels = [e.label for e in events]
-    attrs = sorted({a for e in events for a in e.segments})
+    ignored = sum(a not in segments for e in events for a in e.segments)
+    present = {a for e in events for a in e.segments if a in segments}
+    columns, overflow = bound_segments(
+        {a: _codes([e.segments.get(a) for e in events]) for a in sorted(present)}, segments
+    )
+    if ignored:
+        overflow[OVERFLOW_ATTRIBUTE] = ignored
     return Batch(
         n=len(events),
         features=features,
         type_errors=type_errors,
         latency_ms=latency,
-        segments={a: _codes([e.segments.get(a) for e in events]) for a in attrs},
+        segments=columns,
         positive=_outcome(predictions, positive_threshold, positive_class),
         label=_outcome(labels, positive_threshold, positive_class),
+        segment_overflow=overflow,
     )
 
 

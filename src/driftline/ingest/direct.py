@@ -75,7 +75,8 @@ class DirectIngest:
         max_future_ms: int | None = 86_400_000,
     ) -> None:
         self.store = store
-        self.references = references  # a live view: newly stored references apply
+        # live views: newly stored references and registrations apply
+        self.references = references
         self.spec = spec
         self.evaluator = evaluator
         self.source = source
@@ -122,7 +123,7 @@ class DirectIngest:
                     )
                 return reply.result
             if producer not in self._folders:
-                self._folders[producer] = PaneFolder(self.references, self.spec)
+                self._folders[producer] = PaneFolder(self.references, self.spec, self.evaluator.models)
             folder = self._folders[producer]
             final_before = self._final_ms(now)
             saved = copy.deepcopy(folder.watermark), folder.late_events, folder.pending_events

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from driftline import metrics as prom
 from driftline.contract import format_ts
-from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
+from driftline.detectors.profile import ModelRegistry, ModelSketch, Thresholds, drift_report
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
 from driftline.storage.store import MetricRow, PaneRow, Store, StoreError
@@ -38,14 +38,16 @@ class WindowEvaluator:
         store: Store,
         references: Mapping[str, ModelSketch],
         spec: WindowSpec,
-        thresholds: Thresholds,
+        models: ModelRegistry,
         on_window: OnWindow | None = None,
         name: str = "",
     ) -> None:
+        """``models``: each model's registered settings; its thresholds judge its windows and the
+        folders that feed this evaluator fold with it."""
         self.store = store
         self.references = references
         self.spec = spec
-        self.thresholds = thresholds
+        self.models = models
         self.on_window = on_window
         self.name = name
         self.evaluated = 0
@@ -225,7 +227,7 @@ class WindowEvaluator:
         begin = end - self.spec.window_ms
         read_at = datetime.now(UTC)
         rows = self.store.pane_rows(model, begin, end, model_version=version)
-        report = drift_report(reference, merge_rows(reference.binning, rows), self.thresholds)
+        report = drift_report(reference, merge_rows(reference.binning, rows), self.models[model].thresholds)
         window = metric_rows(report, model, version, begin, end)
         self.store.write_metrics(window, computed_at=read_at)
         self.evaluated += 1

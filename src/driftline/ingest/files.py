@@ -199,7 +199,7 @@ def to_batch(df: pl.DataFrame, spec: TableSpec, kinds: Mapping[str, Kind]) -> Ba
     if spec.prediction:
         batch.positive = _outcome(df[spec.prediction], spec)
         batch.label = _outcome(df[spec.label], spec) if spec.label else None
-        batch.segments = {s: coded_column(df[s]) for s in spec.segments}
+    batch.segments = {s: coded_column(df[s]) for s in spec.segments}  # without predictions: their values
     return batch
 
 
@@ -216,14 +216,14 @@ def _outcome(s: pl.Series, spec: TableSpec) -> np.ndarray:
 def load_reference(
     path: str | Path, spec: TableSpec, fine_bins: int, psi_bins: int
 ) -> tuple[ModelSketch, dict[str, Kind]]:
-    """Fit the binning on a reference file and fold the file into its sketch."""
+    """Fit the binning (and the segment values) on a reference file and fold the file into its sketch."""
     df = read_table(path)
     spec.check(df, path)
     kinds = spec.feature_kinds(df)
     warn_stray_text(df, kinds, spec, path)
     batch = to_batch(df, spec, kinds)
     try:
-        binning = Binning.fit(batch.features, kinds, fine_bins, psi_bins)
+        binning = Binning.fit(batch.features, kinds, fine_bins, psi_bins, segments=batch.segments)
     except ValueError as exc:
         raise TableError(f"{path}: {exc}") from None
     return ModelSketch(binning).update(batch, threads=min(4, len(kinds))), kinds

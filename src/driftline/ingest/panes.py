@@ -4,22 +4,30 @@ No Kafka and no ClickHouse here: the consumer (and the HTTP ingest path) feed ev
 take rows out. State is kept per source partition because each partition's flush is its own
 fenced insert; between two flushes it is bounded by the panes touched in that interval. Events
 whose pane the watermark already passed are *late*: they go to correction sketches, never lost.
+Each model's events are folded with its registered settings (positive threshold or class,
+segments); segment entries that are not folded as sent are counted in
+``driftline_segment_overflow_total``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftline.detectors.profile import Batch, ModelSketch
+from driftline import metrics as prom
+from driftline.detectors.fairness import OVERFLOW_ATTRIBUTE
+from driftline.detectors.profile import Batch, Binning, ModelRegistry, ModelSketch
 from driftline.detectors.windows import Watermark, late_mask, pane_starts
 from driftline.ingest.decode import AnyEvent, to_batch
 from driftline.ingest.scan import OK, ScannedBatch
 from driftline.storage.codec import pane_rows
 from driftline.storage.store import PaneRow
+
+log = logging.getLogger("driftline.ingest")
 
 
 @dataclass(frozen=True)
@@ -28,8 +36,6 @@ class WindowSpec:
     window_ms: int = 3_600_000
     lateness_ms: int = 300_000
     idle_ms: int = 30_000
-    positive_threshold: float = 0.5
-    positive_class: str = "1"
 
 
 PaneKey = tuple[str, str, int, bool]  # model, version, pane start, late
@@ -39,8 +45,10 @@ PaneKey = tuple[str, str, int, bool]  # model, version, pane start, late
 class PaneFolder:
     references: Mapping[str, ModelSketch]
     spec: WindowSpec = field(default_factory=WindowSpec)
+    models: ModelRegistry = field(default_factory=ModelRegistry)
 
     def __post_init__(self) -> None:
+        self._unfolded: set[str] = set()  # models warned about: their events' segments fold nowhere
         self.watermark = Watermark(self.spec.lateness_ms)
         self.state: dict[Hashable, dict[PaneKey, ModelSketch]] = defaultdict(dict)
         self.late_events = 0
@@ -90,8 +98,7 @@ class PaneFolder:
             sketch = self._sketch(partition, pane_key)
             fast = group[scanned.status[group] == OK]
             if len(fast):
-                spec, binning = self.spec, self.references[pane_key[0]].binning
-                sketch.update(scanned.batch(fast, binning, spec.positive_threshold, spec.positive_class))
+                sketch.update(self._counted(pane_key[0], scanned.batch(fast, *self._shape(pane_key[0]))))
             if len(fast) < len(group):  # read by the contract's decoder
                 slow = [decoded[i] for i in group[scanned.status[group] != OK].tolist()]
                 sketch.update(self._to_batch(pane_key[0], slow))
@@ -110,8 +117,32 @@ class PaneFolder:
         return sketch
 
     def _to_batch(self, model: str, events: Sequence[AnyEvent]) -> Batch:
-        binning = self.references[model].binning
-        return to_batch(events, binning, self.spec.positive_threshold, self.spec.positive_class)
+        return self._counted(model, to_batch(events, *self._shape(model)))
+
+    def _shape(self, model: str) -> tuple[Binning, float, str, dict[str, frozenset[str]]]:
+        """How the model's events become a batch: its reference binning, its registered outcome
+        rule and segment plan (read at every fold: a registration applies at once)."""
+        binning, settings = self.references[model].binning, self.models[model]
+        plan = self.models.segment_plan(model, binning)
+        return binning, settings.positive_threshold, settings.positive_class, plan
+
+    def _counted(self, model: str, batch: Batch) -> Batch:
+        for reason, n in batch.segment_overflow.items():
+            prom.SEGMENT_OVERFLOW.labels(reason).inc(n)
+        if (
+            not batch.segments
+            and OVERFLOW_ATTRIBUTE in batch.segment_overflow
+            and model not in self._unfolded
+        ):
+            self._unfolded.add(model)  # e.g. a reference built without --segments, or before they were kept
+            log.warning(
+                "model %r: no segment attribute of its events is folded (its reference has values of: %s; "
+                "registered: %s); build its reference with the segment columns",
+                model,
+                ", ".join(sorted(self.references[model].binning.segments)) or "none",
+                ", ".join(self.models[model].segments) or "none",
+            )
+        return batch
 
     def _count(self, partition: Hashable, ts: np.ndarray, late: np.ndarray) -> None:
         self.late_events += int(late.sum())

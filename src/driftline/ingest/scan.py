@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -44,8 +44,8 @@ from driftline.contract import (
     MIN_TS_MS,
 )
 from driftline.detectors._kernels import kernel
-from driftline.detectors.fairness import to_outcome
-from driftline.detectors.profile import Batch, Binning, Column
+from driftline.detectors.fairness import OVERFLOW_ATTRIBUTE, to_outcome
+from driftline.detectors.profile import NO_SEGMENTS, Batch, Binning, Column, bound_segments
 
 # Message status.
 OK = 0
@@ -1345,24 +1345,24 @@ def _codes(ids: np.ndarray, n_strings: int) -> tuple[np.ndarray, np.ndarray]:
 
 @kernel
 def _segment_columns(
-    rows: np.ndarray, runs: np.ndarray, seg_name: np.ndarray, seg_value: np.ndarray, n_strings: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The segment attributes of ``rows`` (ids, first-seen order) and a column of value ids per
-    attribute (-1: the row has no such segment)."""
-    slot = np.full(n_strings, -1, np.int64)
-    attrs = np.empty(n_strings, np.int64)
-    n = 0
-    for j in range(rows.shape[0]):
-        for e in range(runs[rows[j]], runs[rows[j] + 1]):
-            if slot[seg_name[e]] < 0:
-                slot[seg_name[e]] = n
-                attrs[n] = seg_name[e]
-                n += 1
+    rows: np.ndarray, runs: np.ndarray, seg_name: np.ndarray, seg_value: np.ndarray, slot: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """A column of value ids (-1: the row has no such segment) of ``rows`` per folded attribute
+    (``slot``: string id -> its column, -1 for an attribute not folded), whether each occurs in
+    ``rows``, and how many segment entries of ``rows`` name an attribute not folded."""
+    n = int(slot.max()) + 1 if slot.shape[0] else 0
     columns = np.full((n, rows.shape[0]), -1, np.int64)
+    present = np.zeros(n, np.bool_)
+    ignored = 0
     for j in range(rows.shape[0]):
         for e in range(runs[rows[j]], runs[rows[j] + 1]):
-            columns[slot[seg_name[e]], j] = seg_value[e]
-    return attrs[:n], columns
+            k = slot[seg_name[e]]
+            if k < 0:
+                ignored += 1
+            else:
+                columns[k, j] = seg_value[e]
+                present[k] = True
+    return columns, present, ignored
 
 
 # --------------------------------------------------------------------------------------------
@@ -1443,7 +1443,12 @@ class ScannedBatch:
         return int(self.status.shape[0])
 
     def batch(
-        self, rows: np.ndarray, binning: Binning, positive_threshold: float = 0.5, positive_class: str = "1"
+        self,
+        rows: np.ndarray,
+        binning: Binning,
+        positive_threshold: float = 0.5,
+        positive_class: str = "1",
+        segments: Mapping[str, frozenset[str]] = NO_SEGMENTS,
     ) -> Batch:
         """The detectors' Batch of the OK messages at ``rows`` (in that order), equal to
         ``decode.to_batch`` of those messages' decoded events. Numpy per column and Python per
@@ -1464,12 +1469,14 @@ class ScannedBatch:
                 self.feat_num[:, f].take(rows),
                 self.feat_str[:, f].take(rows),
             )
+        columns, overflow = self._segments(rows, segments)
         return Batch(
             n=len(rows),
             features=features,
             type_errors=type_errors,
             latency_ms=self.latency_ms[rows],
-            segments=self._segments(rows),
+            segments=columns,
+            segment_overflow=overflow,
             positive=self._outcome(
                 self.pred_kind[rows],
                 self.pred_num[rows],
@@ -1512,13 +1519,29 @@ class ScannedBatch:
             return _unify(_spelled(kind, num, sid, self.strings))
         return self._text_codes(np.where(kind == STR, sid, -1))
 
-    def _segments(self, rows: np.ndarray) -> dict[str, Column]:
-        """Segment columns as to_batch: the attributes present in these rows, sorted by name."""
-        attrs, columns = _segment_columns(
-            rows, self._segment_runs, self.seg_name, self.seg_value, len(self.strings)
+    @cached_property
+    def _string_ids(self) -> dict[str, int]:
+        return {text: i for i, text in enumerate(self.strings)}
+
+    def _segments(
+        self, rows: np.ndarray, plan: Mapping[str, frozenset[str]]
+    ) -> tuple[dict[str, Column], dict[str, int]]:
+        """Segment columns and overflow as to_batch: the plan's attributes present in these rows,
+        sorted by name; no column is built for an attribute the plan does not fold."""
+        attrs = sorted(plan)
+        slot = np.full(len(self.strings), -1, np.int64)
+        for k, attr in enumerate(attrs):
+            sid = self._string_ids.get(attr)
+            if sid is not None:
+                slot[sid] = k
+        columns, present, ignored = _segment_columns(
+            rows, self._segment_runs, self.seg_name, self.seg_value, slot
         )
-        named = sorted(zip([self.strings[a] for a in attrs.tolist()], range(len(attrs)), strict=True))
-        return {name: self._text_codes(columns[k]) for name, k in named}
+        coded = {attrs[k]: self._text_codes(columns[k]) for k in np.flatnonzero(present).tolist()}
+        out, overflow = bound_segments(coded, plan)
+        if ignored:
+            overflow[OVERFLOW_ATTRIBUTE] = ignored
+        return out, overflow
 
     def _outcome(
         self, kind: np.ndarray, num: np.ndarray, sid: np.ndarray, threshold: float, positive_class: str

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from driftline.detectors.categorical import CategoricalSketch, Vocabulary
 from driftline.detectors.fairness import FairnessSketch
 from driftline.detectors.latency import LatencySketch
 from driftline.detectors.numeric import NumericBins, NumericSketch
-from driftline.detectors.profile import Binning, ModelSketch
-from driftline.storage.store import MetricRow, PaneRow, ReferenceRow
+from driftline.detectors.profile import Binning, ModelSettings, ModelSketch, Thresholds
+from driftline.storage.store import MetricRow, ModelStore, PaneRow, ReferenceRow, Store
 
 
 def reference_id(binning: Binning) -> str:
@@ -110,13 +110,18 @@ def reference_rows(model_id: str, reference: ModelSketch, source: str) -> list[R
             model_id, "", "latency", b"", reference.latency.to_bytes(), reference.n_events, ref, source
         )
     )
+    rows += [  # the segment values, most frequent first (feature = the attribute)
+        ReferenceRow(model_id, attr, "segment", vocab.to_bytes(), b"", len(vocab.categories), ref, source)
+        for attr, vocab in sorted(binning.segments.items())
+    ]
     return rows
 
 
 def reference_from_rows(rows: Sequence[ReferenceRow]) -> ModelSketch:
     numeric = {r.feature: NumericBins.from_bytes(r.bins) for r in rows if r.kind == "numeric"}
     categorical = {r.feature: Vocabulary.from_bytes(r.bins) for r in rows if r.kind == "categorical"}
-    sketch = ModelSketch(Binning(numeric, categorical))
+    segments = {r.feature: Vocabulary.from_bytes(r.bins) for r in rows if r.kind == "segment"}
+    sketch = ModelSketch(Binning(numeric, categorical, segments))
     for r in rows:
         if r.kind == "numeric":
             sketch.features[r.feature] = NumericSketch.from_bytes(r.sketch, numeric[r.feature])
@@ -178,3 +183,25 @@ def metric_rows(
             add(f"{attr}={group}", "positive_rate", g["positive_rate"])
             add(f"{attr}={group}", "tpr", g["tpr"])
     return rows
+
+
+def model_settings(config: Mapping[str, Any]) -> ModelSettings:
+    """A registration as stored (``PUT /v1/models/{id}``'s JSON) -> the settings everything uses;
+    what it leaves out keeps its default."""
+    default = ModelSettings()
+    t = config.get("thresholds") or {}
+    return ModelSettings(
+        Thresholds(
+            t.get("psi", default.thresholds.psi),
+            t.get("ks", default.thresholds.ks),
+            t.get("min_support", default.thresholds.min_support),
+        ),
+        config.get("positive_threshold", default.positive_threshold),
+        config.get("positive_class", default.positive_class),
+        tuple(config.get("segments") or ()),
+    )
+
+
+def registered(store: Store) -> dict[str, ModelSettings]:
+    """Every model's registration as stored, as the settings everything uses."""
+    return {m: model_settings(config) for m, config in ModelStore(store).all().items()}

@@ -435,7 +435,8 @@ class Store:
         self._insert("references", data, REFERENCE_COLUMNS)
 
     def references(self, model_id: str | None = None) -> list[ReferenceRow]:
-        """The newest reference of each model (all its features come from one reference_id)."""
+        """The newest reference of each model: the rows of its newest save (one insert, one time),
+        so no row of an older reference under another key (a segment it had) comes along."""
         where = "WHERE model_id = %(m)s" if model_id else ""
         rows = self._query(
             "SELECT model_id, feature, kind, bins, sketch, n, reference_id, source, created_at "
@@ -443,14 +444,13 @@ class Store:
             {"m": model_id} if model_id else None,
             column_formats={"bins": "bytes", "sketch": "bytes"},
         )
-        newest: dict[str, tuple[Any, str]] = {}
-        for m, *_, ref_id, _src, created in rows:
-            if m not in newest or created > newest[m][0]:
-                newest[m] = (created, ref_id)
+        newest: dict[str, Any] = {}
+        for m, *_, created in rows:
+            newest[m] = max(newest.get(m, created), created)
         return [
             ReferenceRow(m, f, k, bytes(b), bytes(sk), int(n), r, src)
-            for m, f, k, b, sk, n, r, src, _ in rows
-            if r == newest[m][1]
+            for m, f, k, b, sk, n, r, src, created in rows
+            if created == newest[m]
         ]
 
     # -- metrics ------------------------------------------------------------------------------

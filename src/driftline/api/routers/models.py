@@ -10,17 +10,17 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from driftline.api.deps import TimeRange, body_chunks, require, service
 from driftline.api.problems import Problem
 from driftline.contract import format_ts
-from driftline.detectors.profile import ModelSketch, Thresholds
+from driftline.detectors.profile import ModelSketch
 from driftline.ingest.evaluate import range_report
 from driftline.ingest.files import TableError, TableSpec, load_reference
 from driftline.service import Service
-from driftline.storage.codec import merge_rows, reference_id, reference_rows
+from driftline.storage.codec import merge_rows, model_settings, reference_id, reference_rows
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 read = [Depends(require("read"))]
@@ -41,15 +41,36 @@ class ModelThresholds(BaseModel):
     min_support: int = Field(30, ge=1, le=1_000_000_000)
 
 
+SegmentName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
 class ModelConfig(BaseModel):
-    """A model's registration: who owns it and how it is judged."""
+    """A model's registration: who owns it and how it is judged. The stream folds its events with
+    it, its windows are judged by it, alert rules without a threshold compare with it."""
 
     model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as documented: no bool for a number
     description: str = Field("", max_length=2000, examples=["churn propensity, gradient boosting"])
     owner: str = Field("", max_length=200, examples=["growth-ml"])
-    segments: list[str] = Field(default_factory=list, examples=[["region", "gender"]])
-    positive_threshold: float = Field(0.5, ge=0, le=1)
+    segments: list[SegmentName] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The segment attributes folded (fairness); none: the reference's. Also the segment "
+        "columns of a reference uploaded without ?segments=.",
+        examples=[["region", "gender"]],
+    )
+    positive_threshold: float = Field(0.5, ge=0, le=1, description="A score at or above it is positive.")
+    positive_class: str = Field(
+        "1", min_length=1, max_length=256, description="A class prediction equal to it (or true) is positive."
+    )
     thresholds: ModelThresholds = ModelThresholds()
+
+    @field_validator("segments")
+    @classmethod
+    def _distinct(cls, segments: list[str]) -> list[str]:
+        repeated = sorted({s for s in segments if segments.count(s) > 1})
+        if repeated:
+            raise ValueError(f"repeated: {', '.join(repeated)}")
+        return segments
 
 
 class ReferenceRange(BaseModel):
@@ -67,11 +88,6 @@ def _reference(svc: Service, model: str) -> ModelSketch:
     return ref
 
 
-def _thresholds(svc: Service, model: str) -> Thresholds:
-    t = svc.models.all().get(model, {}).get("thresholds") or {}
-    return Thresholds(t.get("psi", 0.2), t.get("ks", 0.1), t.get("min_support", 30))
-
-
 def _summary(svc: Service, model: str, config: dict[str, Any] | None) -> dict[str, Any]:
     ref = svc.references.get(model)
     return {
@@ -83,6 +99,8 @@ def _summary(svc: Service, model: str, config: dict[str, Any] | None) -> dict[st
             "reference_id": reference_id(ref.binning),
             "rows": ref.n_events,
             "features": {f: ref.binning.kind(f) for f in ref.binning.features},
+            # the values of each segment attribute, most frequent first
+            "segments": {a: list(v.categories) for a, v in sorted(ref.binning.segments.items())},
         },
     }
 
@@ -103,12 +121,25 @@ def get_model(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> d
     return _summary(svc, model_id, configs.get(model_id))
 
 
-@router.put("/{model_id}", dependencies=admin, summary="Register or update a model")
+@router.put(
+    "/{model_id}",
+    dependencies=admin,
+    summary="Register or update a model",
+    responses={400: {"description": "an invalid registration (more segments than segment_attributes)"}},
+)
 def put_model(
     model_id: ModelId, config: ModelConfig, svc: Annotated[Service, Depends(service)]
 ) -> dict[str, Any]:
-    svc.models.save(model_id, config.model_dump())
-    return _summary(svc, model_id, config.model_dump())
+    limit = svc.model_settings.limits.attributes
+    if len(config.segments) > limit:
+        raise Problem(
+            400,
+            f"segments: {len(config.segments)} attributes, above the limit of {limit} (segment_attributes)",
+        )
+    registration = config.model_dump()
+    svc.models.save(model_id, registration)
+    svc.model_settings[model_id] = model_settings(registration)  # stored first: a restart reads the same
+    return _summary(svc, model_id, registration)
 
 
 @router.put(
@@ -141,7 +172,9 @@ async def put_reference(
     model_id: ModelId,
     request: Request,
     svc: Annotated[Service, Depends(service)],
-    segments: Annotated[str, Query(max_length=1000, examples=["region,gender"])] = "",
+    segments: Annotated[
+        str, Query(max_length=1000, examples=["region,gender"], description="default: the registered ones")
+    ] = "",
     prediction: Annotated[str | None, Query(max_length=256)] = None,
     label: Annotated[str | None, Query(max_length=256)] = None,
     latency: Annotated[str | None, Query(max_length=256)] = None,
@@ -151,7 +184,10 @@ async def put_reference(
     if suffix is None and ctype != "application/json":
         raise Problem(415, "send the file (application/vnd.apache.parquet, text/csv) or a JSON time range")
     roles = TableSpec(
-        segments=[s for s in segments.split(",") if s], prediction=prediction, label=label, latency=latency
+        segments=[s for s in segments.split(",") if s] or list(svc.model_settings[model_id].segments),
+        prediction=prediction,
+        label=label,
+        latency=latency,
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"reference{suffix or '.json'}"
@@ -231,7 +267,9 @@ def drift(
 ) -> dict[str, Any]:
     ref = _reference(svc, model_id)
     start, end = _read_range(svc, model_id, window, version)
-    return range_report(svc.store, ref, model_id, start, end, version, _thresholds(svc, model_id))
+    return range_report(
+        svc.store, ref, model_id, start, end, version, svc.model_settings[model_id].thresholds
+    )
 
 
 @router.get(
