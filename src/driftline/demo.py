@@ -80,7 +80,8 @@ class Sink:
         if self.console is None:
             return
         if path.startswith("/slack"):
-            self.console.print(f"  [magenta]slack[/]      {body['text'][:110]}")
+            text = body["text"]  # one line per message: a long one is cut, visibly
+            self.console.print(f"  [magenta]slack[/]      {text if len(text) <= 110 else text[:109] + '…'}")
         elif path.startswith("/pagerduty"):
             summary = body.get("payload", {}).get("summary", "")
             self.console.print(
