@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -131,7 +130,6 @@ def free_port() -> int:
 
 
 @pytest.mark.loopback
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
 def test_the_http_walkthrough_runs_as_written(tmp_path: Path) -> None:
     """The bash block in a fresh directory, on a free port, with `driftline` this source tree."""
     (walkthrough,) = blocks("bash")
