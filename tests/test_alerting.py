@@ -20,7 +20,7 @@ from driftline.alerting.engine import AlertEngine, Observation
 from driftline.alerting.outbox import Entry, Outbox
 from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import http_transport, verify
-from driftline.alerting.service import AlertService
+from driftline.alerting.runner import AlertRunner
 from driftline.cli import main
 from driftline.storage.store import AlertStore, MetricRow, Store
 
@@ -586,7 +586,7 @@ def test_a_dead_notification_is_counted_and_listed_by_driftline_alerts(
 
     dead_before = dead_total()
     with httpx.Client() as client:
-        service = AlertService(cfg, AlertStore(store), tmp_path / "o.jsonl", http_transport(client), clock)
+        service = AlertRunner(cfg, AlertStore(store), tmp_path / "o.jsonl", http_transport(client), clock)
         for end in (60_000, 120_000):  # fires on the second window (for: 2)
             row = MetricRow("churn", "v1", "age", end - 60_000, end, "psi", 0.5, None, 100, 100, "drift")
             service.on_window("churn", "v1", end - 60_000, end, [row])

@@ -8,7 +8,7 @@
   substituted as Grafana and grafana-clickhouse-datasource would; each returns rows with the
   declared columns, and the numbers say what the simulated run did (drift, fairness, alerts).
 * Every PromQL expression parses (``promtool check rules``), names metrics and labels that
-  ``driftline.metrics`` defines, and returns series from synthetic data of every driftline metric
+  ``driftline.telemetry`` defines, and returns series from synthetic data of every driftline metric
   (``promtool test rules``). The scrape config and the service's own rules pass
   ``promtool check config`` / ``check rules`` and their unit tests (``rules.test.yml``).
 """
@@ -37,7 +37,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.metrics import MetricWrapperBase
 
-from driftline import metrics, simulate
+from driftline import simulate, telemetry
 from driftline.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -452,9 +452,9 @@ def run_promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProc
 
 
 def service_metrics() -> dict[str, tuple[set[str], str]]:
-    """Series name -> (label names, type) for everything ``driftline.metrics`` exports."""
+    """Series name -> (label names, type) for everything ``driftline.telemetry`` exports."""
     out: dict[str, tuple[set[str], str]] = {"up": ({"job", "instance"}, "gauge")}
-    for m in vars(metrics).values():
+    for m in vars(telemetry).values():
         if isinstance(m, MetricWrapperBase):
             labels = {*m._labelnames, "job", "instance"}
             if m._type == "counter":
@@ -510,7 +510,9 @@ def test_promql_names_only_metrics_and_labels_the_service_exports() -> None:
         names = set(re.findall(r"\b(driftline[_:][a-z0-9_:]*|up)\b", expr))
         assert names, expr
         for name in names:
-            assert name in known or name in recorded, f"{name} is not exported by driftline.metrics ({expr})"
+            assert name in known or name in recorded, (
+                f"{name} is not exported by driftline.telemetry ({expr})"
+            )
         for name, selector in re.findall(r"\b(driftline_[a-z0-9_]*|up)\{([^}]*)\}", expr):
             for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector):
                 assert label in known[name][0], f"{name} has no label {label!r}"
@@ -560,7 +562,7 @@ def synthetic_series() -> list[dict[str, str]]:
     """Growing counters, gauges and histograms for every driftline metric, as a promtool test input."""
     base = {"job": "driftline", "instance": "driftline:8000"}
     series = [series_line("up", base, "1x30")]
-    for m in vars(metrics).values():
+    for m in vars(telemetry).values():
         if not isinstance(m, MetricWrapperBase):
             continue
         for combo in itertools.product(*(LABEL_VALUES[name] for name in m._labelnames)):

@@ -674,7 +674,7 @@ def _alert_service(args: argparse.Namespace, store: Any, models: Any) -> Any:
     if not args.rules:
         return None
     from driftline.alerting.config import ConfigError, load
-    from driftline.alerting.service import AlertService
+    from driftline.alerting.runner import AlertRunner
     from driftline.storage.store import AlertStore
 
     try:
@@ -682,7 +682,7 @@ def _alert_service(args: argparse.Namespace, store: Any, models: Any) -> Any:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     outbox = args.outbox or _default_outbox(args.store)
-    return AlertService(rules, AlertStore(store), outbox, models=models)
+    return AlertRunner(rules, AlertStore(store), outbox, models=models)
 
 
 def _default_outbox(dsn: str) -> str:

@@ -19,13 +19,13 @@ from typing import Any
 from driftline.alerting.config import AlertingConfig
 from driftline.alerting.config import load as load_rules
 from driftline.alerting.receivers import Transport
-from driftline.alerting.service import AlertService
+from driftline.alerting.runner import AlertRunner
 from driftline.detectors.profile import ModelRegistry, ModelSketch, SegmentLimits
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
-from driftline.ingest.direct import DirectIngest
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.files import TableSpec, load_reference
 from driftline.ingest.panes import WindowSpec
+from driftline.ingest.push import PushIngest
 from driftline.settings import Settings
 from driftline.storage.codec import reference_from_rows, reference_rows, registered
 from driftline.storage.store import AlertStore, MetricRow, ModelStore, Store
@@ -87,7 +87,7 @@ class Service:
             settings.pane_ms, settings.window_ms, settings.lateness_ms, settings.idle_ms
         )
         self.alerting = (
-            AlertService(
+            AlertRunner(
                 self.rules,
                 self.alert_store,
                 settings.outbox or self._outbox_path(),
@@ -102,7 +102,7 @@ class Service:
         self.evaluator = WindowEvaluator(
             self.store, self.references, self.windows, self.model_settings, self._on_window
         )
-        self.http_ingest = DirectIngest(
+        self.http_ingest = PushIngest(
             self.store,
             self.references,
             self.windows,

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route, compile_path
 
 from driftline import __version__
-from driftline import metrics as prom
+from driftline import telemetry as prom
 from driftline.api import problems
 from driftline.api.routers import alerts, health, ingest, models
 from driftline.service import Service

@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
-from driftline import metrics as prom
+from driftline import telemetry as prom
 from driftline.contract import MAX_EVENT_BYTES
 from driftline.detectors.profile import ModelRegistry, ModelSketch
 from driftline.ingest.batch import BatchDecoder, Decoded

@@ -22,7 +22,7 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from driftline import metrics as prom
+from driftline import telemetry as prom
 from driftline.ingest.decode import Rejected
 
 log = logging.getLogger("driftline.deadletter")

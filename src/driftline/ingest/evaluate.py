@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
-from driftline import metrics as prom
+from driftline import telemetry as prom
 from driftline.contract import format_ts
 from driftline.detectors.profile import ModelRegistry, ModelSketch, Thresholds, drift_report
 from driftline.ingest.panes import WindowSpec

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftline import metrics as prom
+from driftline import telemetry as prom
 from driftline.detectors.fairness import OVERFLOW_ATTRIBUTE
 from driftline.detectors.profile import Batch, Binning, ModelRegistry, ModelSketch
 from driftline.detectors.windows import Watermark, late_mask, pane_starts

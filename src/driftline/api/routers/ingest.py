@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from driftline.api.deps import read_body, require, service
 from driftline.api.problems import Problem
-from driftline.ingest.direct import IdempotencyConflict
+from driftline.ingest.push import IdempotencyConflict
 from driftline.service import Service
 from driftline.storage.store import StoreError
 

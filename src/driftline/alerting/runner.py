@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from driftline import metrics as prom
+from driftline import telemetry as prom
 from driftline.alerting.config import AlertingConfig
 from driftline.alerting.engine import Alert, AlertEngine, Observation
 from driftline.alerting.outbox import Entry, Outbox
@@ -25,7 +25,7 @@ from driftline.storage.store import AlertStore, MetricRow, StoreError
 log = logging.getLogger("driftline.alerting")
 
 
-class AlertService:
+class AlertRunner:
     def __init__(
         self,
         config: AlertingConfig,

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the driftline process (scraped at ``/metrics``).
+"""Prometheus instruments of the driftline process (scraped at ``/metrics``), imported as ``prom``.
 
 Names follow Prometheus conventions: counters end in ``_total``, durations are ``_seconds``
 histograms, labels have bounded cardinality (model, feature and metric come from configured

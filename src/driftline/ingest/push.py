@@ -1,4 +1,4 @@
-"""Events that arrive without Kafka (HTTP ``POST /v1/events``, ``driftline replay``).
+"""Events pushed in batches instead of pulled from Kafka: HTTP ``POST /v1/events`` and ``driftline replay``.
 
 Same contract, same panes, same store and window evaluation as the Kafka path. Each call is
 stored before it returns (one insert), so an acknowledged request is durable.
@@ -31,7 +31,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from driftline import metrics as prom
+from driftline import telemetry as prom
 from driftline.contract import MAX_EVENT_BYTES, InvalidEvent
 from driftline.detectors.profile import ModelSketch
 from driftline.ingest.decode import AnyEvent, decode
@@ -62,7 +62,7 @@ class _Reply:
     result: IngestResult
 
 
-class DirectIngest:
+class PushIngest:
     def __init__(
         self,
         store: Store,
