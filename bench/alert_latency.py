@@ -25,7 +25,7 @@ import orjson
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
-from driftline.storage.store import MetricRow
+from driftline.storage.rows import MetricRow
 
 START_MS = 1_767_225_600_000
 

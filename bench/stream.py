@@ -326,14 +326,14 @@ def profile_worker(argv: list[str]) -> int:
     import pstats
     import threading
 
-    from driftline.cli import _references
     from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
+    from driftline.query import load_references
     from driftline.storage.store import Store
 
     bootstrap, store_dsn, out = argv
     store = Store.open(store_dsn)
     config = ConsumerConfig(bootstrap=bootstrap, topics=[TOPIC], group="bench-profile", batch_size=BATCH)
-    member = StreamConsumer(config, store, _references(store))
+    member = StreamConsumer(config, store, load_references(store))
     prof = cProfile.Profile()
     prof.runcall(member.run, threading.Event(), IDLE_EXIT_S)
     store.close()

@@ -22,8 +22,10 @@ from driftline.ingest.decode import decode
 from driftline.ingest.files import TableSpec, to_batch
 from driftline.ingest.panes import PaneFolder, WindowSpec
 from driftline.simulate import FILE_DROP, Traffic, events, generate
+from driftline.storage.alerts import AlertStore
 from driftline.storage.codec import merge_rows, metric_rows, reference_rows
-from driftline.storage.store import AlertStore, OffsetRange, Store
+from driftline.storage.rows import OffsetRange
+from driftline.storage.store import Store
 
 SEGMENTS = ("region", "gender")
 DRIFT_FEATURES = ("f00_normal", "f01_lognormal", "plan")

@@ -22,7 +22,9 @@ from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import http_transport, verify
 from driftline.alerting.runner import AlertRunner
 from driftline.cli import main
-from driftline.storage.store import AlertStore, MetricRow, Store
+from driftline.storage.alerts import AlertStore
+from driftline.storage.rows import MetricRow
+from driftline.storage.store import Store
 
 from .receivers import Received, ReceiverServer
 from .test_cli_journeys import RFC3339

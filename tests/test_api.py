@@ -353,7 +353,7 @@ def test_a_reused_idempotency_key_with_another_body_is_refused(api: tuple[TestCl
 def test_a_failed_store_write_leaves_no_trace(
     api: tuple[TestClient, Service], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from driftline.storage.store import StoreError
+    from driftline.storage.errors import StoreError
 
     client, service = api
     t = START_MS + 12 * DAY_MS

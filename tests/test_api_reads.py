@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from driftline.api.app import create_app
 from driftline.contract import MAX_EVENT_BYTES
 from driftline.ingest.decode import decode
-from driftline.ingest.evaluate import range_report
 from driftline.ingest.panes import PaneFolder
+from driftline.query import range_report
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate

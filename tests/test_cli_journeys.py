@@ -11,7 +11,7 @@ import orjson
 import polars as pl
 import pytest
 
-from driftline.cli import _parser
+from driftline.cli import build_parser
 from driftline.contract import IDENTITY_FIELDS
 
 from .helpers import ROLES, cli, cli_env
@@ -23,7 +23,7 @@ RULES = "rules:\n  - {name: feature-psi, metric: psi, threshold: 0.2, severity: 
 
 def example(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Runs the example of ``driftline COMMAND --help`` verbatim in bash, ``driftline`` being this code."""
-    sub = next(a for a in _parser()._actions if a.dest == "command")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
     text = sub.choices[command].epilog.split("example:\n", 1)[1]  # type: ignore[union-attr]
     script = f'driftline() {{ "{sys.executable}" -m driftline.cli "$@"; }}\n{text}'
     return subprocess.run(

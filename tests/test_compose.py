@@ -23,7 +23,7 @@ import yaml
 from dashboards import build
 
 from driftline.alerting.config import load as load_rules
-from driftline.cli import _parser
+from driftline.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -112,7 +112,7 @@ def cli_args(service: str) -> Any:
     """The service's ``driftline ...`` command as the CLI parses it (fails like the CLI would)."""
     argv = command(service)
     assert argv[0] == "driftline", argv
-    return _parser().parse_args(argv[1:])
+    return build_parser().parse_args(argv[1:])
 
 
 def provisioned_datasources() -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ from driftline.detectors.profile import ModelRegistry, ModelSketch
 from driftline.ingest.evaluate import WindowEvaluator
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import pane_rows
-from driftline.storage.store import MetricRow, OffsetRange, Store
+from driftline.storage.rows import MetricRow, OffsetRange
+from driftline.storage.store import Store
 
 from .test_storage import model_sketch
 

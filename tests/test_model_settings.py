@@ -29,7 +29,8 @@ from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, generate
 from driftline.storage.codec import reference_from_rows, reference_rows
-from driftline.storage.store import ModelStore, Store
+from driftline.storage.models import ModelStore
+from driftline.storage.store import Store
 
 from .test_api import START_MS, assert_problem, auth, traffic
 

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from driftline.alerting.config import ConfigError
-from driftline.cli import _parser, _serve_line
+from driftline.cli import build_parser
+from driftline.cli.serve import serve_line
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
 
@@ -93,7 +94,7 @@ rules:
 
 def test_serve_line_names_what_it_consumes() -> None:
     settings = load_settings(bootstrap="kafka:9092", topics=["predictions", "scores"], group="monitor")
-    assert _serve_line(settings, 8000) == (
+    assert serve_line(settings, 8000) == (
         "driftline serve: listening on http://127.0.0.1:8000 (API docs /docs); "
         "consuming predictions,scores from kafka:9092 as group monitor"
     )
@@ -129,7 +130,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    sub = next(a for a in _parser()._actions if a.dest == "command")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
     names = set(sub.choices)  # type: ignore[union-attr]
     assert names >= {
         "serve",

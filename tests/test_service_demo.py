@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from driftline import demo
-from driftline.cli import _parser, main
+from driftline.cli import build_parser, main
 from driftline.simulate import FILE_DROP, Traffic, events, generate
 from driftline.storage.store import Store
 
@@ -47,7 +47,7 @@ def test_demo_piped_is_not_wrapped_and_removes_its_temp_dir(tmp_path: Path) -> N
 
 
 def test_demo_keeps_its_dir_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert _parser().parse_args(["demo", "--keep"]).keep is True
+    assert build_parser().parse_args(["demo", "--keep"]).keep is True
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with demo._workdir(None, keep=True) as kept, demo._workdir(None, keep=False) as removed:
         assert kept.is_dir() and removed.is_dir()

@@ -11,7 +11,9 @@ import pytest
 
 from driftline.detectors.profile import Batch, Binning, ModelSketch, drift_report
 from driftline.storage.codec import merge_rows, metric_rows, pane_rows, reference_from_rows, reference_rows
-from driftline.storage.store import MetricRow, OffsetRange, PaneRow, Store, StoreLockedError, Superseded
+from driftline.storage.errors import StoreLockedError, Superseded
+from driftline.storage.rows import MetricRow, OffsetRange, PaneRow
+from driftline.storage.store import Store
 
 from .test_compare_cli import assert_close
 
@@ -181,7 +183,7 @@ def test_metrics_rows_replace_on_recompute(store: Store) -> None:
 
 def test_second_process_gets_a_clear_error(store: Store, tmp_path: Path) -> None:
     code = (
-        "from driftline.storage.store import Store, StoreLockedError\n"
+        "from driftline.storage.errors import StoreLockedError\nfrom driftline.storage.store import Store\n"
         f"try:\n    Store.open('chdb://{tmp_path / 'db'}')\n"
         "except StoreLockedError as e:\n    print(e)\n"
     )
@@ -204,7 +206,7 @@ def test_rows_of_another_reference_are_ignored(store: Store) -> None:
 def test_alert_states_survive_a_restart_with_their_pending_count(store: Store) -> None:
     from driftline.alerting.config import AlertingConfig
     from driftline.alerting.engine import AlertEngine, Observation
-    from driftline.storage.store import AlertStore
+    from driftline.storage.alerts import AlertStore
 
     cfg = AlertingConfig.model_validate(
         {"rules": [{"name": "r", "metric": "psi", "threshold": 0.2, "for": 3}]}
@@ -225,7 +227,7 @@ def test_alert_states_survive_a_restart_with_their_pending_count(store: Store) -
 
 
 def test_cluster_ddl_is_on_cluster_and_replicated() -> None:
-    from driftline.storage.store import schema_statements
+    from driftline.storage.migrations import schema_statements
 
     plain = schema_statements("driftline", 30)
     clustered = schema_statements("driftline", 30, cluster="prod")

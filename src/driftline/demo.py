@@ -28,10 +28,9 @@ from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 from rich.console import Console
 
-from driftline.api.app import create_app
+from driftline.api.server import server as api_server
 from driftline.contract import format_ts
 from driftline.ingest.kafka import client_config
 from driftline.ingest.producer import EventProducer
@@ -39,7 +38,7 @@ from driftline.report_text import stdout_console
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
-from driftline.storage.store import MetricRow
+from driftline.storage.rows import MetricRow
 
 DRIFTED = ("f00_normal", "f01_lognormal")
 SECRET = "whsec_" + "ZHJpZnRsaW5lLWRlbW8tc2VjcmV0LWtleQ=="
@@ -197,9 +196,7 @@ def _run(root: Path, keep_running: bool, out: Console, kafka: bool, kept: bool) 
         f"[bold]driftline demo[/] — store {root / 'store'}, API http://127.0.0.1:{port}, sink {sink_url}"
     )
     service = Service(settings, observer=show)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = api_server(service, "127.0.0.1", port, log_level="warning")
     threading.Thread(target=server.run, daemon=True).start()
     service.start()
     try:

@@ -1,18 +1,18 @@
-"""One driftline process: store, references, Kafka consumers, HTTP ingest, alerting.
+"""The one place that wires driftline: store, references, Kafka consumers, pushed ingest, alerting.
 
 Built from :class:`driftline.settings.Settings` at an entry point (``driftline serve``,
-``driftline demo``); the API reads everything through it. ``stop()`` is the graceful shutdown:
-consumers flush their panes and commit, then the alerting outbox is drained (what cannot be
-delivered now stays in its journal for the next start).
+``consume``, ``replay``, ``demo``); the API reads everything through it. ``stop()`` is the
+graceful shutdown: consumers flush their panes and commit, then the alerting outbox is drained
+(what cannot be delivered now stays in its journal for the next start).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from itertools import groupby
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +20,31 @@ from driftline.alerting.config import AlertingConfig
 from driftline.alerting.config import load as load_rules
 from driftline.alerting.receivers import Transport
 from driftline.alerting.runner import AlertRunner
-from driftline.detectors.profile import ModelRegistry, ModelSketch, SegmentLimits
+from driftline.detectors.profile import ModelRegistry, ModelSettings, SegmentLimits, Thresholds
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
-from driftline.ingest.files import TableSpec, load_reference
+from driftline.ingest.files import load_event_reference
 from driftline.ingest.panes import WindowSpec
 from driftline.ingest.push import PushIngest
+from driftline.query import References
 from driftline.settings import Settings
-from driftline.storage.codec import reference_from_rows, reference_rows, registered
-from driftline.storage.store import AlertStore, MetricRow, ModelStore, Store
+from driftline.storage.alerts import AlertStore
+from driftline.storage.codec import reference_rows, registered
+from driftline.storage.models import ModelStore
+from driftline.storage.rows import MetricRow
+from driftline.storage.store import Store
 
 log = logging.getLogger("driftline.service")
+STREAM_TOTALS = ("accepted", "rejected", "late", "flushes", "superseded")
 
 
-class References(dict[str, ModelSketch]):
-    """Model -> reference sketch; shared by every component, refreshed in place."""
-
-    def reload(self, store: Store) -> None:
-        rows = store.references()
-        fresh = {m: reference_from_rows(list(g)) for m, g in groupby(rows, key=lambda r: r.model_id)}
-        self.update(fresh)
+def open_store(dsn: str) -> Store:
+    """The store alone, for commands that only read or edit it (stats, alerts, silences, references)."""
+    return Store.open(dsn)
 
 
-def build_reference_file(store: Store, model: str, path: str, segments: list[str]) -> ModelSketch:
-    """Fit and store a reference from a file; the event fields name the roles."""
-    import polars as pl
-
-    cols = set(pl.read_parquet_schema(path)) if path.endswith((".parquet", ".pq")) else None
-    spec = TableSpec(
-        segments=[s for s in segments if cols is None or s in cols],
-        prediction="prediction" if cols is None or "prediction" in cols else None,
-        label="label" if cols is None or "label" in cols else None,
-        latency="latency_ms" if cols is None or "latency_ms" in cols else None,
-    )
-    reference, _ = load_reference(path, spec, 1000, 10)
-    store.save_reference(reference_rows(model, reference, source=path))
-    return reference
+class NoReference(Exception):
+    """Nothing to compare with: no model has a reference."""
 
 
 class Service:
@@ -70,17 +59,27 @@ class Service:
         self.clock = clock
         self.started_at = clock()
         self.store = Store.open(settings.store, ttl_days=settings.ttl_days, cluster=settings.store_cluster)
+        try:
+            self._build(transport, observer)
+        except BaseException:
+            self.store.close()  # a bad reference or rules file: leave the store free for the next try
+            raise
+
+    def _build(self, transport: Transport | None, observer: OnWindow | None) -> None:
+        settings, clock = self.settings, self.clock
         self.alert_store = AlertStore(self.store)
         self.models = ModelStore(self.store)
         # the one copy of every model's settings: folding, windows, alerts and the API read it
         self.model_settings = ModelRegistry(
-            limits=SegmentLimits(settings.segment_values, settings.segment_attributes)
+            ModelSettings(Thresholds(settings.psi_threshold, settings.ks_threshold, settings.min_support)),
+            SegmentLimits(settings.segment_values, settings.segment_attributes),
         )
         self.model_settings.update(registered(self.store))
-        self.references = References()
         for model, path in settings.references.items():
             segments = self.model_settings[model].segments or settings.segments
-            build_reference_file(self.store, model, path, list(segments))
+            reference = load_event_reference(path, segments)
+            self.store.save_reference(reference_rows(model, reference, source=path))
+        self.references = References()
         self.references.reload(self.store)
         self.rules = self._rules()
         self.windows = WindowSpec(
@@ -90,7 +89,7 @@ class Service:
             AlertRunner(
                 self.rules,
                 self.alert_store,
-                settings.outbox or self._outbox_path(),
+                settings.outbox or self.outbox_path(),
                 transport,
                 clock,
                 self.model_settings,
@@ -102,18 +101,22 @@ class Service:
         self.evaluator = WindowEvaluator(
             self.store, self.references, self.windows, self.model_settings, self._on_window
         )
-        self.http_ingest = PushIngest(
+        self.http_ingest = self._push_ingest("http", settings.http_max_future_ms)
+        self.consumers: list[StreamConsumer] = []
+        self.stream_evaluator: WindowEvaluator | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    def _push_ingest(self, source: str, max_future_ms: int | None) -> PushIngest:
+        return PushIngest(
             self.store,
             self.references,
             self.windows,
             self.evaluator,
-            "http",
-            clock,
-            max_future_ms=settings.http_max_future_ms,
+            source,
+            self.clock,
+            max_future_ms=max_future_ms,
         )
-        self.consumers: list[StreamConsumer] = []
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
 
     def _on_window(self, model: str, version: str, start: int, end: int, rows: list[MetricRow]) -> None:
         if self.alerting:
@@ -124,7 +127,8 @@ class Service:
     def _rules(self) -> AlertingConfig | None:
         return load_rules(self.settings.rules) if self.settings.rules else None  # ConfigError: file:line
 
-    def _outbox_path(self) -> str:
+    def outbox_path(self) -> str:
+        """The notification journal when none is configured: beside an embedded store, else the cwd."""
         dsn = self.settings.store
         if dsn.startswith(("http://", "https://")):
             return str(Path.cwd() / "driftline-outbox.jsonl")
@@ -132,7 +136,9 @@ class Service:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, idle_exit_s: float | None = None) -> None:
+        """Start the consumers (with ``bootstrap``), alerting and the ticker of pushed ingest.
+        ``idle_exit_s``: consumers leave once nothing arrived for that long (``consume --idle-exit``)."""
         s = self.settings
         if s.bootstrap:
             config = ConsumerConfig(
@@ -140,14 +146,19 @@ class Service:
                 topics=s.topics,
                 group=s.group,
                 windows=self.windows,
+                dlq_suffix=s.dlq_suffix,
+                batch_size=s.batch_size,
                 flush_interval_s=s.flush_interval_ms / 1000,
+                instance_id=s.instance_id,
                 dlq_spill=self.store.local_dir / "dead-letters.jsonl",
                 kafka=dict(s.kafka),
             )
             ensure_topics(config)  # KafkaUnavailable here, before any client is created
+            # one evaluator for the members of this process: each window is computed once
             shared = WindowEvaluator(
                 self.store, self.references, self.windows, self.model_settings, self._on_window
             )
+            self.stream_evaluator = shared
             self.consumers = [
                 StreamConsumer(
                     config, self.store, self.references, self.clock, self._on_window, f"consumer-{i}", shared
@@ -155,7 +166,9 @@ class Service:
                 for i in range(s.workers)
             ]
             self._threads += [
-                threading.Thread(target=c.run, args=(self._stop,), name=f"consumer-{i}", daemon=True)
+                threading.Thread(
+                    target=c.run, args=(self._stop, idle_exit_s), name=f"consumer-{i}", daemon=True
+                )
                 for i, c in enumerate(self.consumers)
             ]
         if self.alerting:
@@ -165,6 +178,48 @@ class Service:
         self._threads.append(threading.Thread(target=self._ticker, name="ticker", daemon=True))
         for t in self._threads:
             t.start()
+
+    def request_stop(self) -> None:
+        """From a signal handler: consumers flush and leave; :meth:`stop` finishes the shutdown."""
+        self._stop.set()
+
+    def consume(self, idle_exit_s: float | None = None) -> dict[str, int]:
+        """``driftline consume``: run the consumers until :meth:`request_stop` (or idle exit), then
+        shut down gracefully; returns the stream's totals."""
+        if not self.references:
+            raise NoReference(
+                "no model has a reference: pass --reference MODEL=PATH or run 'driftline reference build'"
+            )
+        self.start(idle_exit_s)
+        members = [t for t in self._threads if t.name.startswith("consumer-")]
+        while any(t.is_alive() for t in members):
+            for t in members:
+                t.join(timeout=0.5)
+        self.stop()
+        totals = {k: sum(c.stats[k] for c in self.consumers) for k in STREAM_TOTALS}
+        totals["windows_evaluated"] = self.stream_evaluator.evaluated if self.stream_evaluator else 0
+        return totals
+
+    def replay(
+        self, messages: Sequence[bytes], batch_size: int, progress: Callable[[int], None] = lambda n: None
+    ) -> dict[str, int]:
+        """``driftline replay``: backfill events through the pushed path (event-time windows, any
+        period), then evaluate what is due and deliver alerts; returns the totals."""
+        ingest = self._push_ingest("replay", None)
+        totals = {"accepted": 0, "rejected": 0, "late": 0}
+        for i in range(0, len(messages), batch_size):
+            batch = messages[i : i + batch_size]
+            # the same batch replayed twice is stored once; an edited file is new data
+            result = ingest.ingest(batch, hashlib.sha256(b"\n".join(batch)).hexdigest())
+            totals["accepted"] += result.accepted
+            totals["rejected"] += len(result.errors)
+            totals["late"] += result.late
+            progress(len(batch))
+        ingest.finish()
+        if self.alerting:
+            self.alerting.drain()
+        totals["windows_evaluated"] = self.evaluator.evaluated
+        return totals
 
     def _ticker(self) -> None:
         while not self._stop.wait(1.0):

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.alerting.config import AlertingConfig, ConfigError, _line, substitute_references
 from driftline.detectors.defaults import (
+    DEFAULT_MIN_SUPPORT,
     DEFAULT_SEGMENT_ATTRIBUTES,
     DEFAULT_SEGMENT_VALUES,
     SEGMENT_VOCABULARY,
@@ -70,6 +71,15 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, description="Consumer group members, as threads of this process sharing one evaluator."
     )
+    batch_size: int = Field(5000, ge=1, description="Kafka messages decoded per batch.")
+    dlq_suffix: str = Field(
+        ".dlq", min_length=1, description="Dead-letter topic of each topic: its name plus this suffix."
+    )
+    instance_id: str | None = Field(
+        None,
+        description="Static group membership id: a restarted member gets its partitions back at once.",
+        examples=["driftline-0"],
+    )
     references: dict[str, str] = Field(
         default_factory=dict,
         description="Model -> reference file (Parquet/CSV of its training data), fitted and stored at "
@@ -94,6 +104,17 @@ class Settings(BaseSettings):
         description="Segment attributes folded per model: its registered ones, else its reference's (by "
         "name); an event's other attributes are ignored (driftline_segment_overflow_total"
         '{reason="attribute"}).',
+    )
+    psi_threshold: float = Field(
+        0.2, gt=0, description="PSI at or above it is drift, for models not registered (PUT /v1/models/{id})."
+    )
+    ks_threshold: float = Field(
+        0.1, gt=0, le=1, description="KS statistic at or above it is drift, for models not registered."
+    )
+    min_support: int = Field(
+        DEFAULT_MIN_SUPPORT,
+        ge=1,
+        description="Fairness: the smallest group compared, for models not registered.",
     )
     rules: str | None = Field(
         None,
@@ -210,7 +231,10 @@ def load_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"])
-        where = f"{config}:{_line(node, ['service', *err['loc']])}" if config else "environment"
+        if err["loc"] and err["loc"][0] in overrides:
+            where = "command line"
+        else:
+            where = f"{config}:{_line(node, ['service', *err['loc']])}" if config else "environment"
         raise ConfigError(f"{where}: service.{field}: {err['msg']}") from None
     if kafka_extra:
         settings = settings.model_copy(update={"kafka": {**settings.kafka, **kafka_extra}})

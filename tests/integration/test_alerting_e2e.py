@@ -11,7 +11,8 @@ from standardwebhooks.webhooks import Webhook
 
 from driftline.cli import main
 from driftline.simulate import Traffic
-from driftline.storage.store import AlertStore, Store
+from driftline.storage.alerts import AlertStore
+from driftline.storage.store import Store
 
 from ..receivers import ReceiverServer
 from .test_stream import SEGMENTS, START_MS, produce, write_reference

@@ -13,7 +13,9 @@ from confluent_kafka import Producer
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
 from driftline.simulate import Traffic, events, generate
 from driftline.storage.codec import reference_from_rows
-from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError
+from driftline.storage.errors import StoreError
+from driftline.storage.rows import OffsetRange, PaneRow
+from driftline.storage.store import Store
 
 from .test_stream import START_MS, dead_letters, produce, store_with_reference, stored_counts, write_reference
 

@@ -28,8 +28,10 @@ from driftline.ingest.consumer import ConsumerConfig, StreamConsumer
 from driftline.ingest.panes import WindowSpec
 from driftline.ingest.producer import EventProducer
 from driftline.simulate import FILE_DROP, Traffic, bad_message, events, generate
+from driftline.storage.alerts import AlertStore
 from driftline.storage.codec import reference_from_rows
-from driftline.storage.store import AlertStore, ModelStore, Store
+from driftline.storage.models import ModelStore
+from driftline.storage.store import Store
 
 from ..helpers import ROLES, build_reference, write_reference
 from ..test_compare_cli import assert_close

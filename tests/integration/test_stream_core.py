@@ -22,7 +22,8 @@ from driftline.detectors.profile import ModelSketch
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
 from driftline.simulate import Traffic, events, generate
 from driftline.storage.codec import reference_from_rows
-from driftline.storage.store import OffsetRange, PaneRow, Store
+from driftline.storage.rows import OffsetRange, PaneRow
+from driftline.storage.store import Store
 
 from ..helpers import write_reference
 from .test_stream import START_MS, consume_cmd, produce, store_with_reference, stored_counts

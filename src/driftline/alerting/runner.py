@@ -20,7 +20,9 @@ from driftline.alerting.outbox import Entry, Outbox
 from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
 from driftline.alerting.receivers import Transport, http_transport
 from driftline.detectors.profile import ModelRegistry
-from driftline.storage.store import AlertStore, MetricRow, StoreError
+from driftline.storage.alerts import AlertStore
+from driftline.storage.errors import StoreError
+from driftline.storage.rows import MetricRow
 
 log = logging.getLogger("driftline.alerting")
 

@@ -19,7 +19,7 @@ from driftline import telemetry as prom
 from driftline.api import problems
 from driftline.api.routers import alerts, health, ingest, models
 from driftline.service import Service
-from driftline.storage.store import StoreError
+from driftline.storage.errors import StoreError
 
 SECURED = (ingest.router, models.router, alerts.router)  # every route needs a key with a scope
 AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]  # either scheme

@@ -8,3 +8,4 @@ DEFAULT_SEGMENT_VALUES = (
 )
 DEFAULT_SEGMENT_ATTRIBUTES = 8  # segment attributes folded per model
 SEGMENT_VOCABULARY = 256  # values of each segment attribute a reference keeps, most frequent first
+DEFAULT_MIN_SUPPORT = 30  # fairness: the smallest group compared

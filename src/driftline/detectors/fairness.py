@@ -26,6 +26,7 @@ import numpy.typing as npt
 from driftline.detectors import _codec
 from driftline.detectors._kernels import fold_outcomes
 from driftline.detectors.categorical import OTHER, as_category, dictionary_encode
+from driftline.detectors.defaults import DEFAULT_MIN_SUPPORT
 
 COLUMNS = ("n", "positive", "labelled", "label_positive", "true_positive")
 # Why a segment entry was not folded as sent: its value is outside the kept ones (folded as
@@ -160,9 +161,6 @@ class FairnessSketch:
         return isinstance(other, FairnessSketch) and self.to_bytes() == other.to_bytes()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-DEFAULT_MIN_SUPPORT = 30
 
 
 def fairness_metrics(table: GroupTable, min_support: int = DEFAULT_MIN_SUPPORT) -> dict[str, object]:

@@ -20,12 +20,12 @@ import numpy as np
 from driftline.detectors import stats
 from driftline.detectors.categorical import CategoricalSketch, Vocabulary, dictionary_encode
 from driftline.detectors.defaults import (
+    DEFAULT_MIN_SUPPORT,
     DEFAULT_SEGMENT_ATTRIBUTES,
     DEFAULT_SEGMENT_VALUES,
     SEGMENT_VOCABULARY,
 )
 from driftline.detectors.fairness import (
-    DEFAULT_MIN_SUPPORT,
     OVERFLOW_ATTRIBUTE,
     OVERFLOW_VALUE,
     FairnessSketch,

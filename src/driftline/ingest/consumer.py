@@ -36,7 +36,9 @@ from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.kafka import client_config, connect_admin, log_error
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
 from driftline.ingest.source import KafkaSource, Partition
-from driftline.storage.store import OffsetRange, PaneRow, Store, StoreError, Superseded
+from driftline.storage.errors import StoreError, Superseded
+from driftline.storage.rows import OffsetRange, PaneRow
+from driftline.storage.store import Store
 
 log = logging.getLogger("driftline.consumer")
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from driftline import telemetry as prom
-from driftline.contract import format_ts
-from driftline.detectors.profile import ModelRegistry, ModelSketch, Thresholds, drift_report
+from driftline.detectors.profile import ModelRegistry, ModelSketch, drift_report
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
-from driftline.storage.store import MetricRow, PaneRow, Store, StoreError
+from driftline.storage.errors import StoreError
+from driftline.storage.rows import MetricRow
+from driftline.storage.store import Store
 
 log = logging.getLogger("driftline.windows")
 OnWindow = Callable[[str, str, int, int, list[MetricRow]], None]
@@ -271,40 +272,3 @@ def _stale_windows(
                 stale.add((model, version, end))
         i = j
     return stale
-
-
-def range_report(
-    store: Store,
-    reference: ModelSketch,
-    model: str,
-    start: int | None,
-    end: int | None,
-    version: str | None = None,
-    thresholds: Thresholds | None = None,
-) -> dict[str, object]:
-    """Any time range: merge the stored panes (late ones included) and compare with the reference.
-
-    The same JSON document as ``driftline compare``, plus ``late_events`` and the range. The panes
-    are read and merged a piece at a time (:meth:`Store.pane_row_chunks`): bounded memory, and the
-    store stays free for flushes between pieces.
-    """
-    panes: set[int] = set()
-    late = 0
-
-    def rows() -> Iterator[PaneRow]:
-        nonlocal late
-        for chunk in store.pane_row_chunks(model, start, end, version):
-            for r in chunk:
-                panes.add(r.pane_start)
-                late += r.n if r.kind == "events" and r.late else 0
-                yield r
-
-    merged = merge_rows(reference.binning, rows())
-    report: dict[str, object] = drift_report(reference, merged, thresholds or Thresholds())
-    report["late_events"] = late
-    report["range"] = {
-        "from": None if start is None else format_ts(start),
-        "to": None if end is None else format_ts(end),
-        "panes": len(panes),
-    }
-    return report

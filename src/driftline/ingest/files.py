@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 import polars as pl
 
-from driftline.contract import IDENTITY_FIELDS
+from driftline.contract import IDENTITY_FIELDS, InvalidEvent, parse_ts
+from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
 from driftline.detectors.fairness import to_outcome
 from driftline.detectors.profile import Batch, Binning, Column, Kind, ModelSketch
 
@@ -217,7 +219,32 @@ def load_reference(
     path: str | Path, spec: TableSpec, fine_bins: int, psi_bins: int
 ) -> tuple[ModelSketch, dict[str, Kind]]:
     """Fit the binning (and the segment values) on a reference file and fold the file into its sketch."""
+    return _fit_reference(read_table(path), spec, path, fine_bins, psi_bins)
+
+
+def load_event_reference(
+    path: str | Path,
+    segments: Sequence[str],
+    fine_bins: int = DEFAULT_FINE_BINS,
+    psi_bins: int = DEFAULT_PSI_BINS,
+) -> ModelSketch:
+    """A reference from a file of events (as ``driftline simulate --out`` writes them): the contract's
+    field names name the roles, and a role the file lacks (a reference may have no labels) is left
+    out; segments are asked for by name, so a missing one is an error."""
     df = read_table(path)
+    roles = {r: r if r in df.columns else None for r in ("prediction", "label", "latency_ms")}
+    spec = TableSpec(
+        segments=list(segments),
+        prediction=roles["prediction"],
+        label=roles["label"],
+        latency=roles["latency_ms"],
+    )
+    return _fit_reference(df, spec, path, fine_bins, psi_bins)[0]
+
+
+def _fit_reference(
+    df: pl.DataFrame, spec: TableSpec, path: str | Path, fine_bins: int, psi_bins: int
+) -> tuple[ModelSketch, dict[str, Kind]]:
     spec.check(df, path)
     kinds = spec.feature_kinds(df)
     warn_stray_text(df, kinds, spec, path)
@@ -227,3 +254,38 @@ def load_reference(
     except ValueError as exc:
         raise TableError(f"{path}: {exc}") from None
     return ModelSketch(binning).update(batch, threads=min(4, len(kinds))), kinds
+
+
+def replay_messages(path: str, segments: Sequence[str], model: str | None) -> list[bytes]:
+    """The events of a file in event-time order, as contract JSON: NDJSON lines as they are, or
+    one event per row of a Parquet/CSV file with one column per field (``simulate --out``)."""
+    if path.endswith((".ndjson", ".jsonl")):
+        try:
+            lines = [line for line in Path(path).read_bytes().split(b"\n") if line.strip()]
+        except OSError as exc:
+            raise TableError(f"{path}: cannot read: {exc.strerror}") from None
+        return sorted(lines, key=_ts_of)
+    df = read_table(path)
+    fields = {*IDENTITY_FIELDS, "prediction", "label", "latency_ms"}
+    if "ts" not in df.columns or "event_id" not in df.columns:
+        raise TableError(f"{path}: needs the columns event_id and ts (as 'driftline simulate --out' writes)")
+    if not model and "model_id" not in df.columns:
+        raise TableError(f"{path}: has no model_id column: pass --model")
+    features = [c for c in df.columns if c not in fields and c not in segments]
+    out = []
+    for row in df.sort("ts").iter_rows(named=True):
+        event = {k: row[k] for k in fields if k in row}
+        if model:
+            event["model_id"] = model
+        event["features"] = {f: row[f] for f in features}
+        event["segments"] = {s: row[s] for s in segments if row.get(s) is not None}
+        out.append(orjson.dumps(event))
+    return out
+
+
+def _ts_of(line: bytes) -> float:
+    """Sort key: the event time (RFC 3339 or epoch ms); unreadable lines first (they are rejected)."""
+    try:
+        return float(parse_ts(orjson.loads(line).get("ts")))
+    except (orjson.JSONDecodeError, AttributeError, InvalidEvent):
+        return 0.0

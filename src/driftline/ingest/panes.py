@@ -25,7 +25,7 @@ from driftline.detectors.windows import Watermark, late_mask, pane_starts
 from driftline.ingest.decode import AnyEvent, to_batch
 from driftline.ingest.scan import OK, ScannedBatch
 from driftline.storage.codec import pane_rows
-from driftline.storage.store import PaneRow
+from driftline.storage.rows import PaneRow
 
 log = logging.getLogger("driftline.ingest")
 

@@ -37,7 +37,8 @@ from driftline.detectors.profile import ModelSketch
 from driftline.ingest.decode import AnyEvent, decode
 from driftline.ingest.evaluate import WindowEvaluator
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
-from driftline.storage.store import Store, StoreError
+from driftline.storage.errors import StoreError
+from driftline.storage.store import Store
 
 log = logging.getLogger("driftline.ingest")
 IDEMPOTENCY_TTL_S = 86_400.0

@@ -12,7 +12,9 @@ from driftline.detectors.fairness import FairnessSketch
 from driftline.detectors.latency import LatencySketch
 from driftline.detectors.numeric import NumericBins, NumericSketch
 from driftline.detectors.profile import Binning, ModelSettings, ModelSketch, Thresholds
-from driftline.storage.store import MetricRow, ModelStore, PaneRow, ReferenceRow, Store
+from driftline.storage.models import ModelStore
+from driftline.storage.rows import MetricRow, PaneRow, ReferenceRow
+from driftline.storage.store import Store
 
 
 def reference_id(binning: Binning) -> str:

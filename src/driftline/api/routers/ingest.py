@@ -13,7 +13,7 @@ from driftline.api.deps import read_body, require, service
 from driftline.api.problems import Problem
 from driftline.ingest.push import IdempotencyConflict
 from driftline.service import Service
-from driftline.storage.store import StoreError
+from driftline.storage.errors import StoreError
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,14 +12,14 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from driftline import query
 from driftline.api.deps import TimeRange, body_chunks, require, service
 from driftline.api.problems import Problem
 from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch
-from driftline.ingest.evaluate import range_report
 from driftline.ingest.files import TableError, TableSpec, load_reference
 from driftline.service import Service
-from driftline.storage.codec import merge_rows, model_settings, reference_id, reference_rows
+from driftline.storage.codec import model_settings, reference_id, reference_rows
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 read = [Depends(require("read"))]
@@ -213,8 +212,7 @@ def _set_reference(
             raise Problem(400, f'expected {{"from": ..., "to": ...}}: {str(exc).splitlines()[0]}') from None
         window = TimeRange(str(rng.from_), str(rng.to))
         ref = _reference(svc, model_id)
-        chunks = svc.store.pane_row_chunks(model_id, window.start, window.end)
-        sketch = merge_rows(ref.binning, itertools.chain.from_iterable(chunks))
+        sketch = query.range_sketch(svc.store, ref, model_id, window.start, window.end)
         if sketch.n_events == 0:
             raise Problem(400, "no stored events of this model in that range")
         svc.store.save_reference(reference_rows(model_id, sketch, source=f"range {rng.from_} .. {rng.to}"))
@@ -267,9 +265,13 @@ def drift(
 ) -> dict[str, Any]:
     ref = _reference(svc, model_id)
     start, end = _read_range(svc, model_id, window, version)
-    return range_report(
+    return query.range_report(
         svc.store, ref, model_id, start, end, version, svc.model_settings[model_id].thresholds
     )
+
+
+def _section(report: dict[str, Any], model_id: str, key: str) -> dict[str, Any]:
+    return {"model_id": model_id, "range": report["range"], key: report[key]}
 
 
 @router.get(
@@ -284,8 +286,7 @@ def latency(
     window: Annotated[TimeRange, Depends()],
     version: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
-    report = drift(model_id, svc, window, version)
-    return {"model_id": model_id, "range": report["range"], "latency": report["latency"]}
+    return _section(drift(model_id, svc, window, version), model_id, "latency")
 
 
 @router.get(
@@ -300,8 +301,7 @@ def fairness(
     window: Annotated[TimeRange, Depends()],
     version: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
-    report = drift(model_id, svc, window, version)
-    return {"model_id": model_id, "range": report["range"], "fairness": report["fairness"]}
+    return _section(drift(model_id, svc, window, version), model_id, "fairness")
 
 
 @router.get("/{model_id}/metrics", dependencies=read, summary="Time series of a drift metric")
@@ -315,13 +315,5 @@ def metric_series(
         int | None, Query(ge=1000, le=31 * 86_400_000, description="bucket in ms: last value per bucket")
     ] = None,
 ) -> dict[str, Any]:
-    rows = svc.models.metric_series(model_id, metric, feature, window.start, window.end)
-    series: dict[str, list[dict[str, Any]]] = {}
-    for feat, end, value, p in rows:
-        points = series.setdefault(feat, [])
-        point = {"t": end, "value": value, "p_value": p}
-        if step and points and points[-1]["t"] // step == end // step:
-            points[-1] = point  # last value per bucket
-        else:
-            points.append(point)
+    series = query.metric_series(svc.store, model_id, metric, feature, window.start, window.end, step)
     return {"model_id": model_id, "metric": metric, "series": series}

@@ -1,0 +1,89 @@
+"""``compare`` (two files) and ``stats`` (stored panes over a range): the same drift report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from driftline.cli._args import (
+    UsageError,
+    add_report_args,
+    add_table_args,
+    add_threshold_args,
+    open_store,
+    print_report,
+    table_spec,
+    thresholds,
+)
+
+if TYPE_CHECKING:
+    from driftline.cli import Command
+
+
+def register(command: Command) -> None:
+    c = command(
+        "compare",
+        "compare a current data set with a reference (Parquet/CSV/NDJSON)",
+        "driftline compare --reference train.parquet --current today.parquet \\\n"
+        "      --segments region,gender --prediction score --label label --latency latency_ms --json",
+    )
+    c.add_argument("--reference", required=True, help="reference data (.parquet, .csv, .tsv, .ndjson)")
+    c.add_argument("--current", required=True, help="current data, same columns")
+    add_table_args(c)
+    add_threshold_args(c)
+    add_report_args(c)
+    c.set_defaults(run=run_compare)
+
+    t = command(
+        "stats",
+        "merge stored pane sketches over a time range and compare with the model's reference",
+        "driftline stats --store chdb://$PWD/store --model churn \\\n"
+        "      --from 2026-01-01T00:00:00Z --to 2026-01-01T06:00:00Z --json",
+    )
+    t.add_argument("--store", required=True)
+    t.add_argument("--model", required=True)
+    t.add_argument("--version", default=None, help="model version (default: all versions)")
+    t.add_argument("--from", dest="start", default=None, help="RFC 3339 or epoch ms (default: beginning)")
+    t.add_argument("--to", dest="end", default=None, help="RFC 3339 or epoch ms, exclusive (default: now)")
+    add_threshold_args(t, " unless the model registered its own")
+    add_report_args(t)
+    t.set_defaults(run=run_stats)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from driftline.ingest.compare import compare_files
+    from driftline.ingest.files import TableError
+
+    spec = table_spec(args)
+    try:
+        report = compare_files(args.reference, args.current, spec, args.bins, args.psi_bins, thresholds(args))
+    except (TableError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return print_report(report, args)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    import time
+
+    from driftline import query
+    from driftline.contract import InvalidEvent, parse_ts
+    from driftline.storage.codec import registered
+
+    try:
+        start = parse_ts(args.start) if args.start else None
+        end = parse_ts(args.end) if args.end else int(time.time() * 1000) + 1
+    except InvalidEvent as exc:
+        raise UsageError(f"--from/--to: {exc.reason}") from None
+    store = open_store(args.store)
+    try:
+        references = query.load_references(store)
+        if args.model not in references:
+            raise UsageError(f"model {args.model!r} has no reference in {args.store}")
+        model = registered(store).get(args.model)
+        limits = thresholds(args, model.thresholds if model else None)
+        report = query.range_report(
+            store, references[args.model], args.model, start, end, args.version, limits
+        )
+    finally:
+        store.close()
+    return print_report(report, args)

@@ -1,0 +1,99 @@
+"""The read path: stored rows -> codec -> detectors, one direction, for the CLI and the API.
+
+Nothing here writes; the stream's own window evaluation (``ingest/evaluate.py``) computes the same
+reports from the same rows as windows close.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from itertools import groupby
+from typing import Any
+
+from driftline.contract import format_ts
+from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
+from driftline.storage.codec import merge_rows, reference_from_rows
+from driftline.storage.rows import PaneRow
+from driftline.storage.store import Store
+
+
+class References(dict[str, ModelSketch]):
+    """Model -> reference sketch; shared by every component, refreshed in place."""
+
+    def reload(self, store: Store) -> None:
+        rows = store.references()
+        fresh = {m: reference_from_rows(list(g)) for m, g in groupby(rows, key=lambda r: r.model_id)}
+        self.update(fresh)
+
+
+def load_references(store: Store) -> References:
+    refs = References()
+    refs.reload(store)
+    return refs
+
+
+def range_sketch(
+    store: Store, reference: ModelSketch, model: str, start: int | None, end: int | None
+) -> ModelSketch:
+    """The stored panes of ``[start, end)`` merged into one sketch on the reference's binning."""
+    chunks = store.pane_row_chunks(model, start, end)
+    return merge_rows(reference.binning, itertools.chain.from_iterable(chunks))
+
+
+def range_report(
+    store: Store,
+    reference: ModelSketch,
+    model: str,
+    start: int | None,
+    end: int | None,
+    version: str | None = None,
+    thresholds: Thresholds | None = None,
+) -> dict[str, object]:
+    """Any time range: merge the stored panes (late ones included) and compare with the reference.
+
+    The same JSON document as ``driftline compare``, plus ``late_events`` and the range. The panes
+    are read and merged a piece at a time (:meth:`Store.pane_row_chunks`): bounded memory, and the
+    store stays free for flushes between pieces.
+    """
+    panes: set[int] = set()
+    late = 0
+
+    def rows() -> Iterator[PaneRow]:
+        nonlocal late
+        for chunk in store.pane_row_chunks(model, start, end, version):
+            for r in chunk:
+                panes.add(r.pane_start)
+                late += r.n if r.kind == "events" and r.late else 0
+                yield r
+
+    merged = merge_rows(reference.binning, rows())
+    report: dict[str, object] = drift_report(reference, merged, thresholds or Thresholds())
+    report["late_events"] = late
+    report["range"] = {
+        "from": None if start is None else format_ts(start),
+        "to": None if end is None else format_ts(end),
+        "panes": len(panes),
+    }
+    return report
+
+
+def metric_series(
+    store: Store,
+    model: str,
+    metric: str,
+    feature: str | None,
+    start: int | None,
+    end: int | None,
+    step_ms: int | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Feature -> points of a stored window metric; with ``step_ms``, the last value per bucket."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for feat, window_end, value, p in store.metric_series(model, metric, feature, start, end):
+        points = series.setdefault(feat, [])
+        point = {"t": window_end, "value": value, "p_value": p}
+        if step_ms and points and points[-1]["t"] // step_ms == window_end // step_ms:
+            points[-1] = point
+        else:
+            points.append(point)
+    return series
