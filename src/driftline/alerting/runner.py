@@ -1,7 +1,10 @@
 """Wires the alerting stages together: window metrics in, notifications out.
 
-engine.evaluate -> dispatcher.submit (journal, fsynced) -> engine log (alerts table)
--> [every tick] dispatcher.tick -> sender.tick -> notifications table
+    engine.evaluate -> dispatcher.submit: group (journal, fsynced), retrain -> engine log (alerts table)
+    [every tick] dispatcher.tick: each due group through [group, inhibit, silence, dedup, enqueue]
+    -> sender.tick (outbox -> receivers, retry) -> notifications table
+
+The stages are ``stages.build_pipeline()``; silences come from the store (``driftline silence``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from driftline import telemetry as prom
 from driftline.alerting.config import AlertingConfig
 from driftline.alerting.engine import Alert, AlertEngine, Observation
 from driftline.alerting.outbox import Entry, Outbox
-from driftline.alerting.pipeline import Attempt, Dispatcher, Sender, Silence
+from driftline.alerting.pipeline import Attempt, Dispatcher, Sender
 from driftline.alerting.receivers import Transport, http_transport
+from driftline.alerting.stages import Silence
 from driftline.detectors.profile import ModelRegistry
 from driftline.storage.alerts import AlertStore
 from driftline.storage.errors import StoreError
