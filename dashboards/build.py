@@ -3,26 +3,9 @@
     python -m dashboards.build            # rewrite dashboards/grafana/dashboards/*.json
     python -m dashboards.build --check    # exit 1 if the checked-in JSON is stale
 
-Conventions of every ClickHouse query (grafana-clickhouse-datasource, SQL editor):
-
-* driftline stores times as Int64 epoch milliseconds (``pane_start``, ``window_start/end``), so
-  those are filtered with ``col >= toUnixTimestamp($__fromTime) * 1000 AND col <= ...$__toTime...``
-  (constant bounds: the sorting key stays usable) and bucketed with ``$__interval_s``;
-  ``$__timeFilter(col)`` is used on the real ``DateTime64`` columns (``alerts.at``, ``notifications.at``).
-* Time series come back in long format (``time``, a label column, ``value``) ordered by time; the
-  plugin turns them into one series per label value (the legend shows the label via
-  ``displayName: ${__field.labels.<label>}``).
-* ``drift_metrics`` is a ReplacingMergeTree: always read with ``FINAL``.
-* Variables reach the SQL only percent-encoded (``${model:percentencode}``, which leaves nothing
-  but ``A-Z a-z 0-9 - _ . ~ %``) inside a literal that ClickHouse decodes (:func:`one`,
-  :func:`many`): no value, however hostile, can end the literal. Grafana's ``singlequote`` and
-  ``sqlstring`` formats escape ``'`` but not the backslash, which ClickHouse also treats as an escape, so
-  a value ending in a backslash closes the literal early (a URL can set any value:
-  ``?var-model=...``). Grafana connects as a read-only ClickHouse user as well
-  (``dashboards/clickhouse/grafana-user.xml``).
-
-Each panel declares the columns its query returns; ``tests/test_dashboards.py`` runs every query
-against a chDB store filled by ``dashboards/sample.py`` and checks them.
+This file is the layout: rows of panels, their sizes, units, thresholds, links and variables. What
+each panel asks (the ClickHouse SQL and PromQL, and the columns a query returns) is in
+``dashboards/queries.py``, referred to by name.
 """
 
 from __future__ import annotations
@@ -34,72 +17,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dashboards import queries as q
+from dashboards.queries import TIME_SERIES, PromQL, Query, Sql
+
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "grafana" / "dashboards"
 PLUGIN_VERSION = "4.11.0"  # grafana-clickhouse-datasource, pinned in docker-compose.yml
 CLICKHOUSE = {"type": "grafana-clickhouse-datasource", "uid": "driftline-clickhouse"}
 PROMETHEUS = {"type": "prometheus", "uid": "driftline-prometheus"}
-TIME_SERIES, TABLE = 0, 1  # the plugin's `format` values
-DB = "driftline"
+DATASOURCE = {Sql: CLICKHOUSE, PromQL: PROMETHEUS}
+
+Thresholds = list[tuple[float | None, str]]  # (from value, color)
 
 
-def one(name: str) -> str:
-    """A single-value variable as a ClickHouse String expression."""
-    return f"decodeURLComponent('${{{name}:percentencode}}')"
+# -- panels -------------------------------------------------------------------------------------
 
 
-def many(name: str) -> str:
-    """A multi-value variable as an Array(String) expression. Grafana percent-encodes a list as
-    ``{a,b}``: braces off, split at commas (a value with a comma or an outer brace cannot be told
-    apart and matches nothing; it never escapes the literal)."""
-    return f"splitByChar(',', trim(BOTH '{{}}' FROM {one(name)}))"
-
-
-MODEL = f"model_id = {one('model')} AND model_version = {one('version')}"
-
-
-def in_range(col: str) -> str:
-    """Int64 epoch-ms column inside the dashboard's time range."""
-    return f"{col} >= toUnixTimestamp($__fromTime) * 1000 AND {col} <= toUnixTimestamp($__toTime) * 1000"
-
-
-def bucket(col: str) -> str:
-    """Int64 epoch-ms column to the start of its $__interval_s bucket, as a DateTime64."""
-    return f"fromUnixTimestamp64Milli(intDiv({col}, $__interval_s * 1000) * $__interval_s * 1000)"
-
-
-# -- panels and queries -------------------------------------------------------------------------
-
-
-@dataclass
-class Query:
-    """One target. ``sql`` for ClickHouse (with the columns it returns), ``expr`` for Prometheus."""
-
-    sql: str = ""
-    columns: tuple[str, ...] = ()
-    format: int = TIME_SERIES
-    expr: str = ""
-    legend: str = ""
-
-    def target(self, ref_id: str) -> dict[str, Any]:
-        if self.expr:
-            return {
-                "datasource": PROMETHEUS,
-                "refId": ref_id,
-                "expr": self.expr,
-                "legendFormat": self.legend or "__auto",
-                "range": True,
-                "editorMode": "code",
-            }
+def target(query: Query, ref_id: str) -> dict[str, Any]:
+    if isinstance(query, PromQL):
         return {
-            "datasource": CLICKHOUSE,
+            "datasource": PROMETHEUS,
             "refId": ref_id,
-            "editorType": "sql",
-            "format": self.format,
-            "queryType": "timeseries" if self.format == TIME_SERIES else "table",
-            "rawSql": " ".join(self.sql.split()),
-            "pluginVersion": PLUGIN_VERSION,
+            "expr": query.expr,
+            "legendFormat": query.legend,
+            "range": True,
+            "editorMode": "code",
         }
+    return {
+        "datasource": CLICKHOUSE,
+        "refId": ref_id,
+        "editorType": "sql",
+        "format": query.format,
+        "queryType": "timeseries" if query.format == TIME_SERIES else "table",
+        "rawSql": " ".join(query.text.split()),
+        "pluginVersion": PLUGIN_VERSION,
+    }
 
 
 @dataclass
@@ -111,7 +63,7 @@ class Panel:
     h: int = 8
     description: str = ""
     unit: str = ""
-    thresholds: list[tuple[float | None, str]] = field(default_factory=list)  # (from value, color)
+    thresholds: Thresholds = field(default_factory=list)
     threshold_line: bool = False
     label: str = ""  # long-format label column: series named by it
     decimals: int | None = None
@@ -146,8 +98,8 @@ class Panel:
             "type": self.type,
             "title": self.title,
             "gridPos": {"x": x, "y": y, "w": self.w, "h": self.h},
-            "datasource": queries_datasource(self.queries),
-            "targets": [q.target(chr(ord("A") + i)) for i, q in enumerate(self.queries)],
+            "datasource": datasource(self.queries),
+            "targets": [target(query, chr(ord("A") + i)) for i, query in enumerate(self.queries)],
             "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": default_options(self.type),
         }
@@ -156,11 +108,11 @@ class Panel:
         return panel
 
 
-def queries_datasource(queries: list[Query]) -> dict[str, str]:
-    kinds = {bool(q.expr) for q in queries}
+def datasource(queries: list[Query]) -> dict[str, str]:
+    kinds = {type(query) for query in queries}
     if len(kinds) != 1:
         raise ValueError("a panel's queries must share one datasource")
-    return PROMETHEUS if kinds.pop() else CLICKHOUSE
+    return DATASOURCE[kinds.pop()]
 
 
 def default_options(kind: str) -> dict[str, Any]:
@@ -224,13 +176,8 @@ def variable(name: str, label: str, sql: str, multi: bool = False) -> dict[str, 
 
 
 MODEL_VARS = [
-    variable("model", "Model", f"SELECT DISTINCT model_id FROM {DB}.drift_metrics ORDER BY model_id"),
-    variable(
-        "version",
-        "Version",
-        f"SELECT DISTINCT model_version FROM {DB}.drift_metrics WHERE model_id = {one('model')} "
-        "ORDER BY model_version",
-    ),
+    variable("model", "Model", q.MODEL_VALUES),
+    variable("version", "Version", q.VERSION_VALUES),
 ]
 
 
@@ -252,9 +199,9 @@ def dashboard(
         for p in row:
             panel = p.to_json(next_id, x, y)
             panels.append(panel)
-            for target, query in zip(panel["targets"], p.queries, strict=True):
-                if query.sql:
-                    columns[(next_id, target["refId"])] = query.columns
+            for t, query in zip(panel["targets"], p.queries, strict=True):
+                if isinstance(query, Sql):
+                    columns[(next_id, t["refId"])] = query.columns
             next_id += 1
             x += p.w
         y += max(p.h for p in row)
@@ -289,542 +236,270 @@ def dashboard(
     )
 
 
+def stat(title: str, query: Query, **kw: Any) -> Panel:
+    """One of the four numbers atop a dashboard."""
+    return Panel(title, "stat", [query], w=6, h=4, **kw)
+
+
+def timeseries(title: str, *queries: Query, **kw: Any) -> Panel:
+    """Every series drawn is a count, rate, statistic or latency: the axis starts at 0."""
+    return Panel(title, "timeseries", list(queries), min=0, **kw)
+
+
+def with_threshold_line(
+    title: str, query: Sql, thresholds: Thresholds, description: str, unit: str = ""
+) -> Panel:
+    """A statistic per feature (or attribute) against a threshold drawn as a line."""
+    return timeseries(
+        title,
+        query,
+        label="feature",
+        unit=unit,
+        thresholds=thresholds,
+        threshold_line=True,
+        description=description,
+    )
+
+
+def table(title: str, query: Sql, **kw: Any) -> Panel:
+    return Panel(title, "table", [query], **kw)
+
+
+def above(value: float, color: str) -> Thresholds:
+    """Green, ``color`` from ``value`` up."""
+    return [(None, "green"), (value, color)]
+
+
+def below(value: float) -> Thresholds:
+    """Red, green from ``value`` up."""
+    return [(None, "red"), (value, "green")]
+
+
 # -- the dashboards -----------------------------------------------------------------------------
 
 
-def drift_series(metric: str, features: str = f"has({many('feature')}, feature)") -> Query:
-    """``features``: the condition that picks the features drawn."""
-    return Query(
-        f"""SELECT {bucket("window_end")} AS time, feature, max(value) AS value
-            FROM {DB}.drift_metrics FINAL
-            WHERE {MODEL} AND metric = '{metric}' AND {features} AND {in_range("window_end")}
-            GROUP BY time, feature ORDER BY time, feature""",
-        ("time", "feature", "value"),
-    )
-
-
-def group_series(metric: str, attributes: str = many("attribute")) -> Query:
-    """A per-group fairness metric (``feature`` = ``attribute=group``) of the chosen attributes, one
-    series per group named ``attribute=group``; the value of the last window ending in each interval."""
-    return Query(
-        f"""SELECT {bucket("window_end")} AS time, feature AS segment,
-                   argMax(value, window_end) AS value
-            FROM {DB}.drift_metrics FINAL
-            WHERE {MODEL} AND metric = '{metric}'
-              AND arrayExists(a -> startsWith(feature, concat(a, '=')), {attributes})
-              AND {in_range("window_end")}
-            GROUP BY time, segment ORDER BY time, segment""",
-        ("time", "segment", "value"),
-    )
-
-
 def model_overview() -> Built:
-    alerts_firing = Panel(
-        "Alerts firing",
-        "stat",
-        [
-            Query(
-                f"""SELECT count() AS firing FROM (
-                  SELECT fingerprint, argMax(state, at) AS state FROM {DB}.alerts
-                  WHERE {MODEL} GROUP BY fingerprint)
-                WHERE state = 'firing'""",
-                ("firing",),
-                TABLE,
-            )
-        ],
-        w=6,
-        h=4,
-        thresholds=[(None, "green"), (1, "red")],
-        description="Alerts of this model whose latest state is firing (driftline's own rules).",
-    )
-    events_total = Panel(
-        "Events in range",
-        "stat",
-        [
-            Query(
-                f"""SELECT sum(n) AS events FROM {DB}.pane_sketches
-                WHERE kind = 'events' AND {MODEL} AND {in_range("pane_start")}""",
-                ("events",),
-                TABLE,
-            )
-        ],
-        w=6,
-        h=4,
-        unit="short",
-    )
-    drifting = Panel(
-        "Features drifting (latest window)",
-        "stat",
-        [
-            Query(
-                f"""SELECT countIf(status = 'drift') AS drifting FROM (
-                  SELECT feature, argMax(status, window_end) AS status FROM {DB}.drift_metrics FINAL
-                  WHERE {MODEL} AND metric = 'psi' AND {in_range("window_end")} GROUP BY feature)""",
-                ("drifting",),
-                TABLE,
-            )
-        ],
-        w=6,
-        h=4,
-        thresholds=[(None, "green"), (1, "orange")],
-        description="Features whose verdict in the newest window is drift (PSI > 0.2 or KS D > 0.1).",
-    )
-    rejected = Panel(
-        "Rejected events/s (all models)",
-        "stat",
-        [Query(expr='sum(rate(driftline_events_total{outcome="rejected"}[$__rate_interval]))')],
-        w=6,
-        h=4,
-        unit="reqps",
-        decimals=2,
-        thresholds=[(None, "green"), (0.01, "orange")],
-        description="Messages that broke the event contract and went to the dead-letter topic. A rejected "
-        "message often cannot name its model, so this counts all models.",
-    )
-    events_rate = Panel(
-        "Events/s (event time)",
-        "timeseries",
-        [
-            Query(
-                f"""SELECT {bucket("pane_start")} AS time,
-                       sum(n) / greatest($__interval_s, max(pane_ms) / 1000) AS events_per_s
-                FROM {DB}.pane_sketches
-                WHERE kind = 'events' AND {MODEL} AND {in_range("pane_start")}
-                GROUP BY time ORDER BY time""",
-                ("time", "events_per_s"),
-            )
-        ],
-        unit="reqps",
-        min=0,
-        description="Events stored per second of event time (late corrections included), from pane sketches.",
-    )
-    outcomes = Panel(
-        "Ingest outcomes/s",
-        "timeseries",
-        [
-            Query(
-                expr='sum by (outcome) (rate(driftline_events_total{model=~"$model|"}[$__rate_interval]))',
-                legend="{{outcome}}",
-            )
-        ],
-        unit="reqps",
-        min=0,
-        description="accepted / rejected / late per second as the service counts them (Prometheus).",
-    )
-    latency = Panel(
-        "Latency p50 / p95 / p99 (window)",
-        "timeseries",
-        [
-            Query(
-                f"""SELECT {bucket("window_end")} AS time,
-                       maxIf(value, metric = 'latency_p50') AS p50,
-                       maxIf(value, metric = 'latency_p95') AS p95,
-                       maxIf(value, metric = 'latency_p99') AS p99
-                FROM {DB}.drift_metrics FINAL
-                WHERE {MODEL} AND feature = '' AND metric IN ('latency_p50', 'latency_p95', 'latency_p99')
-                  AND {in_range("window_end")}
-                GROUP BY time ORDER BY time""",
-                ("time", "p50", "p95", "p99"),
-            )
-        ],
-        unit="ms",
-        min=0,
-        description="Inference latency quantiles of each window (1% relative accuracy).",
-    )
-    transitions = Panel(
-        "Alert transitions",
-        "table",
-        [
-            Query(
-                f"""SELECT at AS time, rule, feature, metric, state, severity, round(value, 4) AS value,
-                       threshold, fromUnixTimestamp64Milli(window_end) AS window_time
-                FROM {DB}.alerts
-                WHERE {MODEL} AND $__timeFilter(at)
-                ORDER BY at DESC LIMIT 200""",
-                (
-                    "time",
-                    "rule",
-                    "feature",
-                    "metric",
-                    "state",
-                    "severity",
-                    "value",
-                    "threshold",
-                    "window_time",
-                ),
-                TABLE,
-            )
-        ],
-    )
-    heatmap = Panel(
-        "PSI by feature",
-        "heatmap",
-        [
-            drift_series(
-                "psi",
-                features=f"""feature IN (SELECT DISTINCT feature
-            FROM {DB}.drift_metrics WHERE {MODEL} AND metric = 'psi')""",
-            )
-        ],
-        w=24,
-        h=12,
-        label="feature",
-        decimals=2,
-        description="PSI of every feature over time (max per interval). Above 0.2 is drift by default.",
-    )
     return dashboard(
         "driftline-model-overview",
         "driftline / Model overview",
         "Traffic, latency, alerts and drift of one model.",
         [
-            [alerts_firing, events_total, drifting, rejected],
-            [events_rate, outcomes],
-            [latency, transitions],
-            [heatmap],
+            [
+                stat(
+                    "Alerts firing",
+                    q.ALERTS_FIRING,
+                    thresholds=above(1, "red"),
+                    description="Alerts of this model whose latest state is firing (driftline's own rules).",
+                ),
+                stat("Events in range", q.EVENTS_IN_RANGE, unit="short"),
+                stat(
+                    "Features drifting (latest window)",
+                    q.FEATURES_DRIFTING,
+                    thresholds=above(1, "orange"),
+                    description="Features whose verdict in the newest window is drift "
+                    "(PSI > 0.2 or KS D > 0.1).",
+                ),
+                stat(
+                    "Rejected events/s (all models)",
+                    q.REJECTED_RATE,
+                    unit="reqps",
+                    decimals=2,
+                    thresholds=above(0.01, "orange"),
+                    description="Messages that broke the event contract and went to the dead-letter topic. "
+                    "A rejected message often cannot name its model, so this counts all models.",
+                ),
+            ],
+            [
+                timeseries(
+                    "Events/s (event time)",
+                    q.EVENTS_RATE,
+                    unit="reqps",
+                    description="Events stored per second of event time (late corrections included), "
+                    "from pane sketches.",
+                ),
+                timeseries(
+                    "Ingest outcomes/s",
+                    q.INGEST_OUTCOMES,
+                    unit="reqps",
+                    description="accepted / rejected / late per second as the service counts them "
+                    "(Prometheus).",
+                ),
+            ],
+            [
+                timeseries(
+                    "Latency p50 / p95 / p99 (window)",
+                    q.LATENCY_QUANTILES,
+                    unit="ms",
+                    description="Inference latency quantiles of each window (1% relative accuracy).",
+                ),
+                table("Alert transitions", q.ALERT_TRANSITIONS),
+            ],
+            [
+                Panel(
+                    "PSI by feature",
+                    "heatmap",
+                    [q.PSI_BY_FEATURE],
+                    w=24,
+                    h=12,
+                    label="feature",
+                    decimals=2,
+                    description="PSI of every feature over time (max per interval). "
+                    "Above 0.2 is drift by default.",
+                )
+            ],
         ],
         MODEL_VARS,
     )
 
 
 def feature_drift() -> Built:
-    feature_var = variable(
-        "feature",
-        "Feature",
-        f"""SELECT DISTINCT feature FROM {DB}.drift_metrics
-            WHERE {MODEL} AND metric = 'psi'
-            ORDER BY feature""",
-        multi=True,
-    )
-
-    def drift(title: str, metric: str, threshold: float, description: str, unit: str = "") -> Panel:
-        return Panel(
-            title,
-            "timeseries",
-            [drift_series(metric)],
-            label="feature",
-            unit=unit,
-            min=0,
-            thresholds=[(None, "green"), (threshold, "red")],
-            threshold_line=True,
-            description=description,
-        )
-
-    latest = Panel(
-        "Latest window",
-        "table",
-        [
-            Query(
-                f"""SELECT feature,
-                       round(maxIfOrNull(value, metric = 'psi'), 4) AS psi,
-                       round(maxIfOrNull(value, metric = 'ks'), 4) AS ks,
-                       round(maxIfOrNull(value, metric = 'js'), 4) AS js,
-                       round(maxIfOrNull(value, metric = 'null_rate'), 4) AS null_rate,
-                       anyIf(status, metric = 'psi') AS status,
-                       fromUnixTimestamp64Milli(max(window_end)) AS as_of
-                FROM {DB}.drift_metrics FINAL
-                WHERE {MODEL} AND has({many("feature")}, feature)
-                  AND window_end = (SELECT max(window_end) FROM {DB}.drift_metrics
-                                    WHERE {MODEL} AND metric = 'psi' AND {in_range("window_end")})
-                GROUP BY feature ORDER BY psi DESC""",
-                ("feature", "psi", "ks", "js", "null_rate", "status", "as_of"),
-                TABLE,
-            )
-        ],
-        w=24,
-        h=10,
-    )
     return dashboard(
         "driftline-feature-drift",
         "driftline / Feature drift",
         "Drift statistics per feature and window against the model's reference.",
         [
             [
-                drift(
+                with_threshold_line(
                     "PSI",
-                    "psi",
-                    0.2,
+                    q.drift_series("psi"),
+                    above(0.2, "red"),
                     "Population stability index over the reference deciles; > 0.2 is drift.",
                 ),
-                drift("Kolmogorov–Smirnov D", "ks", 0.1, "KS statistic (numeric features); > 0.1 is drift."),
+                with_threshold_line(
+                    "Kolmogorov–Smirnov D",
+                    q.drift_series("ks"),
+                    above(0.1, "red"),
+                    "KS statistic (numeric features); > 0.1 is drift.",
+                ),
             ],
             [
-                drift(
+                with_threshold_line(
                     "Jensen–Shannon distance",
-                    "js",
-                    0.1,
+                    q.drift_series("js"),
+                    above(0.1, "red"),
                     "JS distance (base 2) over PSI bins or categories; "
                     "the 0.1 line is a guide, no default rule.",
                 ),
-                drift(
+                with_threshold_line(
                     "Null rate",
-                    "null_rate",
-                    0.05,
+                    q.drift_series("null_rate"),
+                    above(0.05, "red"),
                     "Share of missing values; the 5% line is a guide.",
                     unit="percentunit",
                 ),
             ],
-            [latest],
+            [table("Latest window", q.FEATURES_LATEST, w=24, h=10)],
         ],
-        [*MODEL_VARS, feature_var],
+        [*MODEL_VARS, variable("feature", "Feature", q.FEATURE_VALUES, multi=True)],
     )
 
 
 def fairness() -> Built:
-    attribute_var = variable(
-        "attribute",
-        "Segment attribute",
-        f"""SELECT DISTINCT feature FROM {DB}.drift_metrics
-            WHERE {MODEL} AND metric = 'disparate_impact'
-            ORDER BY feature""",
-        multi=True,
-    )
-
-    def series(
-        title: str, metric: str, thresholds: list[tuple[float | None, str]], description: str
-    ) -> Panel:
-        return Panel(
-            title,
-            "timeseries",
-            [drift_series(metric, f"has({many('attribute')}, feature)")],
-            label="feature",
-            thresholds=thresholds,
-            threshold_line=True,
-            min=0,
-            description=description,
-        )
-
-    latest = Panel(
-        "Latest window per attribute",
-        "table",
-        [
-            Query(
-                f"""SELECT feature AS attribute,
-                       round(maxIfOrNull(value, metric = 'disparate_impact'), 3) AS disparate_impact,
-                       round(maxIfOrNull(value, metric = 'demographic_parity_difference'), 3)
-                         AS parity_difference,
-                       round(maxIfOrNull(value, metric = 'equal_opportunity_difference'), 3)
-                         AS opportunity_difference,
-                       max(n_cur) AS events,
-                       fromUnixTimestamp64Milli(max(window_end)) AS as_of
-                FROM {DB}.drift_metrics FINAL
-                WHERE {MODEL} AND has({many("attribute")}, feature)
-                  AND metric IN ('disparate_impact', 'demographic_parity_difference',
-                                 'equal_opportunity_difference')
-                  AND window_end = (SELECT max(window_end) FROM {DB}.drift_metrics
-                                    WHERE {MODEL} AND metric = 'disparate_impact'
-                                      AND {in_range("window_end")})
-                GROUP BY feature ORDER BY disparate_impact""",
-                (
-                    "attribute",
-                    "disparate_impact",
-                    "parity_difference",
-                    "opportunity_difference",
-                    "events",
-                    "as_of",
-                ),
-                TABLE,
-            )
-        ],
-        w=12,
-        h=8,
-    )
-
-    def by_group(title: str, metric: str, description: str) -> Panel:
-        return Panel(
-            title,
-            "timeseries",
-            [group_series(metric)],
-            label="segment",
-            unit="percentunit",
-            min=0,
-            description=description,
-        )
-
     return dashboard(
         "driftline-fairness",
         "driftline / Fairness",
         "Group fairness of positive predictions per segment attribute (groups below min support excluded).",
         [
             [
-                series(
+                with_threshold_line(
                     "Disparate impact (min / max positive rate)",
-                    "disparate_impact",
-                    [(None, "red"), (0.8, "green")],
+                    q.attribute_series("disparate_impact"),
+                    below(0.8),
                     "Four-fifths rule: below the 0.8 line one group's positive rate is under 80% of "
                     "another's.",
                 ),
-                series(
+                with_threshold_line(
                     "Demographic parity difference",
-                    "demographic_parity_difference",
-                    [(None, "green"), (0.1, "orange")],
+                    q.attribute_series("demographic_parity_difference"),
+                    above(0.1, "orange"),
                     "max − min positive rate; the 0.1 line is a guide.",
                 ),
             ],
             [
-                series(
+                with_threshold_line(
                     "Equal opportunity difference (TPR gap)",
-                    "equal_opportunity_difference",
-                    [(None, "green"), (0.1, "orange")],
+                    q.attribute_series("equal_opportunity_difference"),
+                    above(0.1, "orange"),
                     "max − min true positive rate among labelled events; the 0.1 line is a guide.",
                 ),
-                latest,
+                table("Latest window per attribute", q.ATTRIBUTES_LATEST),
             ],
             [
-                by_group(
+                timeseries(
                     "Positive rate by group",
-                    "positive_rate",
-                    "Share of positive predictions per group (attribute=group) of the chosen attributes. "
-                    "Groups below the min support are drawn too (noisy) but left out of the gaps above.",
+                    q.group_series("positive_rate"),
+                    label="segment",
+                    unit="percentunit",
+                    description="Share of positive predictions per group (attribute=group) of the chosen "
+                    "attributes. Groups below the min support are drawn too (noisy) but left out of the "
+                    "gaps above.",
                 ),
-                by_group(
+                timeseries(
                     "TPR by group",
-                    "tpr",
-                    "True positive rate per group among labelled events (no point while a group has no "
-                    "label positives). Groups below the min support are drawn too.",
+                    q.group_series("tpr"),
+                    label="segment",
+                    unit="percentunit",
+                    description="True positive rate per group among labelled events (no point while a "
+                    "group has no label positives). Groups below the min support are drawn too.",
                 ),
             ],
         ],
-        [*MODEL_VARS, attribute_var],
+        [*MODEL_VARS, variable("attribute", "Segment attribute", q.ATTRIBUTE_VALUES, multi=True)],
     )
 
 
 def pipeline_health() -> Built:
-    def prom(title: str, *queries: Query, unit: str = "", w: int = 12, **kw: Any) -> Panel:
-        return Panel(title, "timeseries", list(queries), unit=unit, w=w, min=0, **kw)
-
-    def q(expr: str, legend: str = "") -> Query:
-        return Query(expr=expr, legend=legend)
-
-    def p(quantile: float, metric: str, legend: str) -> Query:
-        return q(
-            f"histogram_quantile({quantile}, sum by (le) (rate({metric}_bucket[$__rate_interval])))", legend
-        )
-
-    up = Panel(
-        "driftline up",
-        "stat",
-        [q('up{job="driftline"}', "{{instance}}")],
-        w=6,
-        h=4,
-        thresholds=[(None, "red"), (1, "green")],
-    )
-    firing = Panel(
-        "Alerts firing",
-        "stat",
-        [q("sum(driftline_alerts_firing)")],
-        w=6,
-        h=4,
-        thresholds=[(None, "green"), (1, "red")],
-    )
-    lag_total = Panel(
-        "Consumer lag (messages)",
-        "stat",
-        [q("sum(driftline_consumer_lag_messages)")],
-        w=6,
-        h=4,
-        thresholds=[(None, "green"), (10_000, "orange")],
-        unit="short",
-    )
-    failed = Panel(
-        "Notification failures (range)",
-        "stat",
-        [q('sum(increase(driftline_notifications_total{outcome="failed"}[$__range]))')],
-        w=6,
-        h=4,
-        thresholds=[(None, "green"), (1, "red")],
-        decimals=0,
-    )
-    attempts = Panel(
-        "Notification attempts not sent (from the store)",
-        "table",
-        [
-            Query(
-                f"""SELECT at AS time, receiver, kind, attempt, outcome, http_status, detail
-                FROM {DB}.notifications
-                WHERE outcome != 'sent' AND $__timeFilter(at)
-                ORDER BY at DESC LIMIT 200""",
-                ("time", "receiver", "kind", "attempt", "outcome", "http_status", "detail"),
-                TABLE,
-            )
-        ],
-        w=24,
-        h=7,
-        description="Retries and failures recorded by the outbox (durable, survives restarts).",
-    )
     return dashboard(
         "driftline-pipeline-health",
         "driftline / Pipeline health",
         "The driftline service itself: Kafka lag, throughput, store writes, notifications (Prometheus).",
         [
-            [up, firing, lag_total, failed],
             [
-                prom(
-                    "Consumer lag by partition",
-                    q(
-                        "sum by (topic, partition) (driftline_consumer_lag_messages)",
-                        "{{topic}}/{{partition}}",
-                    ),
+                stat("driftline up", q.UP, thresholds=below(1)),
+                stat("Alerts firing", q.SERVICE_ALERTS_FIRING, thresholds=above(1, "red")),
+                stat(
+                    "Consumer lag (messages)",
+                    q.CONSUMER_LAG,
+                    thresholds=above(10_000, "orange"),
                     unit="short",
                 ),
-                prom(
-                    "Throughput by outcome",
-                    q("sum by (outcome) (rate(driftline_events_total[$__rate_interval]))", "{{outcome}}"),
-                    unit="reqps",
+                stat(
+                    "Notification failures (range)",
+                    q.NOTIFICATION_FAILURES,
+                    thresholds=above(1, "red"),
+                    decimals=0,
                 ),
             ],
             [
-                prom(
-                    "Store write latency",
-                    p(0.5, "driftline_store_write_seconds", "p50"),
-                    p(0.95, "driftline_store_write_seconds", "p95"),
-                    p(0.99, "driftline_store_write_seconds", "p99"),
-                    unit="s",
-                ),
-                prom(
-                    "Store errors/s by operation",
-                    q(
-                        "sum by (operation) (rate(driftline_store_errors_total[$__rate_interval]))",
-                        "{{operation}}",
-                    ),
-                    unit="reqps",
-                ),
+                timeseries("Consumer lag by partition", q.LAG_BY_PARTITION, unit="short"),
+                timeseries("Throughput by outcome", q.THROUGHPUT_BY_OUTCOME, unit="reqps"),
             ],
             [
-                prom(
-                    "Notifications/s by receiver and outcome",
-                    q(
-                        "sum by (receiver, outcome) (rate(driftline_notifications_total[$__rate_interval]))",
-                        "{{receiver}} {{outcome}}",
-                    ),
-                    unit="reqps",
-                ),
-                prom(
-                    "Decode and fold p99 per batch",
-                    p(0.99, "driftline_decode_seconds", "decode"),
-                    p(0.99, "driftline_fold_seconds", "fold"),
-                    unit="s",
-                ),
+                timeseries("Store write latency", *q.STORE_WRITE_LATENCY, unit="s"),
+                timeseries("Store errors/s by operation", q.STORE_ERRORS, unit="reqps"),
             ],
             [
-                prom(
+                timeseries("Notifications/s by receiver and outcome", q.NOTIFICATIONS, unit="reqps"),
+                timeseries("Decode and fold p99 per batch", *q.DECODE_FOLD_P99, unit="s"),
+            ],
+            [
+                timeseries(
                     "Panes flushed/s and windows evaluated/s",
-                    q("sum(rate(driftline_panes_flushed_total[$__rate_interval]))", "panes"),
-                    q(
-                        "sum by (model) (rate(driftline_windows_evaluated_total[$__rate_interval]))",
-                        "windows {{model}}",
-                    ),
+                    q.PANES_FLUSHED,
+                    q.WINDOWS_EVALUATED,
                     unit="reqps",
                 ),
-                prom(
-                    "API requests/s by status",
-                    q(
-                        "sum by (status) (rate(driftline_http_requests_total[$__rate_interval]))",
-                        "{{status}}",
-                    ),
-                    unit="reqps",
-                ),
+                timeseries("API requests/s by status", q.HTTP_REQUESTS, unit="reqps"),
             ],
-            [attempts],
+            [
+                table(
+                    "Notification attempts not sent (from the store)",
+                    q.NOTIFICATION_ATTEMPTS,
+                    w=24,
+                    h=7,
+                    description="Retries and failures recorded by the outbox (durable, survives restarts).",
+                )
+            ],
         ],
         [],
     )

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from dashboards import build
+from dashboards import build, queries
 
 from driftline.alerting.config import load as load_rules
 from driftline.cli import build_parser
@@ -225,7 +225,7 @@ def test_clickhouse_credentials_agree() -> None:
     )
     ds = next(d for d in provisioned_datasources() if d["type"] == "grafana-clickhouse-datasource")
     assert ds["uid"] == build.CLICKHOUSE["uid"]
-    assert ds["jsonData"]["defaultDatabase"] == ch["CLICKHOUSE_DB"] == build.DB
+    assert ds["jsonData"]["defaultDatabase"] == ch["CLICKHOUSE_DB"] == queries.DB
 
 
 def test_grafana_queries_clickhouse_as_a_read_only_user() -> None:
@@ -246,7 +246,7 @@ def test_grafana_queries_clickhouse_as_a_read_only_user() -> None:
     assert definition.findtext("password") == ds["secureJsonData"]["password"]
     assert definition.findtext("access_management", "0") == "0"
     grants = [q.text for q in definition.findall("grants/query")]
-    assert grants == [f"GRANT SELECT ON {build.DB}.*"]
+    assert grants == [f"GRANT SELECT ON {queries.DB}.*"]
     profile_name = definition.findtext("profile")
     (profile,) = [p for root in users for p in root.findall(f"profiles/{profile_name}")]
     # 1 or 2 forbid writes and DDL; 2 lets the plugin set max_execution_time per query
