@@ -5,14 +5,11 @@ its production tick of 0.5 s; group_wait does not delay the retrain webhook) rec
 traffic whose drift starts mid-way, through the HTTP ingest path. The clock starts when the
 window containing the first drifted pane is evaluated (the observer hook, right after its metrics
 are stored) and stops when the local webhook sink receives the signed CloudEvent. Results go to
-bench/results/alert_latency.json.
+bench/results/alert_latency.json; ``--quick`` is one run, its JSON to the temporary directory.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import statistics
 import tempfile
 import threading
@@ -22,6 +19,7 @@ from pathlib import Path
 
 import orjson
 
+from bench._harness import out_path, parser, roles, stamp, write_result
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
@@ -75,7 +73,7 @@ rules:
         store=f"chdb://{root / 'store'}",
         rules=str(rules),
         references={"churn": str(ref)},
-        segments=["region", "gender"],
+        segments=roles()["segments"],
         pane_ms=60_000,
         window_ms=60_000,
         lateness_ms=0,
@@ -101,11 +99,13 @@ rules:
     return arrivals[0] - first_drift[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", default="bench/results/alert_latency.json")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    p = parser("alert_latency", __doc__, "one run")
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs = 1
+    result = stamp("alert_latency", argv, "chdb")
     with tempfile.TemporaryDirectory() as tmp:
         ref = Path(tmp) / "ref.parquet"
         generate(Traffic(n=20_000, seed=1000)).drop(FILE_DROP).write_parquet(ref)
@@ -115,8 +115,7 @@ def main() -> None:
             root.mkdir()
             latencies.append(one_run(root, ref))
             print(f"run {i}: first drifted window evaluated -> webhook in {latencies[-1] * 1000:.0f} ms")
-    result = {
-        "benchmark": "bench.alert_latency",
+    result |= {
         "path": "HTTP ingest -> pane close -> window metrics -> alert engine -> outbox -> signed webhook",
         "alert_tick_s": 0.5,
         "runs": args.runs,
@@ -126,11 +125,11 @@ def main() -> None:
             "max": max(latencies),
             "all": latencies,
         },
-        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"median {result['latency_s']['median'] * 1000:.0f} ms  (written to {args.out})")
+    out = write_result(out_path("alert_latency", args), result)
+    print(f"median {result['latency_s']['median'] * 1000:.0f} ms  (written to {out})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

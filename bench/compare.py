@@ -41,14 +41,11 @@ not change what is measured; its sha256 is recorded.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
-import platform
 import pstats
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -56,8 +53,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +61,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats as sps
 
-from bench._machine import commit, cpu_model
-from bench.detectors import SHAPES, _draw, numpy_psi
+from bench._harness import (
+    ROOT,
+    driftline_cli,
+    out_path,
+    parser,
+    profile_rows,
+    snapshot_src,
+    stamp,
+    write_result,
+)
+from bench.detectors import EVIDENTLY_INSTALL, EVIDENTLY_PYTHON, SHAPES, _draw, numpy_psi
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "bench" / "results" / "compare.json"
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "driftline-compare-bench"
 NANNYML_PYTHON = "/tmp/nannyml-venv/bin/python"
 NANNYML_INSTALL = "python -m venv /tmp/nannyml-venv && /tmp/nannyml-venv/bin/pip install nannyml statsmodels"
-EVIDENTLY_PYTHON = "/tmp/evidently-venv/bin/python"
-EVIDENTLY_INSTALL = (
-    "python -m venv /tmp/evidently-venv && /tmp/evidently-venv/bin/pip install evidently 'pandas<3'"
-)
+MEASURED = ("numpy", "numba", "scipy", "polars", "pyarrow", "orjson")
 ROW_GROUP = 50_000
 SEED = 7
 # Not to be imported by `driftline compare` on files of more than 10,000 rows.
@@ -92,7 +91,7 @@ TARGETS = {
 }
 BOUND_EPS = 1e-12  # float noise allowed on the [statistic, statistic_upper] containment
 
-DRIFTLINE_ENV = dict(os.environ)  # PYTHONPATH gets the snapshot of src/ (snapshot_src)
+DRIFTLINE_ENV = dict(os.environ)  # PYTHONPATH gets the snapshot of src/ (harness.snapshot_src)
 PLAIN_ENV = dict(os.environ)
 
 
@@ -128,19 +127,6 @@ def files(directory: Path, rows: int, features: int, seed: int = SEED) -> tuple[
             write_file(path, rows, features, s, drifted)
             print(f"wrote {path} in {time.perf_counter() - t:.1f} s", flush=True)
     return ref, cur
-
-
-def snapshot_src(work: Path) -> str:
-    """Copy src/ (with Numba's __pycache__ and the sources' mtimes, so its cache stays valid) into
-    ``work``; every driftline subprocess runs from the copy. Returns the copy's sha256."""
-    shutil.copytree(ROOT / "src", work / "src")
-    DRIFTLINE_ENV["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")])
-    )
-    h = hashlib.sha256()
-    for path in sorted((work / "src" / "driftline").rglob("*.py")):
-        h.update(str(path.relative_to(work)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,17 +180,7 @@ def run(cmd: list[str], env: dict[str, str], label: str) -> dict[str, Any]:
 
 
 def cli(ref: Path, cur: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "driftline.cli",
-        "compare",
-        "--reference",
-        str(ref),
-        "--current",
-        str(cur),
-        "--json",
-    ]
+    return driftline_cli("compare", "--reference", str(ref), "--current", str(cur), "--json")
 
 
 def scipy_numpy(ref: Path, cur: Path) -> list[str]:
@@ -399,7 +375,7 @@ def startup(args: argparse.Namespace, tiny: tuple[Path, Path]) -> dict[str, Any]
     python = Contender("python -c pass", [sys.executable, "-c", "pass"], PLAIN_ENV, lambda b: None)
     helps = Contender(
         "driftline compare --help",
-        [sys.executable, "-m", "driftline.cli", "compare", "--help"],
+        driftline_cli("compare", "--help"),
         DRIFTLINE_ENV,
         lambda b: b.decode(),
     )
@@ -432,13 +408,11 @@ def profile(cmd: list[str], top: int = 15) -> dict[str, Any]:
             env=DRIFTLINE_ENV,
         )
         st = pstats.Stats(str(out))
-    rows = []
-    for (file, line, fn), (_cc, nc, tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
-        short = re.sub(r".*/(site-packages|src)/", "", file)
-        rows.append({"function": f"{short}:{line}({fn})", "calls": nc, "tottime_s": tt, "cumtime_s": ct})
-    by_own = sorted(rows, key=lambda r: -r["tottime_s"])[:top]
-    by_cum = sorted(rows, key=lambda r: -r["cumtime_s"])[:top]
-    return {"total_s": st.total_tt, "top_tottime": by_own, "top_cumtime": by_cum}  # type: ignore[attr-defined]
+    return {
+        "total_s": st.total_tt,  # type: ignore[attr-defined]
+        "top_tottime": profile_rows(st, "tottime", top),
+        "top_cumtime": profile_rows(st, "cumtime", top),
+    }
 
 
 _WHOLE = """
@@ -455,38 +429,11 @@ sys.stdout.buffer.write(orjson.dumps(drift_report(reference, current, Thresholds
 
 
 # --------------------------------------------------------------------------------------------
-# machine
-
-
-def machine() -> dict[str, Any]:
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    mem = 0.0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem = int(line.split()[1]) / 1024**2
-    return {
-        "cpu_model": cpu_model(),
-        "nproc": len(os.sched_getaffinity(0)),
-        "mem_total_gb": round(mem, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {
-            d: version(d) for d in ("driftline", "numpy", "numba", "scipy", "polars", "pyarrow", "orjson")
-        },
-    }
-
-
-# --------------------------------------------------------------------------------------------
 # main
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
+    p = parser("compare", __doc__, "100k x 20, 2 rounds, no wide file")
     p.add_argument("--rows", type=int, default=1_000_000, help="main scenario rows per file")
     p.add_argument("--features", type=int, default=20)
     p.add_argument("--rounds", type=int, default=5, help="rounds of the CLI and the scipy + numpy script")
@@ -507,36 +454,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="add one run of the pre-compare_files path (whole tables in memory) on the wide file",
     )
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="where the Parquet files are kept")
-    p.add_argument("--quick", action="store_true", help="smoke run; the JSON goes to the temporary directory")
-    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if args.quick:
         args.rows, args.rounds, args.slow_rounds = 100_000, 2, 1
         args.small_rounds, args.startup_runs, args.skip_wide = 2, 2, True
-    if args.out is None:
-        args.out = Path(tempfile.gettempdir()) / "compare-quick.json" if args.quick else DEFAULT_OUT
+    args.out = out_path("compare", args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = datetime.now(UTC)
     failures: list[str] = []
-    result: dict[str, Any] = {
-        "benchmark": "bench.compare",
-        "command": " ".join(["python -m bench.compare", *(sys.argv[1:] if argv is None else argv)]),
-        "started_utc": started.isoformat(timespec="seconds"),
-        "commit": commit(),
-        "machine": machine() | {"loadavg_at_start": [round(x, 2) for x in os.getloadavg()]},
-        "targets": TARGETS,
-    }
+    result: dict[str, Any] = stamp("compare", argv, *MEASURED) | {"targets": TARGETS}
     main_files = files(args.dir, args.rows, args.features)
     small_files = files(args.dir, 10_000, 10)
     tiny_files = files(args.dir, 100, 20)
     wide_files = None if args.skip_wide else files(args.dir, 200_000, 1000)
 
     with tempfile.TemporaryDirectory(prefix="driftline-bench-compare-") as work:
-        result["code"] = {"src_sha256_measured": snapshot_src(Path(work))}
+        result["code"] = {"src_sha256_measured": snapshot_src(Path(work), DRIFTLINE_ENV)}
         where = subprocess.run(
             [sys.executable, "-c", "import driftline; print(driftline.__file__)"],
             capture_output=True,
@@ -710,12 +646,9 @@ def main(argv: list[str] | None = None) -> int:
                 wide["profile"] = profile(cli(*wide_files))
             result["wide"] = wide
 
-    result["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
-    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["failures"] = failures
     result["summary"] = summarize(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result["summary"], indent=2))
     print(f"wrote {args.out}")
     for f in failures:

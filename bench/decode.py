@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench.decode --quick     # 50k messages, smoke run
+    python -m bench.decode --quick     # 50k messages, 1 repeat: a smoke run, JSON to the temporary directory
     python -m bench.decode             # 200k messages, 3 repeats
 
 The same in-memory messages (``driftline.simulate`` traffic, ``orjson.dumps`` of the contract
@@ -52,18 +52,12 @@ import argparse
 import gc
 import io
 import json
-import math
 import operator
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import NoneType
 from typing import Annotated, Any
@@ -73,7 +67,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from bench._machine import cpu_model
+from bench._harness import out_path, parser, roles, stamp, write_result
 from driftline.contract import MAX_EVENT_BYTES, MAX_FEATURES, InvalidEvent, parse_event, validate_event
 from driftline.detectors.categorical import dictionary_encode
 from driftline.detectors.profile import Batch, Binning, ModelSketch
@@ -91,9 +85,8 @@ from driftline.simulate import (
 )
 from driftline.simulate import generate as generate_traffic
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "bench" / "results" / "decode.json"
-SPEC = files.TableSpec(segments=list(SEGMENTS), prediction="prediction", label="label", latency="latency_ms")
+SPEC = files.TableSpec(**roles())
+MEASURED = ("numpy", "numba", "orjson", "msgspec", "polars")  # the decoders' packages
 BAD_KINDS = {
     0: "truncated JSON",
     1: "prediction is an object",
@@ -323,6 +316,7 @@ class ScannerDecoder:
 
     def __init__(self, binning: Binning) -> None:
         self.binning = binning
+        self.plan = binning.segment_plan()
         self.names = FeatureNames.of([*binning.numeric, *binning.categorical])
 
     def decode(self, values: Sequence[bytes]) -> tuple[Any, Rejections]:
@@ -337,9 +331,9 @@ class ScannerDecoder:
 
     def columnar(self, decoded: tuple[ScannedBatch, list[Any]]) -> Batch:
         sb, fallback = decoded
-        batches = [sb.batch(rows, self.binning) for rows in groups(sb)]
+        batches = [sb.batch(rows, self.binning, segments=self.plan) for rows in groups(sb)]
         if fallback:
-            batches.append(to_batch(fallback, self.binning))
+            batches.append(to_batch(fallback, self.binning, segments=self.plan))
         return concat_batches(batches)
 
 
@@ -393,8 +387,10 @@ def concat_batches(batches: list[Batch]) -> Batch:
 
 
 def make_decoders(binning: Binning, kinds: dict[str, str]) -> list[Decoder]:
+    plan = binning.segment_plan()  # the reference's segments, as the consumer folds them by default
+
     def dl_columnar(evs: list[Any]) -> Batch:
-        return to_batch(evs, binning)
+        return to_batch(evs, binning, segments=plan)
 
     def pl_columnar(df: pl.DataFrame) -> Batch:
         return files.to_batch(df, SPEC, kinds)  # type: ignore[arg-type]
@@ -596,66 +592,6 @@ def rejection_matrix(decoders: list[Decoder], good: list[bytes]) -> dict[str, An
 # report
 
 
-def machine_info() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    cpu = cpu_model()
-    versions = {}
-    for dist in (
-        "driftline",
-        "numpy",
-        "numba",
-        "orjson",
-        "msgspec",
-        "polars",
-        "confluent-kafka",
-        "chdb",
-        "clickhouse-connect",
-    ):
-        try:
-            versions[dist] = version(dist)
-        except Exception:
-            versions[dist] = None
-    try:
-        import confluent_kafka
-
-        versions["librdkafka"] = confluent_kafka.libversion()[0]
-    except ImportError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "mem_total_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "loadavg_at_start": os.getloadavg(),
-        "polars_threads": pl.thread_pool_size(),
-        "versions": versions,
-    }
-
-
-def code_version() -> dict[str, Any]:
-    """Which code was measured: git HEAD, files changed in the work tree, digest of src/driftline."""
-    import hashlib
-
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.rstrip("\n")
-        except OSError:
-            return ""
-
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "driftline").rglob("*.py")):
-        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return {
-        "git_head": git("rev-parse", "HEAD"),
-        "git_head_subject": git("log", "-1", "--format=%s"),
-        "uncommitted_in_src": [line[3:] for line in git("status", "--porcelain", "src").splitlines()],
-        "src_sha256": h.hexdigest(),
-    }
-
-
 def print_table(result: dict[str, Any]) -> None:
     n = result["messages"]
     print()
@@ -697,11 +633,10 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.decode", description=__doc__.split("\n")[0])
+    p = parser("decode", __doc__, "50k messages, 1 repeat")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="50k messages, 1 repeat")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument(
         "--decimals",
@@ -714,7 +649,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="gc.freeze() after setup (moves import-time objects out of full collections)",
     )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.repeat = 50_000, 1
@@ -723,9 +657,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = datetime.now(UTC)
-    machine = machine_info()
-    code = code_version()
+    head = stamp("decode", argv, *MEASURED)
+    head["machine"]["polars_threads"] = pl.thread_pool_size()
     t = time.perf_counter()
     messages = make_messages(args.events, args.seed, args.decimals)
     binning, kinds = make_binning(50_000, 1000)
@@ -766,13 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     fold_s = statistics.median(sketch_times)
 
     matrix = rejection_matrix(decoders, batches[0])
-    result = {
-        "benchmark": "bench.decode",
-        "command": "python -m " + " ".join(["bench.decode", *(sys.argv[1:] if argv is None else argv)]),
-        "started_utc": started.isoformat(),
-        "finished_utc": datetime.now(UTC).isoformat(),
-        "machine": machine,
-        "code": code,
+    result = head | {
         "messages": len(messages),
         "mean_message_bytes": float(sizes.mean()),
         "message_bytes_range": [int(sizes.min()), int(sizes.max())],
@@ -799,19 +726,10 @@ def main(argv: list[str] | None = None) -> int:
         "rejection_matrix": matrix,
         "checks": {"batch_differences": differences, "passed": not any(differences.values())},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    out = write_result(out_path("decode", args), result)
     print_table(result)
-    print(f"\nJSON written to {args.out}")
+    print(f"\nJSON written to {out}")
     return 0 if result["checks"]["passed"] else 1
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    raise TypeError(type(o).__name__)
 
 
 if __name__ == "__main__":

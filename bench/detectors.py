@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench.detectors --quick          # 100k rows, smoke run
+    python -m bench.detectors --quick          # 100k rows: a smoke run, JSON to the temporary directory
     python -m bench.detectors                  # 1M rows x 20 features, 3 repeats
 
 Steps timed (median of ``--repeat`` runs, after one untimed warm-up run of each):
@@ -25,11 +25,9 @@ a fresh NUMBA_CACHE_DIR. Evidently runs in its own venv via ``bench/evidently_ru
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,24 +36,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import llvmlite
-import numba
 import numpy as np
-import scipy
 from scipy import stats as sps
 
-import driftline
-from bench._machine import cpu_model
+from bench._harness import ROOT, out_path, parser, stamp, write_result
 from driftline.detectors import stats
 from driftline.detectors.numeric import DEFAULT_FINE_BINS, NumericBins, NumericSketch
 from driftline.detectors.profile import Batch, Binning, ModelSketch
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "bench" / "results" / "detectors.json"
 EVIDENTLY_PYTHON = "/tmp/evidently-venv/bin/python"
 # evidently 0.7.23 declares pandas>=1.3.5 but fails to import under pandas 3 (it imports
 # pandas.core.dtypes.common.infer_dtype_from_object, removed in 3.0): pin pandas<3 in its venv.
@@ -63,6 +54,7 @@ EVIDENTLY_INSTALL = (
     "python -m venv /tmp/evidently-venv && /tmp/evidently-venv/bin/pip install evidently 'pandas<3'"
 )
 
+MEASURED = ("numpy", "scipy", "numba", "llvmlite")
 PSI_FLOOR = 1e-4
 PSI_TOL = 1e-9
 KS_TOL = 0.005
@@ -423,40 +415,6 @@ def _phases() -> dict[str, float]:
     return defaultdict(float)
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = cpu_model()
-    return {
-        "cpu_model": cpu,
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "numba": numba.__version__,
-        "llvmlite": llvmlite.__version__,
-        "driftline": getattr(driftline, "__version__", None) or _dist_version("driftline"),
-        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
-    }
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def source_digest() -> str:
-    """sha256 over src/driftline/detectors/*.py, to tie results to the code that was measured."""
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "driftline" / "detectors").glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
 def check_results(
     names: list[str], base: list[dict[str, float]], dl: list[dict[str, float]]
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -581,7 +539,7 @@ def print_table(result: dict[str, Any]) -> None:
             )
     print()
     status = "PASSED" if result["checks"]["passed"] else "FAILED"
-    print(f"checks {status}; JSON written to {result['out']}")
+    print(f"checks {status}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,12 +547,10 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.detectors", description=__doc__.split("\n")[0])
+    p = parser("detectors", __doc__, "100k rows")
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--features", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="rows=100_000, for smoke runs")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--fine-bins", type=int, default=DEFAULT_FINE_BINS)
     p.add_argument("--evidently-python", default=EVIDENTLY_PYTHON)
@@ -616,7 +572,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = datetime.now(UTC)
+    head = stamp("detectors", argv, *MEASURED)
+    head["machine"]["openblas_env"] = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")}
     t_all = time.perf_counter()
 
     t = time.perf_counter()
@@ -723,14 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     dl_e2e_s = steps["driftline_end_to_end_serial"]["median_s"]
     e2e_total = sum(e2e_seconds.values())
     base_total = sum(base_seconds.values())
-    result: dict[str, Any] = {
-        "benchmark": "bench.detectors",
-        "command": " ".join(["python -m bench.detectors", *(argv if argv is not None else sys.argv[1:])]),
-        "started_utc": started.isoformat(),
-        "finished_utc": None,
-        "wall_s": None,
-        "machine": machine_info(),
-        "detectors_source_sha256": source_digest(),
+    result: dict[str, Any] = head | {
+        "wall_s": time.perf_counter() - t_all,
         "rows": args.rows,
         "features": args.features,
         "repeat": args.repeat,
@@ -786,14 +737,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "numba_cold_start": cold,
         "evidently": evidently,
-        "out": str(args.out),
     }
-    result["finished_utc"] = datetime.now(UTC).isoformat()
-    result["wall_s"] = time.perf_counter() - t_all
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    out = write_result(out_path("detectors", args), result)
     print_table(result)
+    print(f"JSON written to {out}")
     if failures:
         print("\nCHECK FAILURES:", file=sys.stderr)
         for f in failures:

@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python -m bench.fit              # 1M rows x 20 features (bench.detectors' data), 3 repeats
-    python -m bench.fit --quick      # 100k rows
+    python -m bench.fit --quick      # 100k rows, 1 repeat; JSON to the temporary directory
 
 Methods, each over the 20 reference columns (float64, 1,001 edges, deciles as PSI bins):
 
@@ -22,25 +22,18 @@ normal, lognormal, Poisson (ties) and uniform data, from the reference sketch's 
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numba import njit
 
-from bench._machine import commit, cpu_model
+from bench._harness import out_path, parser, stamp, write_result
 from bench.detectors import make_data
 from driftline.detectors.numeric import FIT_SAMPLE, NumericBins, NumericSketch, _lerp, quantile_edges
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "bench" / "results" / "fit.json"
 BINS, PSI_BINS = 1000, 10
 
 
@@ -124,17 +117,16 @@ def bound_table(rows: int, seed: int) -> dict[str, dict[str, float]]:
     }
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = parser("fit", __doc__, "100k rows, 1 repeat")
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--features", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=20261126)
-    p.add_argument("--quick", action="store_true", help="100k rows, 1 repeat")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.quick:
         args.rows, args.repeat = 100_000, 1
+    result = stamp("fit", argv, "numpy", "numba")
     ref, _, names = make_data(args.rows, args.features, args.seed)
     for f in range(ref.shape[0]):  # every method must give np.quantile's deciles
         step = BINS // PSI_BINS
@@ -143,10 +135,7 @@ def main() -> int:
     base = timings["np_quantile"]["serial_cpu_s"]
     for t in timings.values():
         t["speedup_cpu_vs_np_quantile"] = base / t["serial_cpu_s"]
-    result: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit(),
-        "cpu_model": cpu_model(),
+    result |= {
         "rows": args.rows,
         "features": args.features,
         "fine_bins": BINS,
@@ -155,18 +144,10 @@ def main() -> int:
         "repeat": args.repeat,
         "fit_seconds_for_all_features": timings,
         "largest_fine_bin_mass": bound_table(args.rows, args.seed),
-        "load_average_at_end": list(np.round(_loadavg(), 2)),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    out = write_result(out_path("fit", args), result)
+    print(out.read_text())
     return 0
-
-
-def _loadavg() -> tuple[float, float, float]:
-    import os
-
-    return os.getloadavg()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ import argparse
 import bisect
 import contextlib
 import gc
-import hashlib
 import json
 import os
 import shutil
@@ -53,10 +52,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench._machine import ROOT, commit
+from bench._harness import (
+    ROOT,
+    driftline_cli,
+    out_path,
+    parser,
+    profile_rows,
+    role_args,
+    snapshot_src,
+    stamp,
+    write_result,
+)
 
-DEFAULT_OUT = ROOT / "bench" / "results" / "stream.json"
-QUICK_OUT = Path(tempfile.gettempdir()) / "driftline-bench-stream-quick.json"
 KAFKA_DEV = ROOT / "scripts" / "kafka-dev"
 TOPIC = "bench-stream"
 PARTITIONS = 2  # the stream-core issue's setup
@@ -66,14 +73,13 @@ IDLE_EXIT_S = 5
 MODEL = "churn"
 TARGET_RATIO = 0.5
 TARGET_PER_CORE = 300_000
-REFERENCE_ARGS = ["--segments", "region,gender", "--prediction", "prediction", "--label", "label"]
-REFERENCE_ARGS += ["--latency", "latency_ms"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Informational only (not the baseline): librdkafka >= 2.4 pauses a partition's fetches for
 # fetch.queue.backoff.ms (1000 ms) whenever its local queue is over queued.max.messages.kbytes /
 # queued.min.messages, which caps a fast reader; this run shows what the broker could deliver.
 UNTHROTTLED = {"fetch.queue.backoff.ms": 0}
-ENV = dict(os.environ)  # for every subprocess; PYTHONPATH gets the snapshot of src/ (snapshot_src)
+ENV = dict(os.environ)  # for every subprocess; PYTHONPATH gets the snapshot of src/ (harness.snapshot_src)
+MEASURED = ("numpy", "numba", "orjson", "msgspec", "polars", "confluent-kafka", "chdb")
 
 
 def log(msg: str) -> None:
@@ -85,23 +91,6 @@ def sh(cmd: list[str], what: str) -> str:
     if proc.returncode:
         raise RuntimeError(f"{what} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc.stdout
-
-
-def snapshot_src(work: Path) -> str:
-    """Copy src/ into ``work`` and run every driftline subprocess from the copy, so that edits to
-    the tree during the run neither mix code versions nor make Numba recompile mid-run. Numba's
-    __pycache__ is copied with its sources' mtimes, so its cache stays valid. Returns the copy's
-    sha256 (computed as ``bench.decode.code_version`` does)."""
-    shutil.copytree(ROOT / "src", work / "src")
-    ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")]))
-    h = hashlib.sha256()
-    for path in sorted((work / "src" / "driftline").rglob("*.py")):
-        h.update(str(path.relative_to(work)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "driftline.cli", *args]
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,7 +252,7 @@ def assigned_epoch(stderr_path: str) -> float | None:
 def build_store(store_dir: Path, ref_path: Path) -> None:
     """A fresh chDB directory holding the reference (a chDB directory cannot be copied)."""
     args = ["reference", "build", "--store", f"chdb://{store_dir}", "--model", MODEL, "--file", str(ref_path)]
-    sh(cli(*args, *REFERENCE_ARGS), "driftline reference build")
+    sh(driftline_cli(*args, *role_args()), "driftline reference build")
 
 
 def stored_events(store_dir: Path) -> dict[str, int]:
@@ -281,7 +270,7 @@ def driftline_consume(
 ) -> dict[str, Any]:
     store_dir = work / f"store-{name}"
     build_store(store_dir, ref_path)
-    cmd = cli("--log-level", "INFO", "consume", "--bootstrap", bootstrap, "--topic", TOPIC)
+    cmd = driftline_cli("--log-level", "INFO", "consume", "--bootstrap", bootstrap, "--topic", TOPIC)
     cmd += ["--group", f"bench-{name}", "--store", f"chdb://{store_dir}", "--idle-exit", f"{IDLE_EXIT_S}s"]
     cmd += ["--batch-size", str(BATCH), "--workers", str(workers)]
     load = os.getloadavg()[0]
@@ -338,25 +327,12 @@ def profile_worker(argv: list[str]) -> int:
     prof.runcall(member.run, threading.Event(), IDLE_EXIT_S)
     store.close()
     st = pstats.Stats(prof)
-
-    def top(order: str) -> list[dict[str, Any]]:
-        rows = []
-        for func in st.sort_stats(order).fcn_list[:25]:  # type: ignore[attr-defined]
-            _, calls, tottime, cumtime, _ = st.stats[func]  # type: ignore[attr-defined]
-            path, line, fn = func
-            where = path.split("/src/")[-1].split("site-packages/")[-1].split("/lib/python3.11/")[-1]
-            rows.append(
-                {
-                    "function": f"{where}:{line}({fn})",
-                    "calls": calls,
-                    "tottime_s": tottime,
-                    "cumtime_s": cumtime,
-                }
-            )
-        return rows
-
-    doc = {"stats": dict(member.stats), "top_cumulative": top("cumulative"), "top_tottime": top("tottime")}
-    Path(out).write_text(json.dumps(doc, indent=1))
+    doc = {
+        "stats": dict(member.stats),
+        "top_cumulative": profile_rows(st, "cumtime", 25),
+        "top_tottime": profile_rows(st, "tottime", 25),
+    }
+    Path(out).write_text(json.dumps(doc))
     return 0
 
 
@@ -378,15 +354,19 @@ def run_profile(bootstrap: str, ref_path: Path, work: Path) -> dict[str, Any]:
 # main
 
 
-def machine() -> dict[str, Any]:
-    from bench.decode import machine_info
-
-    info = machine_info()
+def java() -> str | None:
+    """``java -version``'s first line: the broker's JVM."""
     with contextlib.suppress(OSError, IndexError):
-        info["java"] = subprocess.run(
-            ["java", "-version"], capture_output=True, text=True
-        ).stderr.splitlines()[0]
-    return info
+        return subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    return None
+
+
+def librdkafka() -> str | None:
+    with contextlib.suppress(ImportError):
+        import confluent_kafka
+
+        return str(confluent_kafka.libversion()[0])
+    return None
 
 
 def median(runs: list[dict[str, Any]], key: str) -> float:
@@ -469,20 +449,16 @@ def print_summary(s: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.split("\n")[0])
+    p = parser("stream", __doc__, "--events 300000 --rounds 2")
     p.add_argument("--events", type=int, default=2_000_000, help="N (half of them for the RSS run at N/2)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of raw, --workers 1, --workers 2")
-    p.add_argument("--quick", action="store_true", help="--events 300000 --rounds 2")
     p.add_argument("--profile", action="store_true", help="add a cProfile run of the consumer")
     p.add_argument("--seed", type=int, default=100)
-    p.add_argument(
-        "--out", type=Path, help=f"default {DEFAULT_OUT.relative_to(ROOT)}; with --quick {QUICK_OUT}"
-    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = p.parse_args(argv)
     if args.quick:
         args.events, args.rounds = 300_000, 2
-    args.out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)  # a smoke run never replaces the result
+    args.out = out_path("stream", args)
     return args
 
 
@@ -490,29 +466,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="driftline-bench-stream-"))
     n, half = args.events, args.events // 2
-    result: dict[str, Any] = {
-        "benchmark": "bench.stream",
-        "command": " ".join(["python -m bench.stream", *(sys.argv[1:] if argv is None else argv)]),
-        "commit": commit(),
-        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "parameters": {
-            "events": n,
-            "half_events": half,
-            "partitions": PARTITIONS,
-            "batch": BATCH,
-            "idle_exit_s": IDLE_EXIT_S,
-            "rounds": args.rounds,
-            "producer": "EventProducer: lz4, batch.size 1 MB, linger 20 ms, acks=all, idempotent;"
-            " key event_id",
-            "consumer": "driftline CLI defaults otherwise: flush every 5 s, pane 60 s, window 1 h,"
-            " lateness 5 min",
-        },
+    result: dict[str, Any] = stamp("stream", argv, *MEASURED)
+    result["parameters"] = {
+        "events": n,
+        "half_events": half,
+        "partitions": PARTITIONS,
+        "batch": BATCH,
+        "idle_exit_s": IDLE_EXIT_S,
+        "rounds": args.rounds,
+        "producer": "EventProducer: lz4, batch.size 1 MB, linger 20 ms, acks=all, idempotent; key event_id",
+        "consumer": "driftline CLI defaults otherwise: flush every 5 s, pane 60 s, window 1 h,"
+        " lateness 5 min",
     }
-    from bench.decode import code_version
-
-    result["code"] = code_version()
-    result["code"]["src_sha256_measured"] = snapshot_src(work)
+    result["versions"]["librdkafka"] = librdkafka()
+    result["machine"]["java"] = java()
+    result["code"] = {"src_sha256_measured": snapshot_src(work, ENV)}
     log(f"work dir {work}; commit {result['commit']}; measuring a snapshot of src/ in it")
     kafka_dir = work / "kafka"
     try:
@@ -570,12 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sh([str(KAFKA_DEV), "down", "--dir", str(kafka_dir)], "kafka-dev down")
             log("broker down")
-        result["finished_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
-        result["loadavg_at_end"] = os.getloadavg()
         failed = "summary" not in result  # a failed run keeps its logs and never replaces a result
-        out = work / "stream.failed.json" if failed else args.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_result(work / "stream.failed.json" if failed else args.out, result)
         if args.keep or failed:
             log(f"kept {work}")
         else:

@@ -9,19 +9,12 @@ import sys
 from pathlib import Path
 
 import driftline
+from driftline import simulate
 from driftline.cli import main
 from driftline.simulate import FILE_DROP, Traffic, generate
 
-ROLES = [
-    "--segments",
-    "region,gender",
-    "--prediction",
-    "prediction",
-    "--label",
-    "label",
-    "--latency",
-    "latency_ms",
-]
+SEGMENTS = ",".join(simulate.SEGMENTS)  # region,gender
+ROLES = ["--segments", SEGMENTS, "--prediction", "prediction", "--label", "label", "--latency", "latency_ms"]
 
 
 def write_reference(path: Path, model: str = "churn", n: int = 20_000) -> Path:

@@ -14,8 +14,9 @@ from driftline.simulate import Traffic
 from driftline.storage.alerts import AlertStore
 from driftline.storage.store import Store
 
+from ..helpers import SEGMENTS
 from ..receivers import ReceiverServer
-from .test_stream import SEGMENTS, START_MS, produce, write_reference
+from .test_stream import START_MS, produce, write_reference
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

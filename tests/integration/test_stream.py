@@ -33,11 +33,10 @@ from driftline.storage.codec import reference_from_rows
 from driftline.storage.models import ModelStore
 from driftline.storage.store import Store
 
-from ..helpers import ROLES, build_reference, write_reference
+from ..helpers import ROLES, SEGMENTS, build_reference, write_reference
 from ..test_compare_cli import assert_close
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-SEGMENTS = "region,gender"
 
 
 def produce(
