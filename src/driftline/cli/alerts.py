@@ -68,7 +68,7 @@ def run_silence(args: argparse.Namespace) -> int:
     import uuid
 
     from driftline.contract import format_ts
-    from driftline.storage.alerts import AlertStore
+    from driftline.storage.alerts import AlertStore, silence_json
 
     if args.action == "add":
         matchers = dict(m.split("=", 1) for m in args.match if "=" in m)
@@ -90,18 +90,8 @@ def run_silence(args: argparse.Namespace) -> int:
             alerts.save_silence(sid, matchers, start, now, comment, by)
             print_json({"id": sid, "expired": True})
         else:
-            for sid, matchers, start, end, comment, by in alerts.silences():
-                print_json(
-                    {
-                        "id": sid,
-                        "matchers": matchers,
-                        "starts_at": format_ts(start * 1000),
-                        "ends_at": format_ts(end * 1000),
-                        "active": start <= now < end,
-                        "comment": comment,
-                        "created_by": by,
-                    }
-                )
+            for row in alerts.silences():
+                print_json(silence_json(row, now))
     finally:
         store.close()
     return 0

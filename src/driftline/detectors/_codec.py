@@ -47,6 +47,16 @@ def decode(data: bytes, kind: int) -> list[bytes]:
     return fields
 
 
+def decode_sketch(data: bytes, kind: int, digest: bytes, binning: str) -> list[bytes]:
+    """The fields after the tag and digest of a sketch folded on ``digest`` (its bins/vocabulary)."""
+    tag, got, *fields = decode(data, kind)
+    if tag != b"sketch":
+        raise SketchFormatError(f"these bytes are {binning}, not a sketch")
+    if got != digest:
+        raise ValueError(f"sketch was built on other {binning} than the one given")
+    return fields
+
+
 def i64(a: np.ndarray) -> bytes:
     return np.ascontiguousarray(a, dtype="<i8").tobytes()
 

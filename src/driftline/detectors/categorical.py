@@ -183,11 +183,8 @@ class CategoricalSketch:
 
     @classmethod
     def from_bytes(cls, data: bytes, vocabulary: Vocabulary) -> CategoricalSketch:
-        tag, digest, counts, names, unseen, scalars = _codec.decode(data, _codec.KIND_CATEGORICAL)
-        if tag != b"sketch":
-            raise _codec.SketchFormatError("these bytes are a vocabulary, not a sketch")
-        if digest != vocabulary.digest:
-            raise ValueError("sketch was built on another vocabulary than the one given")
+        fields = _codec.decode_sketch(data, _codec.KIND_CATEGORICAL, vocabulary.digest, "vocabulary")
+        counts, names, unseen, scalars = fields
         untracked, type_errors, max_unseen = (int(v) for v in _codec.from_i64(scalars))
         s = cls(vocabulary, max_unseen)
         s.counts = _codec.from_i64(counts)

@@ -324,11 +324,8 @@ class NumericSketch:
 
     @classmethod
     def from_bytes(cls, data: bytes, bins: NumericBins) -> NumericSketch:
-        tag, digest, counts, hits, moments, scalars = _codec.decode(data, _codec.KIND_NUMERIC)
-        if tag != b"sketch":
-            raise _codec.SketchFormatError("these bytes are numeric bins, not a sketch")
-        if digest != bins.digest:
-            raise ValueError("sketch was built on other reference bins than the ones given")
+        fields = _codec.decode_sketch(data, _codec.KIND_NUMERIC, bins.digest, "reference bins")
+        counts, hits, moments, scalars = fields
         s = cls(bins)
         s.counts, s.hits, s.moments = _codec.from_i64(counts), _codec.from_i64(hits), _codec.from_f64(moments)
         s.n_missing, s.type_errors = (int(v) for v in _codec.from_i64(scalars))

@@ -148,7 +148,7 @@ class AlertStore:
             "silences", [row], ("id", "matchers", "starts_at", "ends_at", "comment", "created_by", "version")
         )
 
-    def silences(self) -> list[tuple[str, dict[str, str], float, float, str, str]]:
+    def silences(self) -> list[SilenceRow]:
         rows = self.store._query(
             "SELECT id, matchers, starts_at, ends_at, comment, created_by "
             f"FROM {self.store.database}.silences FINAL ORDER BY starts_at"
@@ -162,3 +162,20 @@ class AlertStore:
             f"FROM {self.store.database}.pane_sketches WHERE kind = 'events' GROUP BY model_id, model_version"
         )
         return {(m, v): int(ms) / 1000 for m, v, ms in rows}
+
+
+SilenceRow = tuple[str, dict[str, str], float, float, str, str]  # id, matchers, start, end, comment, by
+
+
+def silence_json(row: SilenceRow, now: float) -> dict[str, Any]:
+    """A silence as the API and ``driftline silence list`` show it."""
+    sid, matchers, start, end, comment, by = row
+    return {
+        "id": sid,
+        "matchers": matchers,
+        "starts_at": format_ts(start * 1000),
+        "ends_at": format_ts(end * 1000),
+        "active": start <= now < end,
+        "comment": comment,
+        "created_by": by,
+    }

@@ -13,6 +13,7 @@ from driftline.api.deps import require, service
 from driftline.api.problems import Problem
 from driftline.contract import format_ts
 from driftline.service import Service
+from driftline.storage.alerts import silence_json
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
 read = [Depends(require("read"))]
@@ -71,23 +72,10 @@ class SilenceIn(BaseModel):
     created_by: str = Field("", max_length=200, examples=["alice"])
 
 
-def _silence(row: tuple[str, dict[str, str], float, float, str, str], now: float) -> dict[str, Any]:
-    sid, matchers, start, end, comment, by = row
-    return {
-        "id": sid,
-        "matchers": matchers,
-        "starts_at": format_ts(start * 1000),
-        "ends_at": format_ts(end * 1000),
-        "active": start <= now < end,
-        "comment": comment,
-        "created_by": by,
-    }
-
-
 @router.get("/silences", dependencies=read, summary="All silences")
 def silences(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
     now = time.time()
-    return [_silence(s, now) for s in svc.alert_store.silences()]
+    return [silence_json(s, now) for s in svc.alert_store.silences()]
 
 
 @router.post("/silences", dependencies=admin, status_code=201, summary="Create a silence")
@@ -96,7 +84,7 @@ def create_silence(body: SilenceIn, svc: Annotated[Service, Depends(service)]) -
     svc.alert_store.save_silence(
         sid, body.matchers, now, now + body.duration_s, body.comment, body.created_by
     )
-    return _silence((sid, body.matchers, now, now + body.duration_s, body.comment, body.created_by), now)
+    return silence_json((sid, body.matchers, now, now + body.duration_s, body.comment, body.created_by), now)
 
 
 @router.delete(
@@ -114,4 +102,4 @@ def expire_silence(
     sid, matchers, start, _, comment, by = found[0]
     now = time.time()
     svc.alert_store.save_silence(sid, matchers, start, now, comment, by)
-    return _silence((sid, matchers, start, now, comment, by), now)
+    return silence_json((sid, matchers, start, now, comment, by), now)
