@@ -108,7 +108,8 @@ def test_compare_skips_event_identity_and_fails_on_drift(simulated: Path) -> Non
     )
     assert drifted.returncode == 1, drifted.stderr
     report = orjson.loads(drifted.stdout)
-    assert not set(report["features"]) & {*IDENTITY_FIELDS, "region", "gender", "prediction", "label"}
+    assert not set(report["features"]) & {*IDENTITY_FIELDS, "prediction", "label"}
+    assert {report["features"][s]["role"] for s in ("region", "gender")} == {"segment"}  # their mix
     assert {"f00_normal", "plan"} <= set(report["drifted_features"])
     same = cli("compare", "--reference", str(ref), "--current", str(ref), *ROLES, "--fail-on-drift")
     assert same.returncode == 0, same.stderr

@@ -37,6 +37,19 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return d / "ref.parquet", d / "cur.csv"
 
 
+def oracle_psi_counts(ref: pl.DataFrame, cur: pl.DataFrame, col: str) -> float:
+    """PSI of a categorical column from ``value_counts``: the reference's values plus one bucket
+    for every other value; missing values left out."""
+    r = {str(v): n for v, n in ref.iter_rows() if v is not None}
+    c = {str(v): n for v, n in cur.iter_rows() if v is not None}
+    cats = sorted(r)
+    rp = np.array([r[k] for k in cats] + [0]) / sum(r.values())
+    unseen = sum(n for k, n in c.items() if k not in r)
+    cp = np.array([c.get(k, 0) for k in cats] + [unseen]) / sum(c.values())
+    rp, cp = np.maximum(rp, 1e-4), np.maximum(cp, 1e-4)
+    return float(np.sum((cp - rp) * np.log(cp / rp)))
+
+
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
     assert main(["compare", *args, "--json"]) == 0
     return orjson.loads(capsys.readouterr().out)
@@ -47,9 +60,24 @@ def test_compare_json_matches_oracles(files: tuple[Path, Path], capsys: pytest.C
     report = run_json(capsys, "--reference", str(ref_path), "--current", str(cur_path), *ROLES)
     ref, cur = pl.read_parquet(ref_path), pl.read_csv(cur_path)
     assert (report["n_reference"], report["n_current"]) == (ref.height, cur.height)
-    assert set(report["features"]) == {
-        c for c in ref.columns if c not in {"region", "gender", "prediction", "label", "latency_ms"}
-    }
+    roles = {"prediction", "label", "latency_ms"}
+    assert set(report["features"]) == {c for c in ref.columns if c not in roles}
+    for segment in ("region", "gender"):  # the mix of a segment attribute is a categorical feature
+        f = report["features"][segment]
+        assert (f["kind"], f["role"]) == ("categorical", "segment")
+        r, c = ref[segment].value_counts(), cur[segment].value_counts()
+        assert f["psi"] == pytest.approx(oracle_psi_counts(r, c, segment), rel=1e-9)
+    prediction = report["prediction"]  # a score: a numeric feature's report
+    p_ref, p_cur = ref["prediction"].to_numpy(), cur["prediction"].to_numpy()
+    assert prediction["kind"] == "numeric"
+    assert prediction["psi"] == pytest.approx(oracle_psi(p_ref, p_cur), rel=1e-9)
+    exact = sps.ks_2samp(p_ref, p_cur)
+    assert prediction["ks"]["statistic"] <= exact.statistic <= prediction["ks"]["statistic_upper"] + 1e-12
+    label = report["label"]  # 0/1 with a float score: classes
+    assert label["kind"] == "categorical"
+    assert label["psi"] == pytest.approx(
+        oracle_psi_counts(ref["label"].value_counts(), cur["label"].value_counts(), "label"), rel=1e-9
+    )
 
     for name in ("f00_normal", "f02_exponential", "f04_poisson"):
         f = report["features"][name]

@@ -9,6 +9,7 @@ import math
 import string
 import struct
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -605,6 +606,11 @@ BINNING = Binning.fit(
     {**dict.fromkeys(NUMERIC, "numeric"), **dict.fromkeys(CATEGORIES, "categorical")},
     10,
     5,
+    outputs={"prediction": np.linspace(0, 1, 10), "label": (["0", "1"], np.array([0, 1] * 5))},
+)
+# the other way round: class predictions, a numeric target
+SWAPPED = replace(
+    BINNING, outputs={"prediction": BINNING.outputs["label"], "label": BINNING.outputs["prediction"]}
 )
 feature_values = st.one_of(
     st.none(),
@@ -667,6 +673,9 @@ def assert_same_batch(got: Batch, want: Batch) -> None:
     for attr in ("positive", "label"):
         a, b = getattr(got, attr), getattr(want, attr)
         assert a.dtype == b.dtype == np.int8 and a.tolist() == b.tolist(), attr
+    assert list(got.outputs) == list(want.outputs)
+    for role, column in want.outputs.items():
+        assert column_values(got.outputs[role]) == column_values(column), role
 
 
 # Segment plans: none folded, one attribute with part of its values, values nobody sends.
@@ -691,9 +700,10 @@ def test_batch_equals_to_batch_per_model(
     assert (sb.status == OK).all(), [r for r, s in zip(raws, sb.status, strict=True) if s != OK]
     for model in ("m1", "m2"):
         rows = np.flatnonzero([e["model_id"] == model for e in evs])
-        got = sb.batch(rows, BINNING, threshold, positive_class, plan)
         decoded = [decode(raws[i], MAX_EVENT_BYTES) for i in rows]
-        assert_same_batch(got, to_batch(decoded, BINNING, threshold, positive_class, plan))
+        for binning in (BINNING, SWAPPED):
+            got = sb.batch(rows, binning, threshold, positive_class, plan)
+            assert_same_batch(got, to_batch(decoded, binning, threshold, positive_class, plan))
         # the oracle: every segment entry is kept, folded as <other> or ignored
         entries = [(a, v) for i in rows for a, v in (evs[i].get("segments") or {}).items()]
         overflow = {

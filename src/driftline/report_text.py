@@ -47,7 +47,10 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     t = Table(title="feature drift")
     for col in _FEATURE_COLUMNS:
         t.add_column(col, justify="left" if col in ("feature", "kind") else "right")
-    for name, f in report["features"].items():
+    outputs = {f"[bold]{role}[/]": report[role] for role in ("prediction", "label") if report.get(role)}
+    for name, f in [*report["features"].items(), *outputs.items()]:
+        if f.get("role") == "segment":
+            name = f"{name} (segment mix)"
         ks, chi2 = f.get("ks") or {}, f.get("chi2") or {}
         errors = f.get("type_errors", 0)
         t.add_row(

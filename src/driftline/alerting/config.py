@@ -66,9 +66,17 @@ METRICS = {
     "chi2_p_value",
     "seconds_since_last_event",
 }
-P_VALUE_METRICS = {"ks_p_value", "chi2_p_value"}
+# The model's outputs drift like a feature: prediction_psi, label_ks, ... (feature "")
+OUTPUT_METRICS = {
+    f"{role}_{m}"
+    for role in ("prediction", "label")
+    for m in ("psi", "ks", "js", "wasserstein", "chi2", "null_rate", "out_of_range_rate")
+}
+OUTPUT_TESTS = ("prediction_ks", "prediction_chi2", "label_ks", "label_chi2")
+METRICS |= OUTPUT_METRICS | {f"{m}_p_value" for m in OUTPUT_TESTS}
+P_VALUE_METRICS = {m for m in METRICS if m.endswith("_p_value")}
 # Metrics a model registers a threshold for: a rule on them may leave its own out.
-MODEL_THRESHOLDS = ("psi", "ks")
+MODEL_THRESHOLDS = ("psi", "ks", "prediction_psi", "prediction_ks", "label_psi", "label_ks")
 
 
 class ConfigError(ValueError):
@@ -277,7 +285,7 @@ class Rule(Strict):
         metric = info.data.get("metric")
         if v is None and metric is not None and metric not in MODEL_THRESHOLDS:
             raise ValueError(
-                f"required for metric {metric} (only {' and '.join(MODEL_THRESHOLDS)} take the model's)"
+                f"required for metric {metric} (only {', '.join(MODEL_THRESHOLDS)} take the model's)"
             )
         return v
 

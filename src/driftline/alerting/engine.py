@@ -256,7 +256,8 @@ class AlertEngine:
     def _threshold(self, rule: Rule, model: str) -> float:
         if rule.threshold is not None:
             return rule.threshold
-        return float(getattr(self.models[model].thresholds, rule.metric))  # psi or ks: see Rule
+        base = rule.metric.removeprefix("prediction_").removeprefix("label_")
+        return float(getattr(self.models[model].thresholds, base))  # psi or ks: see Rule
 
     def _alert(
         self,

@@ -172,19 +172,24 @@ def thresholds(args: argparse.Namespace, base: Any = None) -> Any:
 def add_report_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--json", action="store_true", help="print one JSON document")
     c.add_argument(
-        "--fail-on-drift", action="store_true", help="exit 1 when any feature drifted (to gate a pipeline)"
+        "--fail-on-drift",
+        action="store_true",
+        help="exit 1 when a feature, the prediction or the label drifted (to gate a pipeline)",
     )
 
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
-    """Prints the report; the exit code is 1 when asked to fail on drift and a feature drifted."""
+    """Prints the report; the exit code is 1 when asked to fail on drift and a feature, the
+    prediction or the label drifted."""
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         from driftline.report_text import print_report as print_text
 
         print_text(report)
-    return 1 if args.fail_on_drift and report["drifted_features"] else 0
+    outputs = [report.get(role) or {} for role in ("prediction", "label")]
+    drifted = report["drifted_features"] or any(o.get("drift") for o in outputs)
+    return 1 if args.fail_on_drift and drifted else 0
 
 
 # -- settings and the store ---------------------------------------------------------------------

@@ -47,6 +47,13 @@ def decode(data: bytes, kind: int) -> list[bytes]:
     return fields
 
 
+def sketch_kind(data: bytes) -> int:
+    """The kind byte of encoded bytes (bins and sketches of a kind share it)."""
+    if len(data) < 6 or data[:4] != MAGIC:
+        raise SketchFormatError("not a driftline sketch (bad magic)")
+    return data[5]
+
+
 def decode_sketch(data: bytes, kind: int, digest: bytes, binning: str) -> list[bytes]:
     """The fields after the tag and digest of a sketch folded on ``digest`` (its bins/vocabulary)."""
     tag, got, *fields = decode(data, kind)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from driftline.detectors import stats
+from driftline.detectors import _codec, stats
 from driftline.detectors.categorical import CategoricalSketch, Vocabulary, dictionary_encode
 from driftline.detectors.defaults import (
     DEFAULT_MIN_SUPPORT,
@@ -102,6 +102,9 @@ class Batch:
     positive: np.ndarray | None = None  # 1 / 0 / -1 per event, see fairness.to_outcome
     label: np.ndarray | None = None  # 1 / 0 / -1 (unknown)
     segment_overflow: dict[str, int] = field(default_factory=dict)  # entries not folded as sent, by reason
+    outputs: dict[str, Column] = field(
+        default_factory=dict
+    )  # "prediction", "label": as the binning kinds them
 
 
 NO_SEGMENTS: Mapping[str, frozenset[str]] = MappingProxyType({})  # a segment plan that folds none
@@ -136,6 +139,7 @@ class Binning:
     numeric: dict[str, NumericBins]
     categorical: dict[str, Vocabulary]
     segments: dict[str, Vocabulary] = field(default_factory=dict)
+    outputs: dict[str, NumericBins | Vocabulary] = field(default_factory=dict)  # prediction, label
 
     @classmethod
     def fit(
@@ -146,16 +150,26 @@ class Binning:
         psi_bins: int = DEFAULT_PSI_BINS,
         threads: int = 1,
         segments: Mapping[str, Column] | None = None,
+        outputs: Mapping[str, Column] | None = None,
     ) -> Binning:
         """Bins per feature; ``threads`` > 1 fits features in parallel (the selection and sorts
         of ``NumericBins.fit`` release the GIL). Raises the first feature's ``ValueError``.
-        ``segments``: the reference's segment columns."""
+        ``segments``: the reference's segment columns; ``outputs``: its prediction and label
+        columns (a numeric one is binned, a coded one gets a vocabulary; one without any value
+        is left out)."""
 
         def fit(name: str) -> NumericBins | Vocabulary:
             column = columns[name]
             if kinds[name] == "numeric" and not isinstance(column, tuple):
                 return NumericBins.fit(column, fine_bins, psi_bins)
             return Vocabulary.fit(column)
+
+        def fit_output(column: Column) -> NumericBins | Vocabulary | None:
+            if isinstance(column, tuple):
+                vocabulary = Vocabulary.fit(column)
+                return vocabulary if vocabulary.categories else None
+            finite = np.isfinite(column)
+            return NumericBins.fit(column[finite], fine_bins, psi_bins) if finite.any() else None
 
         names = list(kinds)
         if threads > 1 and len(names) > 1:
@@ -166,7 +180,8 @@ class Binning:
         numeric = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, NumericBins)}
         categorical = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, Vocabulary)}
         values = {a: Vocabulary.fit(c, SEGMENT_VOCABULARY) for a, c in (segments or {}).items()}
-        return cls(numeric, categorical, values)
+        fitted_outputs = {role: fit_output(c) for role, c in (outputs or {}).items()}
+        return cls(numeric, categorical, values, {r: b for r, b in fitted_outputs.items() if b is not None})
 
     def kind(self, feature: str) -> Kind:
         return "numeric" if feature in self.numeric else "categorical"
@@ -191,6 +206,19 @@ class Binning:
             return NumericSketch(self.numeric[feature])
         return CategoricalSketch(self.categorical[feature])
 
+    def output_kind(self, role: str) -> Kind | None:
+        bins = self.outputs.get(role)
+        return None if bins is None else "numeric" if isinstance(bins, NumericBins) else "categorical"
+
+    def new_output_sketch(self, role: str) -> FeatureSketch:
+        bins = self.outputs[role]
+        return NumericSketch(bins) if isinstance(bins, NumericBins) else CategoricalSketch(bins)
+
+    def mix_vocabulary(self, attribute: str) -> Vocabulary:
+        """The values whose mix is compared for a segment attribute: the ones fairness keeps by
+        default; every other value (and ``<other>``) counts together as unseen, on both sides."""
+        return Vocabulary(self.segments[attribute].categories[:DEFAULT_SEGMENT_VALUES])
+
 
 class ModelSketch:
     """Sketches of every feature, latency and fairness for one set of a model's events."""
@@ -201,6 +229,9 @@ class ModelSketch:
         self.features: dict[str, FeatureSketch] = {f: binning.new_sketch(f) for f in binning.features}
         self.latency = LatencySketch()
         self.fairness = FairnessSketch()
+        self.outputs: dict[str, FeatureSketch] = {r: binning.new_output_sketch(r) for r in binning.outputs}
+        # the mix of each segment attribute, compared like a categorical feature
+        self.mix = {a: CategoricalSketch(binning.mix_vocabulary(a)) for a in binning.segments}
 
     def update(self, batch: Batch, threads: int = 1) -> ModelSketch:
         """Fold a batch. Features missing from the batch count as missing values."""
@@ -213,6 +244,11 @@ class ModelSketch:
         else:
             for name in names:
                 self._fold(name, batch)
+        for role, sketch in self.outputs.items():
+            _fold(sketch, batch.outputs.get(role), batch.n)
+        for attr, column in batch.segments.items():
+            if attr in self.mix:
+                self.mix[attr].update_coded(*_coded(column))
         if batch.latency_ms is not None:
             self.latency.update(batch.latency_ms)
         if batch.segments and batch.positive is not None:
@@ -221,16 +257,9 @@ class ModelSketch:
         return self
 
     def _fold(self, name: str, batch: Batch) -> None:
-        sketch, column = self.features[name], batch.features.get(name)
-        errors = batch.type_errors.get(name, 0)
-        if isinstance(sketch, NumericSketch):
-            if isinstance(column, tuple):
-                raise TypeError(f"feature {name!r} is numeric but the batch holds categories")
-            sketch.update(np.full(batch.n, np.nan) if column is None else column, type_errors=errors)
-            return
-        names, codes = ([None], np.zeros(batch.n, np.int64)) if column is None else _coded(column)
-        sketch.update_coded(names, codes)
-        sketch.type_errors += errors
+        if isinstance(self.features[name], NumericSketch) and isinstance(batch.features.get(name), tuple):
+            raise TypeError(f"feature {name!r} is numeric but the batch holds categories")
+        _fold(self.features[name], batch.features.get(name), batch.n, batch.type_errors.get(name, 0))
 
     @classmethod
     def join(cls, parts: Sequence[ModelSketch]) -> ModelSketch:
@@ -243,6 +272,7 @@ class ModelSketch:
             {f: b for p in parts for f, b in p.binning.numeric.items()},
             {f: v for p in parts for f, v in p.binning.categorical.items()},
             {a: v for p in parts for a, v in p.binning.segments.items()},
+            {r: b for p in parts for r, b in p.binning.outputs.items()},
         )
         out = cls(binning)
         out.n_events = n_events.pop()
@@ -251,6 +281,10 @@ class ModelSketch:
         for p in parts:
             out.latency = out.latency.merge(p.latency)
             out.fairness = out.fairness.merge(p.fairness)
+            out.outputs = {
+                r: _merge(s, p.outputs[r]) if r in p.outputs else s for r, s in out.outputs.items()
+            }
+            out.mix = {a: _merge(m, p.mix[a]) if a in p.mix else m for a, m in out.mix.items()}  # type: ignore[misc]
         return out
 
     def merge(self, other: ModelSketch) -> ModelSketch:
@@ -259,7 +293,35 @@ class ModelSketch:
         out.features = {f: _merge(s, other.features[f]) for f, s in self.features.items()}
         out.latency = self.latency.merge(other.latency)
         out.fairness = self.fairness.merge(other.fairness)
+        out.outputs = {r: _merge(s, other.outputs[r]) for r, s in self.outputs.items()}
+        out.mix = {a: _merge(m, other.mix[a]) for a, m in self.mix.items()}  # type: ignore[misc]
         return out
+
+
+def bins_from_bytes(data: bytes) -> NumericBins | Vocabulary:
+    """Stored bins of either kind (the bytes say which)."""
+    if _codec.sketch_kind(data) == _codec.KIND_NUMERIC:
+        return NumericBins.from_bytes(data)
+    return Vocabulary.from_bytes(data)
+
+
+def sketch_from_bytes(data: bytes, bins: NumericBins | Vocabulary) -> FeatureSketch:
+    if isinstance(bins, NumericBins):
+        return NumericSketch.from_bytes(data, bins)
+    return CategoricalSketch.from_bytes(data, bins)
+
+
+def _fold(sketch: FeatureSketch, column: Column | None, n: int, type_errors: int = 0) -> None:
+    """Fold one column into its sketch; an absent column is ``n`` missing values."""
+    if isinstance(sketch, NumericSketch):
+        if isinstance(column, tuple):  # categories where numbers were expected: all type errors
+            sketch.update(np.full(n, np.nan), type_errors=type_errors + n)
+            return
+        sketch.update(np.full(n, np.nan) if column is None else column, type_errors=type_errors)
+        return
+    names, codes = ([None], np.zeros(n, np.int64)) if column is None else _coded(column)
+    sketch.update_coded(names, codes)
+    sketch.type_errors += type_errors
 
 
 def _coded(column: Column) -> tuple[Sequence[str | None], np.ndarray]:
@@ -319,14 +381,29 @@ def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[
 def drift_report(
     reference: ModelSketch, current: ModelSketch, thresholds: Thresholds = Thresholds()
 ) -> dict[str, Any]:
-    """The JSON document of ``driftline compare`` / ``driftline stats``."""
-    features = {
+    """The JSON document of ``driftline compare`` / ``driftline stats``.
+
+    ``features`` holds every feature and, as categorical features, the mix of each segment
+    attribute (a shift in the share of regions is drift; a feature of the same name wins);
+    ``prediction`` and ``label`` have a feature's shape (None when the reference has none).
+    Benjamini–Hochberg adjusts the p-values over all of them together.
+    """
+    compared: dict[str, dict[str, Any]] = {
         name: feature_report(reference.features[name], sketch, current.n_events)
         for name, sketch in sorted(current.features.items())
     }
-    tests = [(f["ks"] if f["kind"] == "numeric" else f.get("chi2")) for f in features.values()]
+    for attr, mix in sorted(current.mix.items()):
+        if attr not in compared and attr in reference.mix:
+            compared[attr] = feature_report(reference.mix[attr], mix, current.n_events) | {"role": "segment"}
+    outputs = {
+        role: feature_report(reference.outputs[role], sketch, current.n_events)
+        for role, sketch in current.outputs.items()
+        if role in reference.outputs
+    }
+    judged = [*compared.values(), *outputs.values()]
+    tests = [(f["ks"] if f["kind"] == "numeric" else f.get("chi2")) for f in judged]
     adjusted = stats.benjamini_hochberg([t["p_value"] if t else math.nan for t in tests])
-    for f, test, p_adj in zip(features.values(), tests, adjusted, strict=True):
+    for f, test, p_adj in zip(judged, tests, adjusted, strict=True):
         if test is not None:
             test["p_value_adjusted"] = p_adj
         ks_d = f["ks"]["statistic"] if f["kind"] == "numeric" and f["ks"] else None
@@ -337,8 +414,10 @@ def drift_report(
     report: dict[str, Any] = {
         "n_reference": reference.n_events,
         "n_current": current.n_events,
-        "features": features,
-        "drifted_features": [name for name, f in features.items() if f["drift"]],
+        "features": compared,
+        "drifted_features": [name for name, f in compared.items() if f["drift"]],
+        "prediction": outputs.get("prediction"),
+        "label": outputs.get("label"),
         "thresholds": {"psi": thresholds.psi, "ks": thresholds.ks},
         "latency": None,
         "fairness": {},

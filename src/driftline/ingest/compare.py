@@ -68,7 +68,10 @@ def compare_files(
     roles = list(dict.fromkeys(spec.roles()))
     if roles:
         ref_roles, cur_roles = to_batch(ref.read(roles), spec, {}), to_batch(cur.read(roles), spec, {})
-        no_features = Binning.fit({}, {}, segments=ref_roles.segments)
+        try:
+            no_features = Binning.fit({}, {}, segments=ref_roles.segments, outputs=ref_roles.outputs)
+        except ValueError as exc:
+            raise TableError(f"{reference}: {spec.prediction} / {spec.label}: {exc}") from None
         plan = no_features.segment_plan(spec.segments)  # the groups `driftline stats` would keep
         for batch, parts in ((ref_roles, ref_parts), (cur_roles, cur_parts)):
             batch.segments, batch.segment_overflow = bound_segments(batch.segments, plan)

@@ -145,7 +145,18 @@ def to_batch(
         positive=_outcome(predictions, positive_threshold, positive_class),
         label=_outcome(labels, positive_threshold, positive_class),
         segment_overflow=overflow,
+        outputs=_outputs(binning, {"prediction": predictions, "label": labels}),
     )
+
+
+def _outputs(binning: Binning, values: Mapping[str, list[object]]) -> dict[str, Column]:
+    """The prediction and label columns as the reference bins them (numbers, or class text)."""
+    kinds = {role: binning.output_kind(role) for role in values}
+    return {
+        role: _numeric(values[role])[0] if kind == "numeric" else _codes(values[role])
+        for role, kind in kinds.items()
+        if kind is not None
+    }
 
 
 _TEXT = {str, NoneType}

@@ -202,7 +202,35 @@ def to_batch(df: pl.DataFrame, spec: TableSpec, kinds: Mapping[str, Kind]) -> Ba
         batch.positive = _outcome(df[spec.prediction], spec)
         batch.label = _outcome(df[spec.label], spec) if spec.label else None
     batch.segments = {s: coded_column(df[s]) for s in spec.segments}  # without predictions: their values
+    roles = {"prediction": spec.prediction, "label": spec.label}
+    present = {role: df[c] for role, c in roles.items() if c and c in df.columns}
+    for role, kind in output_kinds(present).items():
+        batch.outputs[role] = (
+            numeric_column(present[role])[0] if kind == "numeric" else coded_column(present[role])
+        )
     return batch
+
+
+def output_kinds(columns: Mapping[str, pl.Series]) -> dict[str, Kind]:
+    """How the prediction and the label are compared: floats as numbers (scores, regression),
+    text and bools as classes; integers are classes (class ids, a 0/1 label) except a label
+    that goes with a float prediction and is not 0/1 (a regression target)."""
+    kinds: dict[str, Kind] = {}
+    prediction = columns.get("prediction")
+    for role, s in columns.items():
+        if s.dtype.is_float():
+            kinds[role] = "numeric"
+        elif (
+            s.dtype.is_integer()
+            and role == "label"
+            and prediction is not None
+            and prediction.dtype.is_float()
+        ):
+            binary = s.drop_nulls().is_in([0, 1]).all()
+            kinds[role] = "categorical" if binary else "numeric"
+        else:
+            kinds[role] = "categorical"
+    return kinds
 
 
 def _outcome(s: pl.Series, spec: TableSpec) -> np.ndarray:
@@ -250,7 +278,9 @@ def _fit_reference(
     warn_stray_text(df, kinds, spec, path)
     batch = to_batch(df, spec, kinds)
     try:
-        binning = Binning.fit(batch.features, kinds, fine_bins, psi_bins, segments=batch.segments)
+        binning = Binning.fit(
+            batch.features, kinds, fine_bins, psi_bins, segments=batch.segments, outputs=batch.outputs
+        )
     except ValueError as exc:
         raise TableError(f"{path}: {exc}") from None
     return ModelSketch(binning).update(batch, threads=min(4, len(kinds))), kinds

@@ -1491,7 +1491,23 @@ class ScannedBatch:
                 positive_threshold,
                 positive_class,
             ),
+            outputs=self._outputs(rows, binning),
         )
+
+    def _outputs(self, rows: np.ndarray, binning: Binning) -> dict[str, Column]:
+        """The prediction and label columns as ``decode.to_batch`` builds them."""
+        out: dict[str, Column] = {}
+        for role, (kind, num, sid) in (
+            ("prediction", (self.pred_kind, self.pred_num, self.pred_str)),
+            ("label", (self.label_kind, self.label_num, self.label_str)),
+        ):
+            wanted = binning.output_kind(role)
+            if wanted == "numeric":
+                k = kind.take(rows)
+                out[role] = np.where((k == INT) | (k == FLOAT), num.take(rows), np.nan)
+            elif wanted == "categorical":
+                out[role] = self._categories(kind.take(rows), num.take(rows), sid.take(rows))
+        return out
 
     @cached_property
     def _segment_runs(self) -> np.ndarray:

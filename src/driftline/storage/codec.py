@@ -11,17 +11,30 @@ from driftline.detectors.categorical import CategoricalSketch, Vocabulary
 from driftline.detectors.fairness import FairnessSketch
 from driftline.detectors.latency import LatencySketch
 from driftline.detectors.numeric import NumericBins, NumericSketch
-from driftline.detectors.profile import Binning, ModelSettings, ModelSketch, Thresholds
+from driftline.detectors.profile import (
+    Binning,
+    ModelSettings,
+    ModelSketch,
+    Thresholds,
+    bins_from_bytes,
+    sketch_from_bytes,
+)
 from driftline.storage.models import ModelStore
 from driftline.storage.rows import MetricRow, PaneRow, ReferenceRow
 from driftline.storage.store import Store
 
+OUTPUTS = ("prediction", "label")  # row kinds of a model's outputs; the bytes say numeric or categorical
+
 
 def reference_id(binning: Binning) -> str:
+    """Names the binning panes were folded on. A reference without outputs keeps the id it had
+    before outputs were folded, so panes stored then still merge."""
     h = hashlib.sha256()
     for name in binning.features:
         bins = binning.numeric.get(name) or binning.categorical[name]
         h.update(name.encode() + b"\x00" + bins.digest)
+    for role, bins in sorted(binning.outputs.items()):
+        h.update(b"\x01" + role.encode() + b"\x00" + bins.digest)
     return h.hexdigest()[:16]
 
 
@@ -41,6 +54,10 @@ def pane_rows(
             s.to_bytes(),
         )
         for name, s in sorted(sketch.features.items())
+    ]
+    rows += [row(role, "", s.n + s.n_missing, s.to_bytes()) for role, s in sorted(sketch.outputs.items())]
+    rows += [
+        row("segment", attr, m.n + m.n_missing, m.to_bytes()) for attr, m in sorted(sketch.mix.items()) if m.n
     ]
     rows.append(row("latency", "", sketch.latency.count, sketch.latency.to_bytes()))
     rows.append(row("fairness", "", sketch.n_events, sketch.fairness.to_bytes()))
@@ -67,6 +84,12 @@ def merge_rows(binning: Binning, rows: Iterable[PaneRow]) -> ModelSketch:
                 if vocab is not None:
                     other = CategoricalSketch.from_bytes(r.sketch, vocab)
                     out.features[r.feature] = out.features[r.feature].merge(other)  # type: ignore[arg-type]
+            case "prediction" | "label" if r.kind in out.outputs:
+                other = sketch_from_bytes(r.sketch, binning.outputs[r.kind])
+                out.outputs[r.kind] = out.outputs[r.kind].merge(other)  # type: ignore[arg-type]
+            case "segment" if r.feature in out.mix:
+                mix = CategoricalSketch.from_bytes(r.sketch, binning.mix_vocabulary(r.feature))
+                out.mix[r.feature] = out.mix[r.feature].merge(mix)
             case "latency":
                 out.latency = out.latency.merge(LatencySketch.from_bytes(r.sketch))
             case "fairness":
@@ -112,10 +135,15 @@ def reference_rows(model_id: str, reference: ModelSketch, source: str) -> list[R
             model_id, "", "latency", b"", reference.latency.to_bytes(), reference.n_events, ref, source
         )
     )
-    rows += [  # the segment values, most frequent first (feature = the attribute)
-        ReferenceRow(model_id, attr, "segment", vocab.to_bytes(), b"", len(vocab.categories), ref, source)
-        for attr, vocab in sorted(binning.segments.items())
+    rows += [
+        ReferenceRow(model_id, "", role, binning.outputs[role].to_bytes(), o.to_bytes(), o.n, ref, source)
+        for role, o in sorted(reference.outputs.items())
     ]
+    for attr, vocab in sorted(binning.segments.items()):  # most frequent first; and their mix
+        mix = reference.mix[attr].to_bytes()
+        rows.append(
+            ReferenceRow(model_id, attr, "segment", vocab.to_bytes(), mix, len(vocab.categories), ref, source)
+        )
     return rows
 
 
@@ -123,9 +151,15 @@ def reference_from_rows(rows: Sequence[ReferenceRow]) -> ModelSketch:
     numeric = {r.feature: NumericBins.from_bytes(r.bins) for r in rows if r.kind == "numeric"}
     categorical = {r.feature: Vocabulary.from_bytes(r.bins) for r in rows if r.kind == "categorical"}
     segments = {r.feature: Vocabulary.from_bytes(r.bins) for r in rows if r.kind == "segment"}
-    sketch = ModelSketch(Binning(numeric, categorical, segments))
+    outputs = {r.kind: bins_from_bytes(r.bins) for r in rows if r.kind in OUTPUTS}
+    binning = Binning(numeric, categorical, segments, outputs)
+    sketch = ModelSketch(binning)
     for r in rows:
-        if r.kind == "numeric":
+        if r.kind in OUTPUTS:
+            sketch.outputs[r.kind] = sketch_from_bytes(r.sketch, outputs[r.kind])
+        elif r.kind == "segment" and r.sketch:  # references stored before the mix was folded have none
+            sketch.mix[r.feature] = CategoricalSketch.from_bytes(r.sketch, binning.mix_vocabulary(r.feature))
+        elif r.kind == "numeric":
             sketch.features[r.feature] = NumericSketch.from_bytes(r.sketch, numeric[r.feature])
         elif r.kind == "categorical":
             sketch.features[r.feature] = CategoricalSketch.from_bytes(r.sketch, categorical[r.feature])
@@ -162,18 +196,26 @@ def metric_rows(
                 )
             )
 
-    for name, f in report["features"].items():
+    def drift(name: str, f: dict[str, Any], prefix: str = "") -> None:
+        """A feature's statistics; the prediction's and the label's as model-level metrics
+        named ``prediction_psi``, ``label_ks``, ..."""
         status = "drift" if f["drift"] else "ok"
-        add(name, "psi", f["psi"], status=status)
-        add(name, "js", f["js"], status=status)
-        add(name, "null_rate", f["null_rate"])
+        add(name, f"{prefix}psi", f["psi"], status=status)
+        add(name, f"{prefix}js", f["js"], status=status)
+        add(name, f"{prefix}null_rate", f["null_rate"])
         if f["kind"] == "numeric":
             ks = f["ks"] or {}
-            add(name, "ks", ks.get("statistic"), ks.get("p_value"), status)
-            add(name, "wasserstein", f["wasserstein"], status=status)
-            add(name, "out_of_range_rate", f["out_of_range_rate"])
+            add(name, f"{prefix}ks", ks.get("statistic"), ks.get("p_value"), status)
+            add(name, f"{prefix}wasserstein", f["wasserstein"], status=status)
+            add(name, f"{prefix}out_of_range_rate", f["out_of_range_rate"])
         elif f.get("chi2"):
-            add(name, "chi2", f["chi2"]["statistic"], f["chi2"]["p_value"], status)
+            add(name, f"{prefix}chi2", f["chi2"]["statistic"], f["chi2"]["p_value"], status)
+
+    for name, f in report["features"].items():
+        drift(name, f)
+    for role in ("prediction", "label"):
+        if report.get(role):
+            drift("", report[role], f"{role}_")
     latency = report.get("latency") or {}
     for q in ("p50", "p90", "p95", "p99", "max", "mean"):
         add("", f"latency_{q}", latency.get(q))
