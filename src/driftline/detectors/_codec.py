@@ -16,6 +16,7 @@ import numpy as np
 MAGIC = b"DLSK"
 FORMAT_VERSION = 1
 KIND_NUMERIC, KIND_CATEGORICAL, KIND_LATENCY, KIND_FAIRNESS = 1, 2, 3, 4
+KIND_PERFORMANCE = 5
 
 
 class SketchFormatError(ValueError):

@@ -201,6 +201,59 @@ def fold_outcomes(groups: np.ndarray, positive: np.ndarray, label: np.ndarray, t
             table[g, 4] += p * y
 
 
+# Log loss clips a probability to [eps, 1 - eps], eps = float64 machine epsilon, as scikit-learn
+# (>= 1.5) does for float64 predictions.
+LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
+
+
+@kernel
+def fold_binary(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    table: np.ndarray,
+    n_edges: int,
+    threshold: float,
+    hist: np.ndarray,
+    counts: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """Binary classifier performance fold, in place.
+
+    ``scores`` float64 (NaN = no prediction), ``labels`` int8 1 / 0 / -1 (no label yet).
+    ``table`` holds the ``n_edges`` sorted score edges padded with +inf to a power of two.
+    ``hist[y, i]`` counts rows of label ``y`` whose score has exactly ``i`` edges <= it.
+    ``counts`` = [unlabelled, labelled without a prediction, TP, FP, TN, FN, scores outside
+    [0, 1]]: the confusion counts compare the raw score with ``threshold`` (>= is positive).
+    ``sums[0]`` adds −log p(label) over the scores in [0, 1], p clipped to [eps, 1 − eps].
+    """
+    small = table.shape[0] == SMALL_TABLE
+    eps = LOG_LOSS_EPS
+    loss = sums[0]
+    for j in range(scores.shape[0]):
+        y = labels[j]
+        if y < 0:
+            counts[0] += 1
+            continue
+        x = scores[j]
+        if x != x:
+            counts[1] += 1
+            continue
+        i = _count_le_small(table, x) if small else _count_le_large(table, x)
+        i = min(i, n_edges)  # +inf counts the padding too
+        positive = y == 1
+        hist[1 if positive else 0, i] += 1
+        if x >= threshold:
+            counts[2 if positive else 3] += 1
+        else:
+            counts[5 if positive else 4] += 1
+        if 0.0 <= x <= 1.0:
+            p = x if positive else 1.0 - x
+            loss -= np.log(min(max(p, eps), 1.0 - eps))
+        else:
+            counts[6] += 1
+    sums[0] = loss
+
+
 @kernel
 def ks_exceed_fraction(m: int, n: int, c: int) -> float:
     """Exact P(D >= c / (m·n)) of the two-sample Kolmogorov–Smirnov D under H0; ``m >= n``.
