@@ -44,7 +44,7 @@ class Sample:
     end_ms: int  # end of the last pane
     events: int
     windows: int
-    features: tuple[str, ...]
+    features: tuple[str, ...]  # with the segment attributes: their mix drifts like a feature
     attributes: tuple[str, ...]
     window_ms: int  # a window ends at every pane end and covers [end - window_ms, end)
     traffic: Traffic  # what was simulated: ``generate(traffic)`` gives the events back
@@ -146,7 +146,7 @@ def fill(
         end_ms=end,
         events=n,
         windows=windows,
-        features=tuple(reference.binning.features),
+        features=tuple(sorted({*reference.binning.features, *reference.binning.segments})),
         attributes=SEGMENTS,
         window_ms=spec.window_ms,
         traffic=traffic,

@@ -76,8 +76,13 @@ class Service:
         )
         self.model_settings.update(registered(self.store))
         for model, path in settings.references.items():
-            segments = self.model_settings[model].segments or settings.segments
-            reference = load_event_reference(path, segments)
+            model_settings = self.model_settings[model]
+            reference = load_event_reference(
+                path,
+                model_settings.segments or settings.segments,
+                model_settings.positive_threshold,
+                model_settings.positive_class,
+            )
             self.store.save_reference(reference_rows(model, reference, source=path))
         self.references = References()
         self.references.reload(self.store)

@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from driftline.detectors.defaults import PERFORMANCE_METRICS
+
 Severity = Literal["critical", "error", "warning", "info"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -73,7 +75,8 @@ OUTPUT_METRICS = {
     for m in ("psi", "ks", "js", "wasserstein", "chi2", "null_rate", "out_of_range_rate")
 }
 OUTPUT_TESTS = ("prediction_ks", "prediction_chi2", "label_ks", "label_chi2")
-METRICS |= OUTPUT_METRICS | {f"{m}_p_value" for m in OUTPUT_TESTS}
+# and the model's quality once labels arrived: accuracy, roc_auc, rmse, ... (op either way)
+METRICS |= OUTPUT_METRICS | {f"{m}_p_value" for m in OUTPUT_TESTS} | set(PERFORMANCE_METRICS.values())
 P_VALUE_METRICS = {m for m in METRICS if m.endswith("_p_value")}
 # Metrics a model registers a threshold for: a rule on them may leave its own out.
 MODEL_THRESHOLDS = ("psi", "ks", "prediction_psi", "prediction_ks", "label_psi", "label_ks")

@@ -34,6 +34,7 @@ from driftline.detectors.fairness import (
 )
 from driftline.detectors.latency import LatencySketch
 from driftline.detectors.numeric import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS, NumericBins, NumericSketch
+from driftline.detectors.performance import PerformanceSketch, PerformanceSpec, performance_report
 
 Kind = Literal["numeric", "categorical"]
 FeatureSketch = NumericSketch | CategoricalSketch
@@ -140,6 +141,7 @@ class Binning:
     categorical: dict[str, Vocabulary]
     segments: dict[str, Vocabulary] = field(default_factory=dict)
     outputs: dict[str, NumericBins | Vocabulary] = field(default_factory=dict)  # prediction, label
+    performance: PerformanceSpec | None = None  # with a prediction and labels in the reference
 
     @classmethod
     def fit(
@@ -151,12 +153,14 @@ class Binning:
         threads: int = 1,
         segments: Mapping[str, Column] | None = None,
         outputs: Mapping[str, Column] | None = None,
+        positive_threshold: float = 0.5,
+        positive_class: str = "1",
     ) -> Binning:
         """Bins per feature; ``threads`` > 1 fits features in parallel (the selection and sorts
         of ``NumericBins.fit`` release the GIL). Raises the first feature's ``ValueError``.
         ``segments``: the reference's segment columns; ``outputs``: its prediction and label
         columns (a numeric one is binned, a coded one gets a vocabulary; one without any value
-        is left out)."""
+        is left out); with both, the performance spec (``positive_*``: what a positive is)."""
 
         def fit(name: str) -> NumericBins | Vocabulary:
             column = columns[name]
@@ -180,8 +184,15 @@ class Binning:
         numeric = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, NumericBins)}
         categorical = {n: b for n, b in zip(names, fitted, strict=True) if isinstance(b, Vocabulary)}
         values = {a: Vocabulary.fit(c, SEGMENT_VOCABULARY) for a, c in (segments or {}).items()}
-        fitted_outputs = {role: fit_output(c) for role, c in (outputs or {}).items()}
-        return cls(numeric, categorical, values, {r: b for r, b in fitted_outputs.items() if b is not None})
+        outputs = outputs or {}
+        fitted_outputs = {role: fit_output(c) for role, c in outputs.items()}
+        performance = None
+        if "prediction" in outputs and "label" in outputs:
+            performance = PerformanceSpec.fit(
+                outputs["prediction"], outputs["label"], positive_threshold, positive_class, fine_bins
+            )
+        kept = {r: b for r, b in fitted_outputs.items() if b is not None}
+        return cls(numeric, categorical, values, kept, performance)
 
     def kind(self, feature: str) -> Kind:
         return "numeric" if feature in self.numeric else "categorical"
@@ -232,6 +243,7 @@ class ModelSketch:
         self.outputs: dict[str, FeatureSketch] = {r: binning.new_output_sketch(r) for r in binning.outputs}
         # the mix of each segment attribute, compared like a categorical feature
         self.mix = {a: CategoricalSketch(binning.mix_vocabulary(a)) for a in binning.segments}
+        self.performance = PerformanceSketch(binning.performance) if binning.performance else None
 
     def update(self, batch: Batch, threads: int = 1) -> ModelSketch:
         """Fold a batch. Features missing from the batch count as missing values."""
@@ -249,6 +261,9 @@ class ModelSketch:
         for attr, column in batch.segments.items():
             if attr in self.mix:
                 self.mix[attr].update_coded(*_coded(column))
+        if self.performance is not None and "prediction" in batch.outputs:
+            label = batch.outputs.get("label", np.full(batch.n, np.nan))  # none: n unlabelled
+            self.performance.update(batch.outputs["prediction"], label)
         if batch.latency_ms is not None:
             self.latency.update(batch.latency_ms)
         if batch.segments and batch.positive is not None:
@@ -273,6 +288,7 @@ class ModelSketch:
             {f: v for p in parts for f, v in p.binning.categorical.items()},
             {a: v for p in parts for a, v in p.binning.segments.items()},
             {r: b for p in parts for r, b in p.binning.outputs.items()},
+            next((p.binning.performance for p in parts if p.binning.performance), None),
         )
         out = cls(binning)
         out.n_events = n_events.pop()
@@ -285,6 +301,8 @@ class ModelSketch:
                 r: _merge(s, p.outputs[r]) if r in p.outputs else s for r, s in out.outputs.items()
             }
             out.mix = {a: _merge(m, p.mix[a]) if a in p.mix else m for a, m in out.mix.items()}  # type: ignore[misc]
+            if out.performance is not None and p.performance is not None:
+                out.performance = out.performance.merge(p.performance)
         return out
 
     def merge(self, other: ModelSketch) -> ModelSketch:
@@ -295,6 +313,8 @@ class ModelSketch:
         out.fairness = self.fairness.merge(other.fairness)
         out.outputs = {r: _merge(s, other.outputs[r]) for r, s in self.outputs.items()}
         out.mix = {a: _merge(m, other.mix[a]) for a, m in self.mix.items()}  # type: ignore[misc]
+        if self.performance is not None and other.performance is not None:
+            out.performance = self.performance.merge(other.performance)
         return out
 
 
@@ -418,6 +438,7 @@ def drift_report(
         "drifted_features": [name for name, f in compared.items() if f["drift"]],
         "prediction": outputs.get("prediction"),
         "label": outputs.get("label"),
+        "performance": performance_report(reference.performance, current.performance),
         "thresholds": {"psi": thresholds.psi, "ks": thresholds.ks},
         "latency": None,
         "fairness": {},

@@ -69,7 +69,14 @@ def compare_files(
     if roles:
         ref_roles, cur_roles = to_batch(ref.read(roles), spec, {}), to_batch(cur.read(roles), spec, {})
         try:
-            no_features = Binning.fit({}, {}, segments=ref_roles.segments, outputs=ref_roles.outputs)
+            no_features = Binning.fit(
+                {},
+                {},
+                segments=ref_roles.segments,
+                outputs=ref_roles.outputs,
+                positive_threshold=spec.positive_threshold,
+                positive_class=spec.positive_class,
+            )
         except ValueError as exc:
             raise TableError(f"{reference}: {spec.prediction} / {spec.label}: {exc}") from None
         plan = no_features.segment_plan(spec.segments)  # the groups `driftline stats` would keep

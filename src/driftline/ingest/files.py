@@ -253,6 +253,8 @@ def load_reference(
 def load_event_reference(
     path: str | Path,
     segments: Sequence[str],
+    positive_threshold: float = 0.5,
+    positive_class: str = "1",
     fine_bins: int = DEFAULT_FINE_BINS,
     psi_bins: int = DEFAULT_PSI_BINS,
 ) -> ModelSketch:
@@ -266,6 +268,8 @@ def load_event_reference(
         prediction=roles["prediction"],
         label=roles["label"],
         latency=roles["latency_ms"],
+        positive_threshold=positive_threshold,
+        positive_class=positive_class,
     )
     return _fit_reference(df, spec, path, fine_bins, psi_bins)[0]
 
@@ -279,7 +283,14 @@ def _fit_reference(
     batch = to_batch(df, spec, kinds)
     try:
         binning = Binning.fit(
-            batch.features, kinds, fine_bins, psi_bins, segments=batch.segments, outputs=batch.outputs
+            batch.features,
+            kinds,
+            fine_bins,
+            psi_bins,
+            segments=batch.segments,
+            outputs=batch.outputs,
+            positive_threshold=spec.positive_threshold,
+            positive_class=spec.positive_class,
         )
     except ValueError as exc:
         raise TableError(f"{path}: {exc}") from None

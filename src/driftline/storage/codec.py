@@ -8,9 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from driftline.detectors.categorical import CategoricalSketch, Vocabulary
+from driftline.detectors.defaults import PERFORMANCE_METRICS
 from driftline.detectors.fairness import FairnessSketch
 from driftline.detectors.latency import LatencySketch
 from driftline.detectors.numeric import NumericBins, NumericSketch
+from driftline.detectors.performance import PerformanceSketch, PerformanceSpec
 from driftline.detectors.profile import (
     Binning,
     ModelSettings,
@@ -35,6 +37,8 @@ def reference_id(binning: Binning) -> str:
         h.update(name.encode() + b"\x00" + bins.digest)
     for role, bins in sorted(binning.outputs.items()):
         h.update(b"\x01" + role.encode() + b"\x00" + bins.digest)
+    if binning.performance is not None:
+        h.update(b"\x02" + binning.performance.digest)
     return h.hexdigest()[:16]
 
 
@@ -59,6 +63,8 @@ def pane_rows(
     rows += [
         row("segment", attr, m.n + m.n_missing, m.to_bytes()) for attr, m in sorted(sketch.mix.items()) if m.n
     ]
+    if sketch.performance is not None:
+        rows.append(row("performance", "", sketch.performance.n_labelled, sketch.performance.to_bytes()))
     rows.append(row("latency", "", sketch.latency.count, sketch.latency.to_bytes()))
     rows.append(row("fairness", "", sketch.n_events, sketch.fairness.to_bytes()))
     rows.append(row("events", "", sketch.n_events, b""))
@@ -90,6 +96,9 @@ def merge_rows(binning: Binning, rows: Iterable[PaneRow]) -> ModelSketch:
             case "segment" if r.feature in out.mix:
                 mix = CategoricalSketch.from_bytes(r.sketch, binning.mix_vocabulary(r.feature))
                 out.mix[r.feature] = out.mix[r.feature].merge(mix)
+            case "performance" if out.performance is not None and binning.performance is not None:
+                other_perf = PerformanceSketch.from_bytes(r.sketch, binning.performance)
+                out.performance = out.performance.merge(other_perf)
             case "latency":
                 out.latency = out.latency.merge(LatencySketch.from_bytes(r.sketch))
             case "fairness":
@@ -139,6 +148,10 @@ def reference_rows(model_id: str, reference: ModelSketch, source: str) -> list[R
         ReferenceRow(model_id, "", role, binning.outputs[role].to_bytes(), o.to_bytes(), o.n, ref, source)
         for role, o in sorted(reference.outputs.items())
     ]
+    if reference.performance is not None and binning.performance is not None:
+        spec, perf = binning.performance.to_bytes(), reference.performance.to_bytes()
+        n = reference.performance.n_labelled
+        rows.append(ReferenceRow(model_id, "", "performance", spec, perf, n, ref, source))
     for attr, vocab in sorted(binning.segments.items()):  # most frequent first; and their mix
         mix = reference.mix[attr].to_bytes()
         rows.append(
@@ -152,11 +165,14 @@ def reference_from_rows(rows: Sequence[ReferenceRow]) -> ModelSketch:
     categorical = {r.feature: Vocabulary.from_bytes(r.bins) for r in rows if r.kind == "categorical"}
     segments = {r.feature: Vocabulary.from_bytes(r.bins) for r in rows if r.kind == "segment"}
     outputs = {r.kind: bins_from_bytes(r.bins) for r in rows if r.kind in OUTPUTS}
-    binning = Binning(numeric, categorical, segments, outputs)
+    spec = next((PerformanceSpec.from_bytes(r.bins) for r in rows if r.kind == "performance"), None)
+    binning = Binning(numeric, categorical, segments, outputs, spec)
     sketch = ModelSketch(binning)
     for r in rows:
         if r.kind in OUTPUTS:
             sketch.outputs[r.kind] = sketch_from_bytes(r.sketch, outputs[r.kind])
+        elif r.kind == "performance" and spec is not None:
+            sketch.performance = PerformanceSketch.from_bytes(r.sketch, spec)
         elif r.kind == "segment" and r.sketch:  # references stored before the mix was folded have none
             sketch.mix[r.feature] = CategoricalSketch.from_bytes(r.sketch, binning.mix_vocabulary(r.feature))
         elif r.kind == "numeric":
@@ -216,6 +232,10 @@ def metric_rows(
     for role in ("prediction", "label"):
         if report.get(role):
             drift("", report[role], f"{role}_")
+    performance = (report.get("performance") or {}).get("current") or {}
+    for key, value in performance.items():  # accuracy, roc_auc, rmse, ...: the model's quality
+        if key in PERFORMANCE_METRICS:
+            add("", PERFORMANCE_METRICS[key], value)
     latency = report.get("latency") or {}
     for q in ("p50", "p90", "p95", "p99", "max", "mean"):
         add("", f"latency_{q}", latency.get(q))

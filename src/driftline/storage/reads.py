@@ -54,11 +54,13 @@ class Reads(Connection):
         start_ms: int | None = None,
         end_ms: int | None = None,
         model_version: str | None = None,
-        kinds: Iterable[str] = ("numeric", "categorical", "latency", "fairness", "events"),
+        kinds: Iterable[str] | None = None,
     ) -> list[PaneRow]:
-        """Every stored partial for panes starting in ``[start_ms, end_ms)`` (late ones included)."""
+        """Every stored partial (of ``kinds``; none: every kind of sketch) for panes starting in
+        ``[start_ms, end_ms)``, late ones included."""
         where, params = where_clause(
-            ("kind IN %(kinds)s", tuple(kinds)),
+            ("kind != %(offset)s", "offset"),
+            ("kind IN %(kinds)s", None if kinds is None else tuple(kinds)),
             ("model_id = %(m)s", model_id),
             ("pane_start >= %(s)s", start_ms),
             ("pane_start < %(e)s", end_ms),

@@ -182,11 +182,14 @@ async def put_reference(
     suffix = FILE_TYPES.get(ctype)
     if suffix is None and ctype != "application/json":
         raise Problem(415, "send the file (application/vnd.apache.parquet, text/csv) or a JSON time range")
+    registered = svc.model_settings[model_id]
     roles = TableSpec(
-        segments=[s for s in segments.split(",") if s] or list(svc.model_settings[model_id].segments),
+        segments=[s for s in segments.split(",") if s] or list(registered.segments),
         prediction=prediction,
         label=label,
         latency=latency,
+        positive_threshold=registered.positive_threshold,
+        positive_class=registered.positive_class,
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"reference{suffix or '.json'}"

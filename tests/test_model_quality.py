@@ -1,0 +1,136 @@
+"""Model quality end to end: prediction and label drift, performance against scikit-learn on the
+same rows, and the same numbers from stored panes (``stats``) as from the files (``compare``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+from sklearn import metrics as skm
+
+from driftline.cli import main
+from driftline.simulate import Traffic, generate
+
+from .helpers import ROLES, build_reference
+
+
+def compare(capsys: pytest.CaptureFixture[str], ref: Path, cur: Path, *roles: str) -> dict:
+    assert main(["compare", "--reference", str(ref), "--current", str(cur), *roles, "--json"]) == 0
+    return orjson.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("quality")
+    generate(Traffic(n=6000, seed=5)).write_parquet(d / "ref.parquet")
+    drifted = Traffic(
+        n=5000, seed=6, drift_at=0.0, drift_features=["f00_normal"], fairness_regression="region=south"
+    )
+    generate(drifted).write_parquet(d / "cur.parquet")
+    return d / "ref.parquet", d / "cur.parquet"
+
+
+def test_binary_performance_matches_scikit_learn(
+    simulated: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref_path, cur_path = simulated
+    report = compare(capsys, ref_path, cur_path, *ROLES)
+    perf = report["performance"]
+    assert perf["task"] == "binary"
+    for side, path in (("reference", ref_path), ("current", cur_path)):
+        df = pl.read_parquet(path)
+        y, score = df["label"].to_numpy(), df["prediction"].to_numpy()
+        pred = score >= 0.5
+        got = perf[side]
+        assert got["n_labelled"] == df.height
+        assert got["positive_rate"] == pytest.approx(y.mean(), abs=1e-12)
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), abs=1e-12)
+        assert got["precision"] == pytest.approx(skm.precision_score(y, pred), abs=1e-12)
+        assert got["recall"] == pytest.approx(skm.recall_score(y, pred), abs=1e-12)
+        assert got["f1"] == pytest.approx(skm.f1_score(y, pred), abs=1e-12)
+        assert got["log_loss"] == pytest.approx(skm.log_loss(y, score), rel=1e-9)
+        assert abs(got["roc_auc"] - skm.roc_auc_score(y, score)) <= got["roc_auc_error_bound"] + 1e-12
+        assert abs(got["pr_auc"] - skm.average_precision_score(y, score)) <= got["pr_auc_error_bound"] + 1e-12
+    prediction = report["prediction"]
+    assert prediction["kind"] == "numeric" and prediction["ks"]["p_value"] is not None
+
+
+def test_regression_and_multiclass_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(3)
+    for name, n, shift in (("ref", 4000, 0.0), ("cur", 3000, 0.5)):
+        x = rng.normal(shift, 1, n)
+        target = 2 * x + rng.normal(0, 0.5, n)
+        classes = np.array(["cat", "dog", "eel"])[rng.integers(0, 3, n)]
+        guess = np.where(rng.random(n) < 0.7, classes, np.array(["cat", "dog", "eel"])[rng.integers(0, 3, n)])
+        pl.DataFrame(
+            {"x": x, "score": 2 * x + shift, "target": target, "animal": classes, "guess": guess}
+        ).write_parquet(tmp_path / f"{name}.parquet")
+    ref, cur = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
+    df = pl.read_parquet(cur)
+
+    regression = compare(capsys, ref, cur, "--features", "x", "--prediction", "score", "--label", "target")
+    got = regression["performance"]["current"]
+    y, p = df["target"].to_numpy(), df["score"].to_numpy()
+    assert regression["performance"]["task"] == "regression"
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, p), rel=1e-9)
+    assert got["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, p)), rel=1e-9)
+    assert got["r2"] == pytest.approx(skm.r2_score(y, p), rel=1e-9)
+    assert got["mean_error"] == pytest.approx(np.mean(p - y), rel=1e-9)
+    assert regression["label"]["kind"] == "numeric" and regression["label"]["drift"] is True
+
+    multiclass = compare(capsys, ref, cur, "--features", "x", "--prediction", "guess", "--label", "animal")
+    got = multiclass["performance"]["current"]
+    y, p = df["animal"].to_numpy(), df["guess"].to_numpy()
+    assert multiclass["performance"]["task"] == "multiclass"
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p), abs=1e-12)
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro"), abs=1e-12)
+    assert got["micro_f1"] == pytest.approx(skm.f1_score(y, p, average="micro"), abs=1e-12)
+    assert multiclass["prediction"]["kind"] == "categorical"
+
+
+def test_stats_over_replayed_events_equals_compare(
+    simulated: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every model-quality number from stored pane sketches is the one compare computes."""
+    ref_path, cur_path = simulated
+    dsn = f"chdb://{tmp_path / 'store'}"
+    build_reference(dsn, ref_path)
+    assert main(["replay", "--store", dsn, "--file", str(cur_path), "--segments", "region,gender"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--store", dsn, "--model", "churn", "--json"]) == 0
+    stats = orjson.loads(capsys.readouterr().out)
+    files = compare(capsys, ref_path, cur_path, *ROLES)
+    assert stats["performance"] == files["performance"]
+    for key in ("prediction", "label"):
+        for stat in ("psi", "js", "null_rate", "drift"):
+            assert stats[key][stat] == pytest.approx(files[key][stat], rel=1e-9), (key, stat)
+    for segment in ("region", "gender"):
+        assert stats["features"][segment]["psi"] == pytest.approx(files["features"][segment]["psi"], rel=1e-9)
+
+
+def test_window_metrics_carry_outputs_and_quality_and_rules_accept_them(
+    simulated: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from driftline.alerting.config import load
+    from driftline.storage.codec import metric_rows
+
+    ref_path, cur_path = simulated
+    report = compare(capsys, ref_path, cur_path, *ROLES)
+    rows = {(r.feature, r.metric): r.value for r in metric_rows(report, "churn", "v1", 0, 60_000)}
+    current = report["performance"]["current"]
+    assert rows[("", "accuracy")] == current["accuracy"]
+    assert rows[("", "roc_auc")] == current["roc_auc"]
+    assert rows[("", "label_positive_rate")] == current["positive_rate"]
+    assert rows[("", "prediction_psi")] == report["prediction"]["psi"]
+    assert rows[("region", "psi")] == report["features"]["region"]["psi"]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "receivers: [{name: log, webhook: {url: 'http://127.0.0.1:9/'}}]\n"
+        "rules:\n"
+        "  - {name: quality, metric: accuracy, op: '<', threshold: 0.8, receivers: [log]}\n"
+        "  - {name: output-drift, metric: prediction_psi, receivers: [log]}\n"
+    )
+    assert [r.metric for r in load(rules).rules] == ["accuracy", "prediction_psi"]
