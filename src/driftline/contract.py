@@ -106,6 +106,35 @@ def validate_event(obj: Any) -> Event:
     )
 
 
+@dataclass(frozen=True)
+class LabelEvent:
+    """Ground truth that arrives after its prediction, on its own topic: joined by ``event_id``."""
+
+    event_id: str
+    model_id: str
+    ts_ms: int  # when the label was known
+    label: Scalar
+
+
+def parse_label(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> LabelEvent:
+    """Decode one label message: ``{"event_id", "model_id", "ts", "label"}``."""
+    if len(raw) > max_bytes:
+        raise InvalidEvent("$", f"message is {len(raw)} bytes, above the {max_bytes}-byte limit")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "not UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc})"
+        raise InvalidEvent("$", reason) from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent("$", f"expected a JSON object, got {_json_type(obj)}")
+    event_id = _string(obj, "event_id", MAX_ID_CHARS, required=True)
+    model_id = _string(obj, "model_id", MAX_NAME_CHARS, required=True)
+    ts_ms = parse_ts(_required(obj, "ts"))
+    label = _required(obj, "label")
+    _check_target("label", label)
+    return LabelEvent(event_id, model_id, ts_ms, label)
+
+
 def parse_ts(value: Any) -> int:
     """Event time as epoch milliseconds, from RFC 3339 text or an epoch-ms number."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

@@ -24,6 +24,7 @@ from driftline.detectors.profile import ModelRegistry, ModelSettings, SegmentLim
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.files import load_event_reference
+from driftline.ingest.labels import LabelConfig, LabelConsumer
 from driftline.ingest.panes import WindowSpec
 from driftline.ingest.push import PushIngest
 from driftline.query import References
@@ -109,6 +110,7 @@ class Service:
         self.http_ingest = self._push_ingest("http", settings.http_max_future_ms)
         self.consumers: list[StreamConsumer] = []
         self.stream_evaluator: WindowEvaluator | None = None
+        self.labels: LabelConsumer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
@@ -157,8 +159,10 @@ class Service:
                 instance_id=s.instance_id,
                 dlq_spill=self.store.local_dir / "dead-letters.jsonl",
                 kafka=dict(s.kafka),
+                keep_predictions_ms=s.label_horizon_ms if s.label_topic else None,
             )
-            ensure_topics(config)  # KafkaUnavailable here, before any client is created
+            # KafkaUnavailable here, before any client is created
+            ensure_topics(config, [s.label_topic] if s.label_topic else [])
             # one evaluator for the members of this process: each window is computed once
             shared = WindowEvaluator(
                 self.store, self.references, self.windows, self.model_settings, self._on_window
@@ -176,6 +180,24 @@ class Service:
                 )
                 for i, c in enumerate(self.consumers)
             ]
+            if s.label_topic:
+                labels = LabelConfig(
+                    s.bootstrap,
+                    s.label_topic,
+                    s.group,
+                    s.pane_ms,
+                    s.label_horizon_ms,
+                    s.dlq_suffix,
+                    config.dlq_spill,
+                    s.batch_size,
+                    kafka=dict(s.kafka),
+                )
+                self.labels = LabelConsumer(labels, self.store, self.references, shared, self.clock)
+                self._threads.append(
+                    threading.Thread(
+                        target=self.labels.run, args=(self._stop, idle_exit_s), name="labels", daemon=True
+                    )
+                )
         if self.alerting:
             self._threads.append(
                 threading.Thread(target=self.alerting.run, args=(self._stop,), name="alerting", daemon=True)
@@ -196,13 +218,15 @@ class Service:
                 "no model has a reference: pass --reference MODEL=PATH or run 'driftline reference build'"
             )
         self.start(idle_exit_s)
-        members = [t for t in self._threads if t.name.startswith("consumer-")]
+        members = [t for t in self._threads if t.name.startswith("consumer-") or t.name == "labels"]
         while any(t.is_alive() for t in members):
             for t in members:
                 t.join(timeout=0.5)
         self.stop()
         totals = {k: sum(c.stats[k] for c in self.consumers) for k in STREAM_TOTALS}
         totals["windows_evaluated"] = self.stream_evaluator.evaluated if self.stream_evaluator else 0
+        if self.labels is not None:
+            totals |= {f"labels_{k}": v for k, v in sorted(self.labels.stats.items())}
         return totals
 
     def replay(

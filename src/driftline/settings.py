@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=1, description="Consumer group members, as threads of this process sharing one evaluator."
     )
+    label_topic: str | None = Field(
+        None,
+        description="Kafka topic of labels that arrive after their predictions ({event_id, model_id, ts, "
+        "label}): joined by event_id, counted in the pane of the prediction's event time.",
+        examples=["labels"],
+    )
+    label_horizon_ms: int = Field(
+        7 * 86_400_000,
+        ge=1000,
+        description="How long predictions wait for their labels (and labels for their predictions); a "
+        "label still without its prediction after it is an orphan: counted and kept, never joined.",
+    )
     batch_size: int = Field(5000, ge=1, description="Kafka messages decoded per batch.")
     dlq_suffix: str = Field(
         ".dlq", min_length=1, description="Dead-letter topic of each topic: its name plus this suffix."

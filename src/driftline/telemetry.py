@@ -22,6 +22,16 @@ DECODE_SECONDS = Histogram(
 FOLD_SECONDS = Histogram(
     "driftline_fold_seconds", "Time to fold one batch into pane sketches.", buckets=_LATENCY_BUCKETS
 )
+LABELS = Counter(
+    "driftline_labels_total",
+    "Label events from the label topic, by model and outcome (joined, waiting, rejected).",
+    ["model", "outcome"],
+)
+ORPHAN_LABELS = Gauge(
+    "driftline_orphan_labels",
+    "Labels still without their prediction after the label horizon (stored, never joined).",
+    ["model"],
+)
 CONSUMER_LAG = Gauge(
     "driftline_consumer_lag_messages",
     "Messages behind the partition's high watermark (from librdkafka statistics).",

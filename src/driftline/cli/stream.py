@@ -34,6 +34,14 @@ def register(command: Command) -> None:
     add_kafka_args(k)
     k.add_argument("--topic", type=csv, required=True, help="topic or comma-separated topics")
     k.add_argument("--group", default="driftline")
+    k.add_argument(
+        "--label-topic",
+        default=None,
+        help="labels that arrive later ({event_id, model_id, ts, label}): joined to their predictions",
+    )
+    k.add_argument(
+        "--label-horizon", type=duration, default=7 * 86_400_000, help="how long predictions wait for labels"
+    )
     k.add_argument("--store", required=True)
     k.add_argument(
         "--reference",
@@ -97,6 +105,8 @@ def run_consume(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         topics=args.topic,
         group=args.group,
+        label_topic=args.label_topic,
+        label_horizon_ms=args.label_horizon,
         workers=args.workers,
         batch_size=args.batch_size,
         dlq_suffix=args.dlq_suffix,

@@ -371,6 +371,13 @@ class PerformanceSketch:
             out.sums[M2] = a.sums[M2] + b.sums[M2] + delta * delta * (na * nb / n)
         return out
 
+    def labelled_later(self, n: int) -> Self:
+        """``n`` of the rows just folded were counted unlabelled when their predictions arrived
+        (a label topic): they leave the unlabelled count, which a sketch of late labels alone
+        holds as a negative number; merged with the predictions' sketch, it is the true count."""
+        self.counts[UNLABELLED] -= n
+        return self
+
     @property
     def n_labelled(self) -> int:
         """Rows with a label (with or without a prediction)."""

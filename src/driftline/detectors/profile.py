@@ -271,6 +271,22 @@ class ModelSketch:
             self.fairness.update(batch.segments, batch.positive, label)
         return self
 
+    def fold_labels(self, prediction: Column, label: Column) -> ModelSketch:
+        """Labels joined to their predictions after the fact (a label topic): only the label's
+        sketch and the performance; the events were counted when their predictions arrived."""
+        n = len(label[1]) if isinstance(label, tuple) else len(label)
+        if "label" in self.outputs:
+            sketch = self.outputs["label"]
+            _fold(sketch, label, n)
+            # their predictions counted these labels missing: merged with them, they count once
+            if isinstance(sketch, NumericSketch):
+                sketch.n_missing -= n
+            else:
+                sketch.counts[-1] -= n
+        if self.performance is not None:
+            self.performance.update(prediction, label).labelled_later(n)
+        return self
+
     def _fold(self, name: str, batch: Batch) -> None:
         if isinstance(self.features[name], NumericSketch) and isinstance(batch.features.get(name), tuple):
             raise TypeError(f"feature {name!r} is numeric but the batch holds categories")

@@ -32,6 +32,7 @@ class Decoded:
     ranges: dict[Partition, tuple[int, int]]  # first and last offset read per partition
     rejected: list[Rejected] = field(default_factory=list)
     per_model: Counter[str] = field(default_factory=Counter)
+    values: list[bytes] = field(default_factory=list)  # the messages, for what the scan does not keep
 
     @property
     def accepted(self) -> int:
@@ -120,4 +121,4 @@ class BatchDecoder:
                 by_partition[(t, p)] = np.flatnonzero(mine & accepted)
         models = np.bincount(scanned.model[accepted], minlength=len(scanned.strings))
         per_model = Counter({scanned.strings[k]: int(c) for k, c in enumerate(models.tolist()) if c})
-        return Decoded(scanned, by_partition, events, ranges, rejected, per_model)
+        return Decoded(scanned, by_partition, events, ranges, rejected, per_model, values)

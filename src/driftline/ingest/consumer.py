@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +34,11 @@ from driftline.ingest.batch import BatchDecoder, Decoded
 from driftline.ingest.deadletter import DeadLetterRouter, ensure_dead_letter_topics
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.kafka import client_config, connect_admin, log_error
+from driftline.ingest.labels import prediction_rows
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
 from driftline.ingest.source import KafkaSource, Partition
 from driftline.storage.errors import StoreError, Superseded
+from driftline.storage.labels import LabelStore, PredictionRow
 from driftline.storage.rows import OffsetRange, PaneRow
 from driftline.storage.store import Store
 
@@ -59,14 +61,15 @@ class ConsumerConfig:
     instance_id: str | None = None  # static membership: a restarted member gets its partitions back
     session_timeout_ms: int = 10_000
     kafka: dict[str, object] = field(default_factory=dict)  # librdkafka properties for every client
+    keep_predictions_ms: int | None = None  # a label topic is joined: keep predictions this long
 
 
-def ensure_topics(config: ConsumerConfig) -> None:
+def ensure_topics(config: ConsumerConfig, more: Sequence[str] = ()) -> None:
     """Reach the cluster and create the dead-letter topics that are missing. Raises
     :class:`~driftline.ingest.kafka.KafkaUnavailable` at once for bad credentials or certificates:
     call it before creating the members, whose clients would otherwise log the failure too."""
     admin = connect_admin(client_config(config.bootstrap, config.kafka))
-    ensure_dead_letter_topics(admin, config.topics, config.dlq_suffix)
+    ensure_dead_letter_topics(admin, [*config.topics, *more], config.dlq_suffix)
 
 
 def _export_lag(stats_json: str) -> None:
@@ -89,10 +92,16 @@ class FlushWriter:
     """Flush then commit. A partition's taken rows are kept until acknowledged, so a retry after
     a store failure writes the same rows with the same token."""
 
-    def __init__(self, store: Store, group: str, folder: PaneFolder) -> None:
+    def __init__(
+        self, store: Store, group: str, folder: PaneFolder, keep_predictions_ms: int | None = None
+    ) -> None:
         self.store = store
         self.group = group
         self.folder = folder
+        self.keep_predictions_ms = keep_predictions_ms
+        # predictions read and not yet stored, per partition: written (an idempotent upsert) before
+        # the partition's pane rows, so every prediction whose offsets are stored can be joined
+        self.predictions: dict[Partition, list[PredictionRow]] = defaultdict(list)
         self.ranges: dict[Partition, _Range] = {}  # read and folded, not yet stored
         self._taken: dict[Partition, tuple[list[PaneRow], list[PaneKey], OffsetRange]] = {}
         # what a write that failed part-way did store, reported by the next one that completes
@@ -119,6 +128,9 @@ class FlushWriter:
                 mark = self.folder.watermark.max_event(key) or 0
                 self._taken[key] = (rows, keys, OffsetRange(key[0], key[1], r.start, r.end, mark))
             rows, keys, offsets = self._taken[key]
+            if self.predictions.get(key) and self.keep_predictions_ms:
+                LabelStore(self.store).write_predictions(self.predictions[key], self.keep_predictions_ms)
+                del self.predictions[key]
             try:
                 with prom.STORE_WRITE_SECONDS.time():
                     self.store.write_flush(self.group, rows, offsets)
@@ -139,9 +151,11 @@ class FlushWriter:
         if key is None:
             self.ranges.clear()
             self._taken.clear()
+            self.predictions.clear()
         else:
             self.ranges.pop(key, None)
             self._taken.pop(key, None)
+            self.predictions.pop(key, None)
 
     @property
     def holding(self) -> bool:
@@ -175,7 +189,7 @@ class StreamConsumer:
         )
         self.folder = PaneFolder(references, config.windows, self.evaluator.models)
         self.decoder = BatchDecoder(references, config.max_message_bytes, config.max_future_ms, clock)
-        self.writer = FlushWriter(store, config.group, self.folder)
+        self.writer = FlushWriter(store, config.group, self.folder, config.keep_predictions_ms)
         self.dlq = DeadLetterRouter(self._client_config(), config.dlq_suffix, config.dlq_spill)
         self.source = KafkaSource(self._consumer_config(), config.windows.idle_ms)
         self.assigned: set[Partition] = set()
@@ -288,6 +302,10 @@ class StreamConsumer:
         for key, rows in decoded.by_partition.items():
             self.folder.fold_scanned(key, decoded.scanned, rows, decoded.events)
         self.writer.note(decoded)
+        if self.config.keep_predictions_ms:
+            kept = prediction_rows(decoded, decoded.values, self.references, self.config.windows.pane_ms)
+            for key, rows in kept.items():
+                self.writer.predictions[key] += rows
         self.stats["accepted"] += decoded.accepted
         for model, n in decoded.per_model.items():
             prom.EVENTS.labels(model, "accepted").inc(n)

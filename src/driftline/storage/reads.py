@@ -14,10 +14,12 @@ class Reads(Connection):
         """(model, version, pane start, last write in epoch ms) of every pane with events within
         ``horizon_ms`` of event time before the newest stored pane."""
         t = f"{self.database}.pane_sketches"
-        rows = self._query(
-            "SELECT model_id, model_version, pane_start, toUnixTimestamp64Milli(max(inserted_at)) "
-            f"FROM {t} WHERE kind = 'events' "
-            f"AND pane_start >= (SELECT max(pane_start) FROM {t} WHERE kind = 'events') - %(h)s "
+        rows = self._query(  # a label joined later changes its prediction's pane too
+            "SELECT model_id, model_version, pane_start, toUnixTimestamp64Milli(max(at)) FROM ("
+            f"SELECT model_id, model_version, pane_start, inserted_at AS at FROM {t} "
+            "WHERE kind = 'events' UNION ALL SELECT model_id, model_version, pane_start, computed_at AS at "
+            f"FROM {self.database}.pane_joined) "
+            f"WHERE pane_start >= (SELECT max(pane_start) FROM {t} WHERE kind = 'events') - %(h)s "
             "GROUP BY model_id, model_version, pane_start ORDER BY model_id, model_version, pane_start",
             {"h": horizon_ms},
         )
@@ -66,10 +68,14 @@ class Reads(Connection):
             ("pane_start < %(e)s", end_ms),
             ("model_version = %(v)s", model_version),
         )
-        rows = self._query(
+        db = self.database
+        rows = self._query(  # and the sketches of labels joined later (pane_joined), as late rows
+            "SELECT * FROM ("
             "SELECT kind, model_id, model_version, feature, pane_start, pane_ms, late, n, sketch, "
-            f"reference_id FROM {self.database}.pane_sketches WHERE {where} "
-            "ORDER BY pane_start, feature, kind",
+            f"reference_id FROM {db}.pane_sketches WHERE {where} UNION ALL "
+            "SELECT kind, model_id, model_version, '' AS feature, pane_start, pane_ms, toUInt8(1) AS late, "
+            f"n, sketch, reference_id FROM {db}.pane_joined FINAL WHERE {where}"
+            ") ORDER BY pane_start, feature, kind",
             params,
             column_formats={"sketch": "bytes"},
         )

@@ -1,0 +1,303 @@
+"""Labels that arrive on their own topic, hours or days after their predictions.
+
+    predictions consumer --(each flush, before its pane rows)--> predictions table (TTL: horizon)
+    label topic -> LabelConsumer -> labels table -> per touched pane: joined sketches -> windows again
+
+A label is joined to its prediction by ``(model_id, event_id)`` and counts in the pane of the
+*prediction's* event time (performance by prediction time). Every write is an idempotent upsert
+keyed by the event, and a pane's joined sketches are recomputed from the two tables, so a
+replayed batch (a crash before the offsets were committed) and a duplicate label both count
+once. A label whose prediction is not stored yet waits in the labels table and is joined by a
+sweep when it arrives; one still alone after the horizon is an orphan: counted, kept, not joined.
+Malformed label events go to ``<label topic><dlq suffix>`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message
+
+from driftline import telemetry as prom
+from driftline.contract import InvalidEvent, LabelEvent, parse_label
+from driftline.detectors.categorical import as_category, dictionary_encode
+from driftline.detectors.profile import Binning, Column, ModelSketch
+from driftline.ingest.batch import Decoded
+from driftline.ingest.deadletter import DeadLetterRouter
+from driftline.ingest.decode import Rejected
+from driftline.ingest.evaluate import WindowEvaluator
+from driftline.ingest.kafka import client_config, log_error
+from driftline.ingest.scan import ABSENT, FLOAT, INT, NULL
+from driftline.storage.codec import reference_id
+from driftline.storage.errors import StoreError
+from driftline.storage.labels import JoinedRow, LabelRow, LabelStore, PredictionRow, number
+from driftline.storage.store import Store
+
+log = logging.getLogger("driftline.labels")
+DEFAULT_HORIZON_MS = 7 * 86_400_000
+
+
+@dataclass
+class LabelConfig:
+    bootstrap: str
+    topic: str
+    group: str  # the predictions' group; labels are read as "<group>.labels"
+    pane_ms: int
+    horizon_ms: int = DEFAULT_HORIZON_MS
+    dlq_suffix: str = ".dlq"
+    dlq_spill: Path = Path("dead-letters.jsonl")
+    batch_size: int = 5000
+    sweep_interval_s: float = 5.0
+    kafka: dict[str, object] = field(default_factory=dict)
+
+
+def prediction_rows(
+    decoded: Decoded, values: Sequence[bytes], references: Mapping[str, ModelSketch], pane_ms: int
+) -> dict[tuple[str, int], list[PredictionRow]]:
+    """Per partition, the accepted predictions of models whose reference has labels (only those
+    can be judged on late labels): what the label join needs of each."""
+    s = decoded.scanned
+    joinable = {m for m, r in references.items() if r.binning.performance is not None}
+    out: dict[tuple[str, int], list[PredictionRow]] = {}
+    for key, rows in decoded.by_partition.items():
+        kept = [int(i) for i in rows.tolist() if s.strings[int(s.model[i])] in joinable]
+        if not kept:
+            continue
+        idx = np.asarray(kept, np.int64)
+        names, codes = s._categories(s.pred_kind[idx], s.pred_num[idx], s.pred_str[idx])
+        numeric = (s.pred_kind[idx] == INT) | (s.pred_kind[idx] == FLOAT)
+        scores = np.where(numeric, s.pred_num[idx], np.nan)
+        labelled = (s.label_kind[idx] != ABSENT) & (s.label_kind[idx] != NULL)
+        panes = s.ts_ms[idx] - s.ts_ms[idx] % pane_ms
+        out[key] = []
+        for j, i in enumerate(kept):
+            event = decoded.events.get(i)  # read by the contract's decoder: its values, not the scan's
+            if event is not None:
+                score, text, has_label = (
+                    number(event.prediction),
+                    as_category(event.prediction) or "",
+                    (event.label is not None),
+                )
+                event_id = event.event_id
+            else:
+                score, text, has_label = float(scores[j]), names[codes[j]] or "", bool(labelled[j])
+                event_id = event_id_of(values[i])
+            out[key].append(
+                PredictionRow(
+                    s.strings[int(s.model[i])],
+                    event_id,
+                    s.strings[int(s.version[i])],
+                    int(panes[j]),
+                    score,
+                    text,
+                    has_label,
+                )
+            )
+    return out
+
+
+_ID = b'"event_id":"'
+
+
+def event_id_of(raw: bytes) -> str:
+    """The event_id of a message the scanner accepted: found in the bytes (no escapes in it, the
+    common case), else by decoding the message."""
+    at = raw.find(_ID)
+    if at >= 0:
+        start = at + len(_ID)
+        end = raw.find(b'"', start)
+        if end > start and b"\\" not in raw[start:end]:
+            return raw[start:end].decode()
+    return str(orjson.loads(raw)["event_id"])
+
+
+def joined_sketches(binning: Binning, rows: Sequence[JoinedRow]) -> ModelSketch:
+    """The label and performance sketches of joined predictions and labels, on the reference's
+    binning (prediction and label as it kinds them)."""
+    prediction: Column
+    label: Column
+    if binning.output_kind("prediction") == "numeric":
+        prediction = np.array([r.score for r in rows], np.float64)
+    else:
+        prediction = dictionary_encode(np.array([r.prediction_class for r in rows], dtype=object))
+    if binning.output_kind("label") == "numeric":
+        label = np.array([r.label_num for r in rows], np.float64)
+    else:
+        label = dictionary_encode(np.array([r.label_text for r in rows], dtype=object))
+    return ModelSketch(binning).fold_labels(prediction, label)
+
+
+class LabelConsumer:
+    def __init__(
+        self,
+        config: LabelConfig,
+        store: Store,
+        references: Mapping[str, ModelSketch],
+        evaluator: WindowEvaluator,
+        clock: Callable[[], float] = time.time,
+        name: str = "labels",
+    ) -> None:
+        self.config = config
+        self.labels = LabelStore(store)
+        self.references = references
+        self.evaluator = evaluator
+        self.clock = clock
+        self.name = name
+        self.stats: dict[str, int] = defaultdict(int)
+        conf = client_config(config.bootstrap, config.kafka) | {"error_cb": log_error}
+        self.dlq = DeadLetterRouter(conf, config.dlq_suffix, config.dlq_spill)
+        self.consumer = Consumer(
+            conf
+            | {
+                "group.id": f"{config.group}.labels",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        self._last_sweep = 0.0
+
+    def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> None:
+        """Read labels until ``stop`` (or, with ``idle_exit_s``, nothing arrived for that long)."""
+        self.consumer.subscribe([self.config.topic])
+        self.evaluator.attach()
+        last = self.clock()
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = self.consumer.consume(self.config.batch_size, 0.5)
+                    msgs = [m for m in msgs if m.error() is None]
+                    if msgs:
+                        self.handle(msgs)
+                        last = self.clock()
+                    if self.clock() - self._last_sweep >= self.config.sweep_interval_s:
+                        self.sweep()
+                except (KafkaException, StoreError):
+                    # nothing was committed: the batch is read again from the committed offsets
+                    log.exception("label step failed; re-reading from the committed offsets")
+                    self.stats["recoveries"] += 1
+                    self._rewind()
+                    stop.wait(1.0)
+                if idle_exit_s is not None and self.clock() - last > idle_exit_s:
+                    break
+            self.sweep()
+        finally:
+            self.consumer.close()
+            self.dlq.close()
+            self.evaluator.detach()
+
+    def handle(self, msgs: list[Message]) -> None:
+        """Store a batch of labels, join what can be joined, then commit its offsets."""
+        events: list[tuple[LabelEvent, str]] = []
+        for m in msgs:
+            value, topic, partition, offset = m.value() or b"", m.topic() or "", m.partition(), m.offset()
+            try:
+                label = parse_label(value)
+            except InvalidEvent as exc:
+                self.dlq.route(Rejected(value, str(exc), topic, partition or 0, offset or 0, m.key()))
+                self.stats["rejected"] += 1
+                prom.LABELS.labels("", "rejected").inc()
+                continue
+            if label.model_id not in self.references:
+                reason = f"model_id: no reference registered for model {label.model_id!r}"
+                self.dlq.route(Rejected(value, reason, topic, partition or 0, offset or 0, m.key()))
+                self.stats["rejected"] += 1
+                prom.LABELS.labels("", "rejected").inc()
+                continue
+            events.append((label, f"{topic}[{partition}]@{offset}"))
+        self._store(events)
+        self.dlq.flush()  # acknowledged or spilled before the commit covers them
+        self.consumer.commit(asynchronous=False)
+
+    def _store(self, events: Sequence[tuple[LabelEvent, str]]) -> None:
+        latest: dict[tuple[str, str], tuple[LabelEvent, str]] = {}
+        for label, source in events:  # a second label for an event in one batch: the later wins
+            latest[(label.model_id, label.event_id)] = (label, source)
+        by_model: dict[str, list[tuple[LabelEvent, str]]] = defaultdict(list)
+        for label, source in latest.values():
+            by_model[label.model_id].append((label, source))
+        for model, items in sorted(by_model.items()):
+            known = self.labels.predictions(model, [label.event_id for label, _ in items])
+            rows = []
+            for label, source in items:
+                version, pane = known.get(label.event_id, ("", -1))[:2]
+                rows.append(
+                    LabelRow(model, label.event_id, number(label.label), as_category(label.label) or "",
+                             label.ts_ms, version, pane, source)
+                )  # fmt: skip
+            self.labels.write_labels(rows)
+            joined = sum(r.pane_start >= 0 for r in rows)
+            self.stats["labels"] += len(rows)
+            self.stats["joined"] += joined
+            self.stats["waiting"] += len(rows) - joined
+            prom.LABELS.labels(model, "joined").inc(joined)
+            prom.LABELS.labels(model, "waiting").inc(len(rows) - joined)
+            self._recompute(model, sorted({r.pane_start for r in rows if r.pane_start >= 0}))
+
+    def sweep(self) -> None:
+        """Join the waiting labels whose predictions arrived since; count the orphans."""
+        self._last_sweep = self.clock()
+        waiting = self.labels.waiting()
+        by_model: dict[str, list[LabelRow]] = defaultdict(list)
+        for w in waiting:
+            by_model[w.model_id].append(w)
+        for model, items in sorted(by_model.items()):
+            if model not in self.references:
+                continue
+            known = self.labels.predictions(model, [w.event_id for w in items])
+            found = [
+                LabelRow(
+                    model, w.event_id, w.label_num, w.label_text, w.label_ts, *known[w.event_id][:2], w.source
+                )
+                for w in items
+                if w.event_id in known
+            ]
+            if found:
+                self.labels.write_labels(found)
+                self.stats["joined"] += len(found)
+                prom.LABELS.labels(model, "joined").inc(len(found))
+                self._recompute(model, sorted({r.pane_start for r in found}))
+        for model, n in self.labels.orphans(self.config.horizon_ms).items():
+            prom.ORPHAN_LABELS.labels(model).set(n)
+            self.stats["orphan_labels"] = n
+
+    def _recompute(self, model: str, panes: Sequence[int]) -> None:
+        """The touched panes' joined sketches, anew from the stored predictions and labels."""
+        reference = self.references.get(model)
+        if reference is None or not panes:
+            return
+        binning = reference.binning
+        rows = self.labels.joined(model, panes)
+        grouped: dict[tuple[str, int], list[JoinedRow]] = defaultdict(list)
+        for r in rows:
+            grouped[(r.model_version, r.pane_start)].append(r)
+        ref_id = reference_id(binning)
+        out = []
+        for (version, pane), joined in sorted(grouped.items()):
+            sketch = joined_sketches(binning, joined)
+            n = len(joined)
+            if sketch.performance is not None:
+                out.append(("performance", model, version, pane, self.config.pane_ms, n,
+                            sketch.performance.to_bytes(), ref_id))  # fmt: skip
+            if "label" in sketch.outputs:
+                out.append(("label", model, version, pane, self.config.pane_ms, n,
+                            sketch.outputs["label"].to_bytes(), ref_id))  # fmt: skip
+        self.labels.write_joined(out)
+        self.evaluator.changed([(model, version, pane, True) for version, pane in grouped], None, self.name)
+
+    def _rewind(self) -> None:
+        """Back to the committed offsets of every assigned partition."""
+        try:
+            assigned = self.consumer.assignment()
+            for tp in self.consumer.committed(assigned, timeout=10):
+                tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING  # none committed yet
+                self.consumer.seek(tp)
+        except KafkaException:
+            log.exception("could not rewind the label consumer")

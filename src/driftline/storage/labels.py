@@ -1,0 +1,148 @@
+"""Delayed labels: the predictions kept for joining, the labels, and per pane the sketches of
+the joined labels (``schema/008_labels.sql``). Every write is an idempotent upsert."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from driftline.storage.connection import where_clause
+from driftline.storage.store import Store
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    model_id: str
+    event_id: str
+    model_version: str
+    pane_start: int
+    score: float  # NaN: a class prediction
+    label_class: str  # the prediction as category text
+    labelled: bool  # carried its label inline: already counted at prediction time
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    model_id: str
+    event_id: str
+    label_num: float  # NaN: a class label
+    label_text: str
+    label_ts: int
+    model_version: str = ""
+    pane_start: int = -1  # -1: its prediction is not known (yet)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class JoinedRow:
+    """A prediction with its label, as the pane's sketches fold it."""
+
+    model_version: str
+    pane_start: int
+    score: float
+    prediction_class: str
+    label_num: float
+    label_text: str
+
+
+class LabelStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write_predictions(self, rows: Sequence[PredictionRow], horizon_ms: int) -> None:
+        now = datetime.now(UTC)
+        expires = (now + timedelta(milliseconds=horizon_ms)).replace(microsecond=0)
+        data = [
+            [r.model_id, r.event_id, r.model_version, r.pane_start, r.score, r.label_class, int(r.labelled),
+             expires, now]
+            for r in rows
+        ]  # fmt: skip
+        cols = ("model_id", "event_id", "model_version", "pane_start", "score", "class", "labelled",
+                "expires_at", "inserted_at")  # fmt: skip
+        if data:
+            self.store._insert("predictions", data, cols)
+
+    def write_labels(self, rows: Sequence[LabelRow]) -> None:
+        now = datetime.now(UTC)
+        data = [
+            [r.model_id, r.event_id, r.label_num, r.label_text, r.label_ts, r.model_version, r.pane_start,
+             r.source, now]
+            for r in rows
+        ]  # fmt: skip
+        cols = ("model_id", "event_id", "label_num", "label_text", "label_ts", "model_version", "pane_start",
+                "source", "inserted_at")  # fmt: skip
+        if data:
+            self.store._insert("labels", data, cols)
+
+    def predictions(self, model_id: str, event_ids: Sequence[str]) -> dict[str, tuple[str, int, bool]]:
+        """event_id -> (model version, pane start, labelled inline) of the stored predictions."""
+        if not event_ids:
+            return {}
+        rows = self.store._query(
+            f"SELECT event_id, model_version, pane_start, labelled FROM {self.store.database}.predictions "
+            "FINAL WHERE model_id = %(m)s AND event_id IN %(ids)s AND expires_at > now()",
+            {"m": model_id, "ids": tuple(event_ids)},
+        )
+        return {e: (v, int(p), bool(labelled)) for e, v, p, labelled in rows}
+
+    def waiting(self, limit: int = 100_000) -> list[LabelRow]:
+        """Labels whose prediction was not known when they arrived (oldest first)."""
+        rows = self.store._query(
+            "SELECT model_id, event_id, label_num, label_text, label_ts, source "
+            f"FROM {self.store.database}.labels FINAL WHERE pane_start = -1 "
+            f"ORDER BY inserted_at LIMIT {int(limit)}"
+        )
+        return [LabelRow(m, e, float(n), t, int(ts), source=s) for m, e, n, t, ts, s in rows]
+
+    def orphans(self, horizon_ms: int) -> dict[str, int]:
+        """Per model: labels still without a prediction after the label horizon (kept, not joined)."""
+        rows = self.store._query(
+            f"SELECT model_id, count() FROM {self.store.database}.labels FINAL WHERE pane_start = -1 "
+            "AND inserted_at < now64(3) - toIntervalMillisecond(%(h)s) GROUP BY model_id",
+            {"h": horizon_ms},
+        )
+        return {m: int(n) for m, n in rows}
+
+    def joined(self, model_id: str, panes: Sequence[int]) -> list[JoinedRow]:
+        """Every prediction of these panes that has a label (and did not carry it inline)."""
+        if not panes:
+            return []
+        db = self.store.database
+        rows = self.store._query(
+            "SELECT p.model_version, p.pane_start, p.score, p.class, l.label_num, l.label_text FROM "
+            f"(SELECT event_id, model_version, pane_start, score, class FROM {db}.predictions FINAL "
+            " WHERE model_id = %(m)s AND pane_start IN %(panes)s AND labelled = 0) AS p "
+            f"INNER JOIN (SELECT event_id, label_num, label_text FROM {db}.labels FINAL "
+            " WHERE model_id = %(m)s AND pane_start IN %(panes)s) AS l USING (event_id) "
+            "ORDER BY p.model_version, p.pane_start, event_id",
+            {"m": model_id, "panes": tuple(panes)},
+        )
+        return [JoinedRow(v, int(p), float(s), c, float(n), t) for v, p, s, c, n, t in rows]
+
+    def write_joined(self, rows: Sequence[tuple[str, str, str, int, int, int, bytes, str]]) -> None:
+        """(kind, model, version, pane start, pane ms, n, sketch, reference id) per pane and kind."""
+        now = datetime.now(UTC)
+        data = [[*r, now] for r in rows]
+        cols = ("kind", "model_id", "model_version", "pane_start", "pane_ms", "n", "sketch", "reference_id",
+                "computed_at")  # fmt: skip
+        if data:
+            self.store._insert("pane_joined", data, cols)
+
+    def label_counts(self, model_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """Per model: (labels stored, labels joined to a prediction)."""
+        where, params = where_clause(("model_id = %(m)s", model_id))
+        rows = self.store._query(
+            f"SELECT model_id, count(), countIf(pane_start >= 0) FROM {self.store.database}.labels FINAL "
+            f"{'WHERE ' + where if where else ''} GROUP BY model_id",
+            params or None,
+        )
+        return {m: (int(n), int(j)) for m, n, j in rows}
+
+
+def number(value: object) -> float:
+    """A JSON number as a float; NaN for anything else (text, bools, null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
