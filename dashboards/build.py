@@ -68,6 +68,7 @@ class Panel:
     label: str = ""  # long-format label column: series named by it
     decimals: int | None = None
     min: float | None = None
+    max: float | None = None
 
     def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {"custom": {}}
@@ -77,6 +78,8 @@ class Panel:
             defaults["decimals"] = self.decimals
         if self.min is not None:
             defaults["min"] = self.min
+        if self.max is not None:
+            defaults["max"] = self.max
         if self.label:
             defaults["displayName"] = f"${{__field.labels.{self.label}}}"
         steps = self.thresholds or [(None, "green")]
@@ -106,6 +109,25 @@ class Panel:
         if self.description:
             panel["description"] = self.description
         return panel
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row header across the grid: the panels below it, up to the next row, belong to it. Never
+    collapsed, so every panel stays in the dashboard's flat ``panels`` list (a collapsed row keeps
+    its panels inside itself)."""
+
+    title: str
+
+    def to_json(self, panel_id: int, y: int) -> dict[str, Any]:
+        return {
+            "id": panel_id,
+            "type": "row",
+            "title": self.title,
+            "collapsed": False,
+            "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+            "panels": [],
+        }
 
 
 def datasource(queries: list[Query]) -> dict[str, str]:
@@ -188,13 +210,23 @@ class Built:
 
 
 def dashboard(
-    uid: str, title: str, description: str, rows: list[list[Panel]], variables: list[dict[str, Any]]
+    uid: str,
+    title: str,
+    description: str,
+    rows: list[list[Panel] | Row],
+    variables: list[dict[str, Any]],
 ) -> Built:
-    """Panels laid out row by row (each row's widths add up to at most 24)."""
+    """Panels laid out row by row (each row's widths add up to at most 24); a :class:`Row` is a
+    header over the rows of panels after it."""
     panels: list[dict[str, Any]] = []
     columns: dict[tuple[int, str], tuple[str, ...]] = {}
     y, next_id = 0, 1
     for row in rows:
+        if isinstance(row, Row):
+            panels.append(row.to_json(next_id, y))
+            next_id += 1
+            y += 1
+            continue
         x = 0
         for p in row:
             panel = p.to_json(next_id, x, y)
@@ -282,7 +314,7 @@ def model_overview() -> Built:
     return dashboard(
         "driftline-model-overview",
         "driftline / Model overview",
-        "Traffic, latency, alerts and drift of one model.",
+        "Traffic, latency, alerts, drift and quality of one model.",
         [
             [
                 stat(
@@ -347,9 +379,72 @@ def model_overview() -> Built:
                     "Above 0.2 is drift by default.",
                 )
             ],
+            *model_quality(),
         ],
         MODEL_VARS,
     )
+
+
+def model_quality() -> list[list[Panel] | Row]:
+    """The overview's "Model quality" row: the model's outputs and how good they are, window by
+    window (model-level metrics, stored with feature ""), and the per-slice view."""
+    return [
+        Row("Model quality"),
+        [
+            timeseries(
+                "Prediction and label drift (PSI)",
+                q.OUTPUT_PSI,
+                label="series",
+                decimals=3,
+                thresholds=above(0.2, "red"),
+                threshold_line=True,
+                description="PSI of the model's predictions (prediction_psi) and of the labels "
+                "(label_psi) against the reference's, max per interval; above 0.2 is drift, as for "
+                "features. KS, JS and Wasserstein are stored too (prediction_ks, ...) for alert rules.",
+            ),
+            timeseries(
+                "Classifier quality (labelled events)",
+                q.CLASSIFIER_QUALITY,
+                label="series",
+                decimals=3,
+                max=1,
+                description="Accuracy, F1 and ROC AUC (binary; macro F1 for a multiclass model) of "
+                "each window's labelled events, the last window ending in each interval. Empty "
+                "while the reference has no labels or no event of a window has one.",
+            ),
+        ],
+        [
+            timeseries(
+                "Labelled share and positive rates",
+                q.LABELLED_SHARE,
+                unit="percentunit",
+                description="labelled_share: the share of each window's events that carry a "
+                "label (n_labelled / events): the quality panels speak for that share only. "
+                "label_positive_rate and predicted_positive_rate: positives among the labelled "
+                "events' labels and predictions (binary).",
+            ),
+            timeseries(
+                "Regressor error (MAE / RMSE)",
+                q.REGRESSOR_ERROR,
+                label="series",
+                description="Mean absolute and root mean squared error (prediction − label, in the "
+                "label's unit) of each window's labelled events, for a regression model; the last "
+                "window ending in each interval. Empty for classifiers.",
+            ),
+        ],
+        [
+            table(
+                "Per slice (latest window)",
+                q.SLICES_LATEST,
+                w=24,
+                h=10,
+                description="One row per slice (a value of a segment attribute) in the newest "
+                "window: its positive rate and TPR (true positive rate among labelled events) and "
+                "the PSI of its attribute's mix against the reference (the share of each slice "
+                "drifting). Slices below the fairness min support are listed too (noisy).",
+            )
+        ],
+    ]
 
 
 def feature_drift() -> Built:

@@ -53,7 +53,10 @@ def draw_timeseries(ax: Axes, panel: dict[str, Any], result: Result) -> None:
             for col in result.columns[1:]:
                 series[col].append((values["time"], values[col]))
     for name, points in sorted(series.items()):
-        xs, ys = zip(*points, strict=True)
+        drawn = [(x, y) for x, y in points if y is not None]  # a null is no point, as in Grafana
+        if not drawn:
+            continue
+        xs, ys = zip(*drawn, strict=True)
         ax.plot(xs, ys, linewidth=1.2, label=name)
     custom = panel["fieldConfig"]["defaults"]["custom"]
     if custom.get("thresholdsStyle", {}).get("mode") == "line":
@@ -61,6 +64,10 @@ def draw_timeseries(ax: Axes, panel: dict[str, Any], result: Result) -> None:
             ax.axhline(value, color=COLORS.get(color, color), linestyle="--", linewidth=1)
     if "min" in panel["fieldConfig"]["defaults"]:
         ax.set_ylim(bottom=panel["fieldConfig"]["defaults"]["min"])
+    if "max" in panel["fieldConfig"]["defaults"]:
+        ax.set_ylim(top=panel["fieldConfig"]["defaults"]["max"])
+    if not series:
+        ax.text(0.5, 0.5, "No data", ha="center", va="center", color="#888", transform=ax.transAxes)
     ax.legend(fontsize=6, ncol=max(1, len(series) // 6), loc="upper left", frameon=False)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     ax.tick_params(labelsize=7)
@@ -160,6 +167,15 @@ def render(store: Store, dash: dict[str, Any], span: TimeRange, path: Path) -> N
     )
     for panel in dash["panels"]:
         g = panel["gridPos"]
+        if panel["type"] == "row":  # a header across the grid
+            fig.text(
+                0.01,
+                1 - (header_in + (g["y"] + 0.7) * UNIT_HEIGHT_IN) / height_in,
+                panel["title"],
+                fontsize=11,
+                weight="bold",
+            )
+            continue
         # Grafana's grid in inches, then padding for the title above and the tick labels around.
         axes = panel["type"] in ("timeseries", "heatmap") and panel["datasource"]["type"] != "prometheus"
         pad_left, pad_bottom = (1.1, 0.35) if axes else (0.15, 0.1)

@@ -172,6 +172,80 @@ PSI_BY_FEATURE = drift_series(
             FROM {DB}.drift_metrics WHERE {MODEL} AND metric = 'psi')""",
 )
 
+# -- Model overview: model quality (model-level metrics are stored with feature "") -------------
+
+
+def model_series(metrics: tuple[str, ...], value: str) -> Sql:
+    """Model-level metrics, one series per metric (named by ``series``, the metric's name as a
+    plain String); ``value``: what each interval shows of its windows (``max(value)``: the worst;
+    ``argMax(value, window_end)``: the last window ending in it)."""
+    names = ", ".join(f"'{m}'" for m in metrics)
+    return Sql(
+        f"""SELECT {bucket("window_end")} AS time, CAST(metric AS String) AS series, {value} AS value
+            FROM {DB}.drift_metrics FINAL
+            WHERE {MODEL} AND feature = '' AND metric IN ({names}) AND {in_range("window_end")}
+            GROUP BY time, series ORDER BY time, series""",
+        ("time", "series", "value"),
+    )
+
+
+# The PSI of the model's score (or class) and of its labels against the reference's; max per interval.
+OUTPUT_PSI = model_series(("prediction_psi", "label_psi"), "max(value)")
+# Quality of the labelled events of each window: binary (accuracy, f1, roc_auc) and multiclass
+# (accuracy, macro_f1); the last window ending in each interval.
+CLASSIFIER_QUALITY = model_series(("accuracy", "f1", "roc_auc", "macro_f1"), "argMax(value, window_end)")
+REGRESSOR_ERROR = model_series(("mae", "rmse"), "argMax(value, window_end)")
+
+# Per window: the share of its events that carry a label (n_labelled / events; null without
+# events), the labels' and the predictions' positive rates (binary); the last window per interval.
+LABELLED_SHARE = Sql(
+    f"""SELECT {bucket("window_end")} AS time,
+                       argMax(labelled_share, window_end) AS labelled_share,
+                       argMax(label_positive_rate, window_end) AS label_positive_rate,
+                       argMax(predicted_positive_rate, window_end) AS predicted_positive_rate
+                FROM (
+                  SELECT window_end,
+                         sumIf(value, metric = 'n_labelled') / nullIf(maxIf(value, metric = 'events'), 0)
+                           AS labelled_share,
+                         maxIfOrNull(value, metric = 'label_positive_rate') AS label_positive_rate,
+                         maxIfOrNull(value, metric = 'predicted_positive_rate') AS predicted_positive_rate
+                  FROM {DB}.drift_metrics FINAL
+                  WHERE {MODEL} AND feature = ''
+                    AND metric IN ('n_labelled', 'events', 'label_positive_rate', 'predicted_positive_rate')
+                    AND {in_range("window_end")}
+                  GROUP BY window_end)
+                GROUP BY time ORDER BY time""",
+    ("time", "labelled_share", "label_positive_rate", "predicted_positive_rate"),
+)
+
+# The per-slice view (slice = a value of a segment attribute) of the newest window with groups:
+# each group's positive rate and TPR (the fairness rows, feature "attribute=group") and the PSI of
+# its attribute's mix (null when not computed: the Nullable column's default in the LEFT JOIN).
+SLICES_LATEST = Sql(
+    f"""WITH (SELECT max(window_end) FROM {DB}.drift_metrics
+                      WHERE {MODEL} AND metric = 'positive_rate' AND {in_range("window_end")}) AS latest
+                SELECT g.attribute AS attribute, g.slice AS slice, g.positive_rate AS positive_rate,
+                       g.tpr AS tpr, m.mix_psi AS attribute_psi,
+                       fromUnixTimestamp64Milli(latest) AS as_of
+                FROM (
+                  SELECT substring(feature, 1, position(feature, '=') - 1) AS attribute,
+                         substring(feature, position(feature, '=') + 1) AS slice,
+                         round(maxIfOrNull(value, metric = 'positive_rate'), 4) AS positive_rate,
+                         round(maxIfOrNull(value, metric = 'tpr'), 4) AS tpr
+                  FROM {DB}.drift_metrics FINAL
+                  WHERE {MODEL} AND metric IN ('positive_rate', 'tpr') AND position(feature, '=') > 0
+                    AND window_end = latest
+                  GROUP BY feature) AS g
+                LEFT JOIN (
+                  SELECT feature AS attribute, toNullable(round(max(value), 4)) AS mix_psi
+                  FROM {DB}.drift_metrics FINAL
+                  WHERE {MODEL} AND metric = 'psi' AND window_end = latest
+                  GROUP BY feature) AS m ON g.attribute = m.attribute
+                ORDER BY attribute, slice""",
+    ("attribute", "slice", "positive_rate", "tpr", "attribute_psi", "as_of"),
+    TABLE,
+)
+
 # -- Feature drift (each statistic over time: drift_series(metric)) -----------------------------
 
 # Every statistic of the chosen features in the newest window of the range (null: not computed).

@@ -4,9 +4,10 @@
 * Schema essentials: unique uids and panel ids, a layout that fits, datasources that the
   provisioning defines, variables that exist and are quoted.
 * Every ClickHouse query (panels and variables) runs against a chDB store filled by a short
-  simulated run (``dashboards/sample.py``) after the plugin's macros and the variables are
-  substituted as Grafana and grafana-clickhouse-datasource would; each returns rows with the
-  declared columns, and the numbers say what the simulated run did (drift, fairness, alerts).
+  simulated run (``dashboards/sample.py``: a binary classifier and a regressor) after the plugin's
+  macros and the variables are substituted as Grafana and grafana-clickhouse-datasource would;
+  each returns rows with the declared columns, and the numbers say what the simulated run did
+  (drift, model quality, fairness, alerts).
 * Every PromQL expression parses (``promtool check rules``), names metrics and labels that
   ``driftline.telemetry`` defines, and returns series from synthetic data of every driftline metric
   (``promtool test rules``). The scrape config and the service's own rules pass
@@ -27,17 +28,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
 from dashboards import build, expand
 from dashboards.expand import Result, TimeRange, expand_macros, expand_variables, run
-from dashboards.sample import DRIFT_FEATURES, FAIRNESS_REGRESSION, Sample, fill
+from dashboards.sample import (
+    DRIFT_FEATURES,
+    FAIRNESS_REGRESSION,
+    REGRESSION_BIAS,
+    SEGMENTS,
+    Sample,
+    fill,
+    fill_regression,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.metrics import MetricWrapperBase
+from sklearn import metrics as skm
 
 from driftline import simulate, telemetry
+from driftline.detectors.profile import ModelSketch, drift_report
+from driftline.ingest.files import TableSpec, to_batch
 from driftline.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +58,7 @@ GRAFANA = ROOT / "dashboards" / "grafana"
 PROMETHEUS = ROOT / "dashboards" / "prometheus"
 DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
 BUILTIN_VARIABLES = {"__rate_interval", "__range", "__interval", "__interval_ms"}
-PANEL_TYPES = {"timeseries", "stat", "table", "heatmap"}
+PANEL_TYPES = {"timeseries", "stat", "table", "heatmap", "row"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -63,7 +76,7 @@ def datasources() -> dict[str, str]:
 
 def targets(dash: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     for panel in dash["panels"]:
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):  # a row header has none
             yield panel, target
 
 
@@ -112,14 +125,20 @@ def test_schema_essentials(path: Path) -> None:
     cells: set[tuple[int, int]] = set()
     for panel in dash["panels"]:
         assert panel["type"] in PANEL_TYPES
-        assert panel["targets"], panel["title"]
-        refs = [t["refId"] for t in panel["targets"]]
-        assert len(refs) == len(set(refs))
         g = panel["gridPos"]
         assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, panel["title"]
         area = set(itertools.product(range(g["x"], g["x"] + g["w"]), range(g["y"], g["y"] + g["h"])))
         assert not area & cells, f"{panel['title']} overlaps another panel"
         cells |= area
+        if panel["type"] == "row":
+            # Expanded, so its panels follow it in the flat list (a collapsed row holds its panels
+            # itself, out of reach of every check here); a header across the grid, no query.
+            assert panel["collapsed"] is False and panel["panels"] == [], panel["title"]
+            assert (g["x"], g["w"], g["h"]) == (0, 24, 1) and "targets" not in panel, panel["title"]
+            continue
+        assert panel["targets"], panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs))
         for ds in [panel["datasource"], *(t["datasource"] for t in panel["targets"])]:
             assert known.get(ds["uid"]) == ds["type"], f"{panel['title']}: datasource {ds} is not provisioned"
         for t in panel["targets"]:
@@ -191,7 +210,8 @@ def test_dashboard_queries_follow_the_conventions() -> None:
 @dataclass
 class Filled:
     store: Store
-    sample: Sample
+    sample: Sample  # the binary classifier the variables pick first
+    regression: Sample  # a second model: a regressor
     range: TimeRange
 
     def query(self, sql: str, values: expand.Values, interval_s: int = 60) -> Result:
@@ -203,15 +223,28 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     store = Store.open(f"chdb://{tmp_path_factory.mktemp('dashboards') / 'db'}")
     try:
         sample = fill(store)
+        regression = fill_regression(store, end_ms=sample.end_ms)
         # Grafana's "last hour" around the run; alerts and notifications are stamped with the wall clock.
         span = TimeRange(sample.start_ms - 5 * 60_000, int(time.time() * 1000) + 60_000)
-        yield Filled(store, sample, span)
+        yield Filled(store, sample, regression, span)
     finally:
         store.close()
 
 
 def resolve_variables(filled: Filled, dash: dict[str, Any]) -> expand.Values:
     return expand.resolve_variables(filled.store, dash, filled.range)
+
+
+# Panels of one kind of model only, checked with the simulated model of that kind.
+REGRESSOR_PANELS = {"Regressor error (MAE / RMSE)"}
+
+
+def panel_values(filled: Filled, dash: dict[str, Any], title: str) -> expand.Values:
+    """The variables as Grafana resolves them, the regressor chosen for a regressor's panel."""
+    values = resolve_variables(filled, dash)
+    if title in REGRESSOR_PANELS:
+        values = {**values, "model": filled.regression.model, "version": filled.regression.version}
+    return values
 
 
 def test_macros_expand_as_the_plugin_does() -> None:
@@ -255,7 +288,7 @@ def test_clickhouse_panel_query_returns_rows_with_its_columns(
     dash = load(path)
     panel = next(p for p in dash["panels"] if p["id"] == panel_id)
     target = next(t for t in panel["targets"] if t["refId"] == ref_id)
-    values = resolve_variables(filled, dash)
+    values = panel_values(filled, dash, panel["title"])
     expected = build.build()[path.stem].columns[(panel_id, ref_id)]
     for interval_s in (60, 300):
         result = filled.query(target["rawSql"], values, interval_s)
@@ -273,8 +306,12 @@ def test_clickhouse_panel_query_returns_rows_with_its_columns(
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
 def test_variable_queries_return_the_simulated_model(filled: Filled, path: Path) -> None:
-    values = resolve_variables(filled, load(path))
+    dash = load(path)
+    values = resolve_variables(filled, dash)
     s = filled.sample
+    models = next((v for v in dash["templating"]["list"] if v["name"] == "model"), None)
+    if models is not None:  # both simulated models are offered; the first is chosen
+        assert [r[0] for r in filled.query(models["query"], {}).rows] == [s.model, filled.regression.model]
     expected = {
         "model": [s.model],
         "version": [s.version],
@@ -321,10 +358,16 @@ def with_value(values: expand.Values, name: str, value: str) -> expand.Values:
     return {**values, name: value if isinstance(values[name], str) else [value]}
 
 
-def panel_query(filled: Filled, stem: str, title: str, interval_s: int = 60) -> Result:
+def panel_query(
+    filled: Filled, stem: str, title: str, interval_s: int = 60, model: Sample | None = None
+) -> Result:
+    """A panel's first query with the variables Grafana resolves (``model``: that model chosen)."""
     dash = load(GRAFANA / "dashboards" / f"{stem}.json")
     panel = next(p for p in dash["panels"] if p["title"] == title)
-    return filled.query(panel["targets"][0]["rawSql"], resolve_variables(filled, dash), interval_s)
+    values = resolve_variables(filled, dash)
+    if model is not None:
+        values = {**values, "model": model.model, "version": model.version}
+    return filled.query(panel["targets"][0]["rawSql"], values, interval_s)
 
 
 def test_the_numbers_are_those_of_the_simulated_run(filled: Filled) -> None:
@@ -435,6 +478,206 @@ def test_disparate_impact_keeps_its_four_fifths_line() -> None:
     defaults = panel["fieldConfig"]["defaults"]
     assert defaults["custom"]["thresholdsStyle"]["mode"] == "line"
     assert [s["value"] for s in defaults["thresholds"]["steps"]] == [None, 0.8]
+
+
+# -- Model quality (the overview's last row) ----------------------------------------------------
+
+QUALITY_PANELS = [
+    "Prediction and label drift (PSI)",
+    "Classifier quality (labelled events)",
+    "Labelled share and positive rates",
+    "Regressor error (MAE / RMSE)",
+    "Per slice (latest window)",
+]
+
+
+def window_ends(sample: Sample) -> list[int]:
+    """Every window's end: one per pane end."""
+    pane_ms = (sample.end_ms - sample.start_ms) // sample.windows
+    return [sample.start_ms + (i + 1) * pane_ms for i in range(sample.windows)]
+
+
+def in_window(sample: Sample, df: pl.DataFrame, end: int) -> pl.DataFrame:
+    return df.filter((pl.col("ts") >= end - sample.window_ms) & (pl.col("ts") < end))
+
+
+def expected_reports(sample: Sample) -> dict[int, dict[str, Any]]:
+    """Window end -> the drift report of the window's simulated events folded straight into a
+    sketch (no messages, panes or store) and compared with the sample's reference."""
+    binning = sample.reference.binning
+    kinds = {f: binning.kind(f) for f in binning.features}
+    spec = TableSpec(segments=SEGMENTS, prediction="prediction", label="label", latency="latency_ms")
+    df = sample.frame()
+    return {
+        end: drift_report(
+            sample.reference, ModelSketch(binning).update(to_batch(in_window(sample, df, end), spec, kinds))
+        )
+        for end in window_ends(sample)
+    }
+
+
+@pytest.fixture(scope="module")
+def reports(filled: Filled) -> dict[str, dict[int, dict[str, Any]]]:
+    """Model -> window end -> its report, for both simulated models."""
+    return {s.model: expected_reports(s) for s in (filled.sample, filled.regression)}
+
+
+def by_series(result: Result) -> dict[str, dict[int, float]]:
+    """A long-format result (time, series, value) as series -> time (epoch ms) -> value."""
+    out: dict[str, dict[int, float]] = {}
+    for t, name, value in result.rows:
+        out.setdefault(name, {})[epoch_ms(t)] = value
+    return out
+
+
+def last_per_interval(points: dict[int, float], interval_ms: int) -> dict[int, float]:
+    """The value of the last window ending in each interval, by the interval's start."""
+    return {t // interval_ms * interval_ms: v for t, v in sorted(points.items())}
+
+
+def test_the_model_overview_ends_with_a_model_quality_row() -> None:
+    dash = load(GRAFANA / "dashboards" / "model-overview.json")
+    panels = dash["panels"]
+    titles = [p["title"] for p in panels]
+    row = titles.index("Model quality")
+    assert panels[row]["type"] == "row"
+    assert titles[row + 1 :] == QUALITY_PANELS
+    assert panels[row]["gridPos"]["y"] == max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels[:row])
+    assert all(p["gridPos"]["y"] > panels[row]["gridPos"]["y"] for p in panels[row + 1 :])
+    # The drift panel keeps the 0.2 line of the feature PSI panels; the quality panels say which
+    # series is which by the metric.
+    psi = panels[row + 1]["fieldConfig"]["defaults"]
+    assert psi["custom"]["thresholdsStyle"]["mode"] == "line"
+    assert [s["value"] for s in psi["thresholds"]["steps"]] == [None, 0.2]
+    for p in panels[row + 1 : row + 5]:
+        if p["title"] != "Labelled share and positive rates":
+            assert p["fieldConfig"]["defaults"]["displayName"] == "${__field.labels.series}", p["title"]
+
+
+def test_prediction_and_label_drift_is_each_window_s_psi(
+    filled: Filled, reports: dict[str, dict[int, dict[str, Any]]]
+) -> None:
+    title = "Prediction and label drift (PSI)"
+    for s in (filled.sample, filled.regression):
+        got = by_series(panel_query(filled, "model-overview", title, model=s))
+        assert set(got) == {"prediction_psi", "label_psi"}
+        for role in ("prediction", "label"):
+            want = {end: r[role]["psi"] for end, r in reports[s.model].items()}
+            assert got[f"{role}_psi"] == pytest.approx(want, rel=1e-9), (s.model, role)
+            # Coarser intervals show the worst window of each, as the feature PSI panels do.
+            coarse = by_series(panel_query(filled, "model-overview", title, interval_s=300, model=s))
+            worst: dict[int, float] = {}
+            for end, v in want.items():
+                worst[end // 300_000 * 300_000] = max(v, worst.get(end // 300_000 * 300_000, 0.0))
+            assert coarse[f"{role}_psi"] == pytest.approx(worst, rel=1e-9)
+    # The classifier's scores move with its drifted features; the regressor's labels move up.
+    churn = by_series(panel_query(filled, "model-overview", title))
+    assert churn["prediction_psi"][filled.sample.end_ms] > 0.2
+    price = by_series(panel_query(filled, "model-overview", title, model=filled.regression))
+    first_full = filled.regression.start_ms + filled.regression.window_ms  # before the drift
+    assert price["label_psi"][filled.regression.end_ms] > 0.2 > price["label_psi"][first_full]
+
+
+def test_classifier_quality_is_each_window_s_labelled_events(
+    filled: Filled, reports: dict[str, dict[int, dict[str, Any]]]
+) -> None:
+    s, title = filled.sample, "Classifier quality (labelled events)"
+    got = by_series(panel_query(filled, "model-overview", title))
+    assert set(got) == {"accuracy", "f1", "roc_auc"}  # a binary classifier: no macro_f1
+    df = s.frame()
+    for end in window_ends(s):
+        current = reports[s.model][end]["performance"]["current"]
+        window = in_window(s, df, end)
+        label, score = window["label"].to_numpy(), window["prediction"].to_numpy()
+        oracle = {
+            "accuracy": skm.accuracy_score(label, score >= 0.5),
+            "f1": skm.f1_score(label, score >= 0.5),
+            "roc_auc": skm.roc_auc_score(label, score),
+        }
+        for metric, series in got.items():
+            assert series[end] == pytest.approx(current[metric], rel=1e-12), (metric, end)
+            assert 0.0 <= series[end] <= 1.0
+            # accuracy and F1 are exact; ROC AUC comes from the score histograms (ties within a bin)
+            tolerance = 5e-3 if metric == "roc_auc" else 1e-12
+            assert series[end] == pytest.approx(oracle[metric], abs=tolerance), (metric, end)
+    assert all(len(series) == s.windows for series in got.values())
+    coarse = by_series(panel_query(filled, "model-overview", title, interval_s=300))
+    assert coarse == {m: pytest.approx(last_per_interval(v, 300_000)) for m, v in got.items()}
+    assert panel_query(filled, "model-overview", title, model=filled.regression).rows == []
+
+
+def test_the_labelled_share_is_one_when_every_event_has_a_label(filled: Filled) -> None:
+    title = "Labelled share and positive rates"
+    for s in (filled.sample, filled.regression):
+        result = panel_query(filled, "model-overview", title, model=s)
+        assert [epoch_ms(t) for t in result.column("time")] == window_ends(s)
+        assert result.column("labelled_share") == [1.0] * s.windows, s.model
+    s = filled.sample
+    df = s.frame()
+    for t, _, label_rate, predicted_rate in panel_query(filled, "model-overview", title).rows:
+        window = in_window(s, df, epoch_ms(t))
+        assert label_rate == pytest.approx(window["label"].mean(), abs=1e-12)
+        assert predicted_rate == pytest.approx((window["prediction"] >= 0.5).mean(), abs=1e-12)
+    regressor = panel_query(filled, "model-overview", title, model=filled.regression)
+    assert set(regressor.column("label_positive_rate")) == {None}  # no positives for a regressor
+
+
+def test_regressor_error_is_each_window_s_labelled_events(
+    filled: Filled, reports: dict[str, dict[int, dict[str, Any]]]
+) -> None:
+    s, title = filled.regression, "Regressor error (MAE / RMSE)"
+    got = by_series(panel_query(filled, "model-overview", title, model=s))
+    assert set(got) == {"mae", "rmse"}
+    df = s.frame()
+    for end in window_ends(s):
+        current = reports[s.model][end]["performance"]["current"]
+        window = in_window(s, df, end)
+        label, prediction = window["label"].to_numpy(), window["prediction"].to_numpy()
+        oracle = {
+            "mae": skm.mean_absolute_error(label, prediction),
+            "rmse": float(np.sqrt(skm.mean_squared_error(label, prediction))),
+        }
+        for metric, series in got.items():
+            assert series[end] == pytest.approx(current[metric], rel=1e-9), (metric, end)
+            assert series[end] == pytest.approx(oracle[metric], rel=1e-9), (metric, end)
+    # The labels move up by REGRESSION_BIAS halfway: the error of the last window is far above
+    # that of the last window before the drift.
+    first_full = s.start_ms + s.window_ms
+    assert got["mae"][s.end_ms] > got["mae"][first_full] + REGRESSION_BIAS / 2
+    assert panel_query(filled, "model-overview", title).rows == []  # the classifier has none
+
+
+def test_the_per_slice_table_is_the_latest_window_s_groups(
+    filled: Filled, reports: dict[str, dict[int, dict[str, Any]]]
+) -> None:
+    s, title = filled.sample, "Per slice (latest window)"
+    result = panel_query(filled, "model-overview", title)
+    rows = {(r[0], r[1]): dict(zip(result.columns, r, strict=True)) for r in result.rows}
+    assert list(rows) == sorted((a, g) for a in s.attributes for g in simulate.SEGMENTS[a][0])
+    rates = expected_group_rates(s)
+    report = reports[s.model][s.end_ms]
+    for (attr, group), row in rows.items():
+        rate, tpr = rates[(s.end_ms, f"{attr}={group}")]
+        assert row["positive_rate"] == pytest.approx(rate, abs=5e-5)
+        assert row["tpr"] == (None if tpr is None else pytest.approx(tpr, abs=5e-5))
+        assert row["attribute_psi"] == pytest.approx(report["features"][attr]["psi"], abs=5e-5)
+        assert epoch_ms(row["as_of"]) == s.end_ms
+    worst = min(rows, key=lambda k: rows[k]["positive_rate"])
+    assert f"{worst[0]}={worst[1]}" == FAIRNESS_REGRESSION
+    # A range that ends earlier shows its own newest window.
+    dash = load(GRAFANA / "dashboards" / "model-overview.json")
+    panel = next(p for p in dash["panels"] if p["title"] == title)
+    early = s.start_ms + s.window_ms
+    earlier = run(
+        filled.store,
+        panel["targets"][0]["rawSql"],
+        resolve_variables(filled, dash),
+        TimeRange(s.start_ms, early, 60),
+    )
+    assert {epoch_ms(t) for t in earlier.column("as_of")} == {early}
+    assert dict(zip(earlier.column("slice"), earlier.column("positive_rate"), strict=True))["south"] == (
+        pytest.approx(rates[(early, FAIRNESS_REGRESSION)][0], abs=5e-5)
+    )
 
 
 # -- Prometheus ---------------------------------------------------------------------------------
