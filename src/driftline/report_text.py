@@ -93,6 +93,36 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
             f"equal opportunity difference {_fmt(fair['equal_opportunity_difference'], 3)}"
         )
 
+    for attr, by_value in report.get("slices", {}).items():
+        print_slices(attr, by_value, console)
+
+
+def print_slices(attribute: str, slices: dict[str, dict[str, Any]], console: Console) -> None:
+    """One row per slice of an attribute: support, verdict, prediction PSI, model quality."""
+    tasks = [s["performance"]["task"] for s in slices.values() if s.get("performance")]
+    metric = "rmse" if tasks and tasks[0] == "regression" else "accuracy"
+    t = Table(title=f"slices by {attribute}")
+    numbers = ("n ref", "n cur", "prediction PSI", f"{metric} ref → cur")
+    for col in ("value", *numbers[:2], "judged", "drifted features", *numbers[2:]):
+        t.add_column(col, justify="right" if col in numbers else "left")
+    for value, s in slices.items():
+        drifted = s["drifted_features"]
+        shown = ", ".join(drifted[:4]) + (f" +{len(drifted) - 4}" if len(drifted) > 4 else "")
+        prediction = s.get("prediction") or {}
+        psi = _fmt(prediction.get("psi"))
+        perf = s.get("performance") or {}
+        ref, cur = perf.get("reference") or {}, perf.get("current") or {}
+        t.add_row(
+            value,
+            str(s["n_reference"]),
+            str(s["n_current"]),
+            "yes" if s["judged"] else "no (small)",
+            f"[bold red]{shown}[/]" if drifted else ("none" if s["judged"] else "-"),
+            f"[bold red]{psi}[/]" if prediction.get("drift") else psi,
+            f"{_fmt(ref.get(metric), 3)} → {_fmt(cur.get(metric), 3)}" if perf else "-",
+        )
+    console.print(t)
+
 
 def print_alerts(history: list[dict[str, Any]], console: Console | None = None) -> None:
     """State transitions, then notifications given up, newest first (``AlertStore.alert_history``)."""

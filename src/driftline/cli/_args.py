@@ -148,7 +148,8 @@ def add_threshold_args(c: argparse.ArgumentParser, note: str = "") -> None:
         "--min-support",
         type=int,
         default=None,
-        help=f"fairness: smallest group compared ({DEFAULT_MIN_SUPPORT}{note})",
+        help=f"fairness: smallest group compared; compare --by: smallest slice judged"
+        f" ({DEFAULT_MIN_SUPPORT}{note})",
     )
 
 
@@ -174,22 +175,28 @@ def add_report_args(c: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--fail-on-drift",
         action="store_true",
-        help="exit 1 when a feature, the prediction or the label drifted (to gate a pipeline)",
+        help="exit 1 when a feature, the prediction or the label drifted, also in a judged slice"
+        " of --by (to gate a pipeline)",
     )
 
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
     """Prints the report; the exit code is 1 when asked to fail on drift and a feature, the
-    prediction or the label drifted."""
+    prediction or the label drifted, of the whole or of a slice (only judged slices drift)."""
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         from driftline.report_text import print_report as print_text
 
         print_text(report)
-    outputs = [report.get(role) or {} for role in ("prediction", "label")]
-    drifted = report["drifted_features"] or any(o.get("drift") for o in outputs)
+    slices = [s for by_value in report.get("slices", {}).values() for s in by_value.values()]
+    drifted = any(_drifted(r) for r in [report, *slices])
     return 1 if args.fail_on_drift and drifted else 0
+
+
+def _drifted(report: dict[str, Any]) -> bool:
+    outputs = [report.get(role) or {} for role in ("prediction", "label")]
+    return bool(report["drifted_features"]) or any(o.get("drift") for o in outputs)
 
 
 # -- settings and the store ---------------------------------------------------------------------

@@ -10,11 +10,13 @@ from driftline.cli._args import (
     add_report_args,
     add_table_args,
     add_threshold_args,
+    csv,
     open_store,
     print_report,
     table_spec,
     thresholds,
 )
+from driftline.detectors.defaults import DEFAULT_SLICE_VALUES
 
 if TYPE_CHECKING:
     from driftline.cli import Command
@@ -25,11 +27,30 @@ def register(command: Command) -> None:
         "compare",
         "compare a current data set with a reference (Parquet/CSV/NDJSON)",
         "driftline compare --reference train.parquet --current today.parquet \\\n"
-        "      --segments region,gender --prediction score --label label --latency latency_ms --json",
+        "      --segments region,gender --prediction score --label label --latency latency_ms --json\n"
+        "  driftline compare --reference train.parquet --current today.parquet --prediction score \\\n"
+        "      --label label --by region,plan",
     )
     c.add_argument("--reference", required=True, help="reference data (.parquet, .csv, .tsv, .ndjson)")
     c.add_argument("--current", required=True, help="current data, same columns")
     add_table_args(c)
+    c.add_argument(
+        "--by",
+        type=csv,
+        default=[],
+        metavar="COL[,COL...]",
+        help="also report per value of each of these columns (any column; each separately, not crossed):"
+        " its most frequent reference values and <other>; slices smaller than --min-support are"
+        " reported but not judged",
+    )
+    c.add_argument(
+        "--slice-values",
+        type=int,
+        default=DEFAULT_SLICE_VALUES,
+        metavar="K",
+        help="--by: slices per column, its K most frequent reference values"
+        f" (default {DEFAULT_SLICE_VALUES})",
+    )
     add_threshold_args(c)
     add_report_args(c)
     c.set_defaults(run=run_compare)
@@ -55,8 +76,19 @@ def run_compare(args: argparse.Namespace) -> int:
     from driftline.ingest.files import TableError
 
     spec = table_spec(args)
+    if args.slice_values < 1:
+        raise UsageError(f"--slice-values {args.slice_values}: need at least 1")
     try:
-        report = compare_files(args.reference, args.current, spec, args.bins, args.psi_bins, thresholds(args))
+        report = compare_files(
+            args.reference,
+            args.current,
+            spec,
+            args.bins,
+            args.psi_bins,
+            thresholds(args),
+            by=args.by,
+            slice_values=args.slice_values,
+        )
     except (TableError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return print_report(report, args)

@@ -8,7 +8,8 @@ DEFAULT_SEGMENT_VALUES = (
 )
 DEFAULT_SEGMENT_ATTRIBUTES = 8  # segment attributes folded per model
 SEGMENT_VOCABULARY = 256  # values of each segment attribute a reference keeps, most frequent first
-DEFAULT_MIN_SUPPORT = 30  # fairness: the smallest group compared
+DEFAULT_MIN_SUPPORT = 30  # fairness: the smallest group compared; slices: the smallest judged
+DEFAULT_SLICE_VALUES = 10  # slices per `--by` attribute: the reference's most frequent values (+ <other>)
 """Default sketch shapes and limits, apart from the kernels: the CLI's help and the settings need them
 without loading Numba."""
 

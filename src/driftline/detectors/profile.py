@@ -106,6 +106,49 @@ class Batch:
     outputs: dict[str, Column] = field(
         default_factory=dict
     )  # "prediction", "label": as the binning kinds them
+    # the rows counted in ``type_errors``, per feature that has any: what :meth:`select` counts
+    type_error_rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def select(self, rows: np.ndarray) -> Batch:
+        """The batch of the rows ``rows`` selects (a boolean mask of length ``n`` or row
+        indices): every column, the outputs, segments, outcomes and latency, taken row by row;
+        a categorical column takes its codes and keeps the names they use. The type errors of a feature
+        are counted on its ``type_error_rows``; a feature without them has none in the
+        selection. ``segment_overflow`` (entries not folded as sent) is not per row: left out."""
+        rows = np.asarray(rows)
+        if rows.dtype == np.bool_:
+            if rows.shape != (self.n,):
+                raise ValueError(f"a row mask needs {self.n} entries, got {rows.shape}")
+            rows = np.flatnonzero(rows)
+        errors = {
+            f: int(np.count_nonzero(self.type_error_rows[f][rows])) if f in self.type_error_rows else 0
+            for f in self.type_errors
+        }
+        return Batch(
+            n=len(rows),
+            features={f: _take(c, rows) for f, c in self.features.items()},
+            type_errors=errors,
+            latency_ms=None if self.latency_ms is None else self.latency_ms[rows],
+            segments={a: _take(c, rows) for a, c in self.segments.items()},
+            positive=None if self.positive is None else self.positive[rows],
+            label=None if self.label is None else self.label[rows],
+            outputs={r: _take(c, rows) for r, c in self.outputs.items()},
+            type_error_rows={f: m[rows] for f, m in self.type_error_rows.items()},
+        )
+
+
+def _take(column: Column, rows: np.ndarray) -> Column:
+    """The rows of a column; a categorical one keeps only the names those rows have (a group
+    without rows is not a group of the selection, e.g. for fairness)."""
+    if not isinstance(column, tuple):
+        return column[rows]
+    names, codes = column
+    taken = np.asarray(codes, np.int64)[rows]
+    present = np.bincount(taken, minlength=len(names)) > 0
+    if present.all():
+        return names, taken
+    renumbered = np.cumsum(present) - 1
+    return [n for n, p in zip(names, present.tolist(), strict=True) if p], renumbered[taken]
 
 
 NO_SEGMENTS: Mapping[str, frozenset[str]] = MappingProxyType({})  # a segment plan that folds none

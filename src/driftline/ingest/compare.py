@@ -4,23 +4,39 @@ The tables are read a column group at a time: the reference's columns of a group
 group's bins are fitted on them and the reference is folded, then the current file's same
 columns are read and folded, and both are dropped before the next group. Only the sketches stay,
 so memory is bounded by ``group_bytes`` (plus the sketches), not by the tables. Role columns
-(segments, prediction, label, latency) are read once, as their own group.
+(segments, prediction, label, latency) and the columns to slice by are read once, as their own
+group; a slice is a list of rows, and each group's columns are folded per slice on those rows.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
+from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS, DEFAULT_SLICE_VALUES
 from driftline.detectors.numeric import NumericBins, NumericSketch
 from driftline.detectors.profile import Binning, Kind, ModelSketch, Thresholds, bound_segments, drift_report
-from driftline.ingest.files import ColumnReader, TableError, TableSpec, to_batch, warn_stray_text
+from driftline.detectors.slices import (
+    Slicer,
+    SliceRows,
+    SliceSketches,
+    fold_slices,
+    join_slices,
+    slice_report,
+)
+from driftline.ingest.files import (
+    ColumnReader,
+    TableError,
+    TableSpec,
+    coded_column,
+    to_batch,
+    warn_stray_text,
+)
 
 # Data of one group in flight: 128 MiB is 80 float64 columns of 200k rows. Peak memory is about
 # twice that (the frame and its float64 arrays while converting), plus a column copy per fitting
@@ -41,14 +57,22 @@ def compare_files(
     *,
     threads: int = 4,
     group_bytes: int = GROUP_BYTES,
+    by: Sequence[str] = (),
+    slice_values: int = DEFAULT_SLICE_VALUES,
 ) -> dict[str, Any]:
     """The :func:`drift_report` of ``current`` against ``reference``, as ``driftline compare``
     prints it; the same document as fitting and folding the whole tables at once.
 
+    ``by``: columns (of any role, or none) to slice by; the report then has ``"slices"``, the
+    :func:`slice_report` of the ``slice_values`` most frequent reference values of each and
+    ``<other>``, each slice folded on the bins of the whole (see :mod:`driftline.detectors.slices`).
+    The columns are read with the role columns; each feature group is folded once for the whole
+    and once per slice, so slicing multiplies the sketches, not the data in memory.
+
     Raises :class:`TableError` naming the file (and columns) for a missing or unreadable file,
-    one without rows, a missing role or feature column, or a feature the bins cannot be fitted
-    on. Both files' columns are checked before any data is read, so a reference that cannot
-    be fitted is reported after a current file that lacks a column.
+    one without rows, a missing role, feature or ``by`` column, or a feature the bins cannot be
+    fitted on. Both files' columns are checked before any data is read, so a reference that
+    cannot be fitted is reported after a current file that lacks a column.
     """
     # Loading the fold kernel from numba's cache takes ≈0.3 s (most of it numba setting up its
     # CPU target), in the background while the first columns are read and fitted; the first
@@ -62,12 +86,30 @@ def compare_files(
     missing = [c for c in kinds if c not in cur.schema]
     if missing:
         raise TableError(f"{current}: no column named {', '.join(map(repr, missing))}")
+    by = list(dict.fromkeys(by))
+    for path, table in ((reference, ref), (current, cur)):
+        absent = [c for c in by if c not in table.schema]
+        if absent:
+            raise TableError(f"{path}: no column named {', '.join(map(repr, absent))} to slice by")
 
     ref_parts: list[ModelSketch] = []
     cur_parts: list[ModelSketch] = []
+    ref_slices: list[SliceSketches] = []  # per column group, as the parts
+    cur_slices: list[SliceSketches] = []
+    ref_rows: SliceRows = {}
+    cur_rows: SliceRows = {}
     roles = list(dict.fromkeys(spec.roles()))
+    if roles or by:
+        ref_frame, cur_frame = (t.read(list(dict.fromkeys([*roles, *by]))) for t in (ref, cur))
+        if by:
+            ref_by = {c: coded_column(ref_frame[c]) for c in by}
+            slicer = Slicer.fit(ref_by, slice_values)
+            ref_rows = slicer.rows(ref_by)
+            cur_rows = slicer.rows({c: coded_column(cur_frame[c]) for c in by})
+            del ref_by
+        ref_roles, cur_roles = to_batch(ref_frame, spec, {}), to_batch(cur_frame, spec, {})
+        del ref_frame, cur_frame
     if roles:
-        ref_roles, cur_roles = to_batch(ref.read(roles), spec, {}), to_batch(cur.read(roles), spec, {})
         try:
             no_features = Binning.fit(
                 {},
@@ -80,9 +122,15 @@ def compare_files(
         except ValueError as exc:
             raise TableError(f"{reference}: {spec.prediction} / {spec.label}: {exc}") from None
         plan = no_features.segment_plan(spec.segments)  # the groups `driftline stats` would keep
-        for batch, parts in ((ref_roles, ref_parts), (cur_roles, cur_parts)):
+        for batch, rows, parts, slices in (
+            (ref_roles, ref_rows, ref_parts, ref_slices),
+            (cur_roles, cur_rows, cur_parts, cur_slices),
+        ):
             batch.segments, batch.segment_overflow = bound_segments(batch.segments, plan)
             parts.append(ModelSketch(no_features).update(batch))
+            slices.append(fold_slices(batch, rows, no_features))
+    if roles or by:
+        del ref_roles, cur_roles
     features_only = replace(spec, segments=(), prediction=None, label=None, latency=None)
     for group in _groups(kinds, ref, group_bytes):
         n = min(threads, len(group))
@@ -95,11 +143,16 @@ def compare_files(
         except ValueError as exc:
             raise TableError(f"{reference}: {exc}") from None
         ref_parts.append(ModelSketch(binning).update(batch, threads=n))
+        ref_slices.append(fold_slices(batch, ref_rows, binning, n))
         del batch  # before the current file's columns are read
         batch = to_batch(cur.read(list(group)), features_only, group)
         cur_parts.append(ModelSketch(binning).update(batch, threads=n))
+        cur_slices.append(fold_slices(batch, cur_rows, binning, n))
         del batch
-    return drift_report(ModelSketch.join(ref_parts), ModelSketch.join(cur_parts), thresholds)
+    report = drift_report(ModelSketch.join(ref_parts), ModelSketch.join(cur_parts), thresholds)
+    if by:
+        report["slices"] = slice_report(join_slices(ref_slices), join_slices(cur_slices), thresholds)
+    return report
 
 
 def _load_kernels() -> None:

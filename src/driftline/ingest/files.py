@@ -188,14 +188,19 @@ def coded_column(s: pl.Series) -> tuple[list[str | None], np.ndarray]:
 def to_batch(df: pl.DataFrame, spec: TableSpec, kinds: Mapping[str, Kind]) -> Batch:
     features: dict[str, Column] = {}
     type_errors: dict[str, int] = {}
+    type_error_rows: dict[str, np.ndarray] = {}
     for name, kind in kinds.items():
         if name not in df.columns:
             continue  # counted as missing by the sketch
         if kind == "numeric":
             features[name], type_errors[name] = numeric_column(df[name])
+            if type_errors[name]:  # which rows, for a slice of the batch (Batch.select)
+                s = df[name]
+                not_numbers = s.cast(pl.Float64, strict=False).is_null() & s.is_not_null()
+                type_error_rows[name] = not_numbers.to_numpy()
         else:
             features[name] = coded_column(df[name])
-    batch = Batch(n=df.height, features=features, type_errors=type_errors)
+    batch = Batch(n=df.height, features=features, type_errors=type_errors, type_error_rows=type_error_rows)
     if spec.latency:
         batch.latency_ms = numeric_column(df[spec.latency])[0]
     if spec.prediction:
