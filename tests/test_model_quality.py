@@ -135,3 +135,68 @@ def test_window_metrics_carry_outputs_and_quality_and_rules_accept_them(
         "  - {name: output-drift, metric: prediction_psi, receivers: [log]}\n"
     )
     assert [r.metric for r in load(rules).rules] == ["accuracy", "prediction_psi"]
+
+
+def test_http_labels_join_later_by_prediction_time(
+    simulated: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """POST /v1/labels: labels before and after their predictions, duplicates, unknown ids and
+    malformed ones; the stored performance is compare's on the joined rows."""
+    from fastapi.testclient import TestClient
+
+    from driftline.api.app import create_app
+    from driftline.service import Service
+    from driftline.settings import load_settings
+    from driftline.simulate import events
+
+    ref_path, cur_path = simulated
+    df = pl.read_parquet(cur_path)
+    rows = list(events(df))
+    settings = load_settings(
+        store=f"chdb://{tmp_path / 'store'}",
+        references={"churn": str(ref_path)},
+        segments=["region", "gender"],
+        api_keys={"k": ["ingest", "read", "admin"]},
+        http_labels=True,
+        http_max_future_ms=10**13,
+    )
+    key = {"authorization": "Bearer k"}
+    labelled = rows[: len(rows) * 3 // 4]
+
+    def label(e: dict) -> dict:
+        return {
+            "event_id": e["event_id"],
+            "model_id": "churn",
+            "ts": e["ts"] + 7_200_000,
+            "label": e["label"],
+        }
+
+    service = Service(settings)
+    try:
+        with TestClient(create_app(service)) as client:
+            early = client.post("/v1/labels", json=[label(e) for e in labelled[:500]], headers=key)
+            assert early.json()["accepted"] == 500 and service.http_labels.stats["waiting"] == 500
+            for i in range(0, len(rows), 1000):
+                batch = [{k: v for k, v in e.items() if k != "label"} for e in rows[i : i + 1000]]
+                assert client.post("/v1/events", json=batch, headers=key).status_code == 200
+            late = [label(e) for e in labelled[500:]] + [label(e) for e in labelled[600:700]]  # duplicates
+            bad = [{"event_id": "x", "model_id": "churn", "ts": "soon", "label": 1}, {"model_id": "churn"}]
+            ghost = [{"event_id": "ghost", "model_id": "churn", "ts": 1_767_225_600_000, "label": 0}]
+            r = client.post("/v1/labels", json=late + bad + ghost, headers=key)
+            assert (r.json()["accepted"], r.json()["rejected"]) == (len(late) + 1, 2)
+            service.http_labels.sweep()  # the early ones: their predictions are there now
+            service.http_ingest.finish()
+            assert client.post("/v1/labels", json=[], headers=key).status_code == 400
+    finally:
+        service.stop()
+    label_of = {e["event_id"]: e["label"] for e in labelled}
+    joined = df.with_columns(pl.Series("label", [label_of.get(e) for e in df["event_id"]], dtype=pl.Int64))
+    joined.write_parquet(tmp_path / "joined.parquet")
+    capsys.readouterr()
+    assert main(["stats", "--store", f"chdb://{tmp_path / 'store'}", "--model", "churn", "--json"]) == 0
+    stats = orjson.loads(capsys.readouterr().out)
+    files = compare(capsys, ref_path, tmp_path / "joined.parquet", *ROLES)
+    assert stats["performance"]["current"]["n_labelled"] == len(labelled)
+    for side in ("reference", "current"):
+        assert stats["performance"][side] == pytest.approx(files["performance"][side], rel=1e-9), side
+    assert stats["label"]["psi"] == pytest.approx(files["label"]["psi"], rel=1e-9)

@@ -7,12 +7,13 @@ reports from the same rows as windows close.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import Any
 
 from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
+from driftline.detectors.slices import parse_slice_id, slice_report
 from driftline.storage.codec import merge_rows, reference_from_rows
 from driftline.storage.rows import PaneRow
 from driftline.storage.store import Store
@@ -76,6 +77,37 @@ def range_report(
         "panes": len(panes),
     }
     return report
+
+
+def slice_reports(
+    store: Store,
+    references: Mapping[str, ModelSketch],
+    model: str,
+    by: Sequence[str],
+    start: int | None,
+    end: int | None,
+    version: str | None = None,
+    thresholds: Thresholds | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``report["slices"]`` over stored panes: each stored reference slice of ``by`` compared with
+    the stream's panes of that slice (the same document as ``compare --by``). Raises KeyError for
+    an attribute the model's reference holds no slices of."""
+    reference: dict[str, dict[str, ModelSketch]] = {}
+    current: dict[str, dict[str, ModelSketch]] = {}
+    for sid, sketch in references.items():
+        parsed = parse_slice_id(sid)
+        if parsed is None or parsed[0] != model or parsed[1] not in by:
+            continue
+        _, attr, value = parsed
+        reference.setdefault(attr, {})[value] = sketch
+        chunks = store.pane_row_chunks(sid, start, end, version)
+        current.setdefault(attr, {})[value] = merge_rows(
+            sketch.binning, itertools.chain.from_iterable(chunks)
+        )
+    missing = [a for a in by if a not in reference]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return slice_report(reference, current, thresholds or Thresholds())
 
 
 def metric_series(

@@ -24,7 +24,7 @@ from driftline.detectors.profile import ModelRegistry, ModelSettings, SegmentLim
 from driftline.ingest.consumer import ConsumerConfig, StreamConsumer, ensure_topics
 from driftline.ingest.evaluate import OnWindow, WindowEvaluator
 from driftline.ingest.files import load_event_reference
-from driftline.ingest.labels import LabelConfig, LabelConsumer
+from driftline.ingest.labels import LabelConfig, LabelConsumer, LabelJoiner
 from driftline.ingest.panes import WindowSpec
 from driftline.ingest.push import PushIngest
 from driftline.query import References
@@ -72,7 +72,10 @@ class Service:
         self.models = ModelStore(self.store)
         # the one copy of every model's settings: folding, windows, alerts and the API read it
         self.model_settings = ModelRegistry(
-            ModelSettings(Thresholds(settings.psi_threshold, settings.ks_threshold, settings.min_support)),
+            ModelSettings(
+                Thresholds(settings.psi_threshold, settings.ks_threshold, settings.min_support),
+                slices=tuple(settings.slices),
+            ),
             SegmentLimits(settings.segment_values, settings.segment_attributes),
         )
         self.model_settings.update(registered(self.store))
@@ -83,6 +86,7 @@ class Service:
                 model_settings.segments or settings.segments,
                 model_settings.positive_threshold,
                 model_settings.positive_class,
+                model_settings.slices,
             )
             self.store.save_reference(reference_rows(model, reference, source=path))
         self.references = References()
@@ -108,6 +112,14 @@ class Service:
             self.store, self.references, self.windows, self.model_settings, self._on_window
         )
         self.http_ingest = self._push_ingest("http", settings.http_max_future_ms)
+        # labels over HTTP: joined in the pushed path's evaluator (the ticker evaluates what is due)
+        self.http_labels = (
+            LabelJoiner(
+                self.store, self.references, self.evaluator, settings.pane_ms, settings.label_horizon_ms
+            )
+            if settings.http_labels
+            else None
+        )
         self.consumers: list[StreamConsumer] = []
         self.stream_evaluator: WindowEvaluator | None = None
         self.labels: LabelConsumer | None = None
@@ -123,7 +135,14 @@ class Service:
             source,
             self.clock,
             max_future_ms=max_future_ms,
+            keep_predictions_ms=self.keep_predictions_ms,
         )
+
+    @property
+    def keep_predictions_ms(self) -> int | None:
+        """Labels are joined later (a label topic, HTTP labels): predictions are kept this long."""
+        s = self.settings
+        return s.label_horizon_ms if s.label_topic or s.http_labels else None
 
     def _on_window(self, model: str, version: str, start: int, end: int, rows: list[MetricRow]) -> None:
         if self.alerting:
@@ -159,7 +178,7 @@ class Service:
                 instance_id=s.instance_id,
                 dlq_spill=self.store.local_dir / "dead-letters.jsonl",
                 kafka=dict(s.kafka),
-                keep_predictions_ms=s.label_horizon_ms if s.label_topic else None,
+                keep_predictions_ms=self.keep_predictions_ms,
             )
             # KafkaUnavailable here, before any client is created
             ensure_topics(config, [s.label_topic] if s.label_topic else [])
@@ -254,6 +273,8 @@ class Service:
         while not self._stop.wait(1.0):
             try:
                 self.http_ingest.tick()
+                if self.http_labels is not None:
+                    self.http_labels.sweep()
             except Exception:
                 log.exception("http ingest tick failed")
 

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         "label}): joined by event_id, counted in the pane of the prediction's event time.",
         examples=["labels"],
     )
+    http_labels: bool = Field(
+        False,
+        description="Accept labels over HTTP too (POST /v1/labels), joined as the label topic's are. "
+        "With it or a label topic, every prediction is kept for the label horizon.",
+    )
     label_horizon_ms: int = Field(
         7 * 86_400_000,
         ge=1000,
@@ -101,6 +106,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Columns of the reference files that are segment attributes (fairness groups), "
         "not features; a model registered with segments (PUT /v1/models/{id}) uses its own.",
+    )
+    slices: list[str] = Field(
+        default_factory=list,
+        description="Attributes (segments or categorical features) whose values are watched as slices, "
+        "for models not registered with their own: each value's reports and window metrics, alert rules "
+        "with by. A reference built after setting them holds the slices.",
+        examples=[["region"]],
     )
     segment_values: int = Field(
         DEFAULT_SEGMENT_VALUES,

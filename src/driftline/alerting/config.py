@@ -252,6 +252,12 @@ class Rule(Strict):
     features: str = Field(
         "*", description='Glob of features; model-level metrics (latency, events) have feature "".'
     )
+    by: list[str] = Field(
+        default_factory=list,
+        description="Slice attributes (e.g. [region]): one alert per slice of the model's, labelled with "
+        "it; without, the rule watches the whole model only. The model must be watched by these slices.",
+        examples=[["region"]],
+    )
     for_windows: int = Field(
         1, alias="for", ge=1, description="Consecutive breached windows before it fires (pending until then)."
     )
@@ -293,6 +299,14 @@ class Rule(Strict):
         return v
 
     def matches(self, model: str, feature: str) -> bool:
+        """A whole model's metric, or (with ``by``) a slice's, ``model[attribute=value]``."""
+        parent, bracket, inner = model.partition("[")
+        if bracket:
+            if inner.partition("=")[0] not in self.by:
+                return False
+            model = parent
+        elif self.by:
+            return False
         return fnmatch.fnmatchcase(model, self.model) and fnmatch.fnmatchcase(feature, self.features)
 
     def breached(self, value: float, threshold: float) -> bool:

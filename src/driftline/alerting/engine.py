@@ -300,6 +300,7 @@ class AlertEngine:
             ends_at=now if status == "resolved" else None,
             labels={
                 **rule.labels,
+                **_slice_labels(obs.model),
                 "model": obs.model,
                 "feature": obs.feature,
                 "rule": rule.name,
@@ -309,6 +310,15 @@ class AlertEngine:
             receivers=tuple(rule.receivers),
             retrain=rule.retrain,
         )
+
+
+def _slice_labels(model: str) -> dict[str, str]:
+    """A slice's alert carries it: ``slice: region=south`` and ``region: south`` (silences match them)."""
+    parent, bracket, inner = model.removesuffix("]").partition("[")
+    if not bracket:
+        return {}
+    attr, _, value = inner.partition("=")
+    return {"slice": inner, attr: value, "parent_model": parent}
 
 
 def _render(template: str, fields: Mapping[str, Any]) -> str:

@@ -66,6 +66,13 @@ def register(command: Command) -> None:
     t.add_argument("--version", default=None, help="model version (default: all versions)")
     t.add_argument("--from", dest="start", default=None, help="RFC 3339 or epoch ms (default: beginning)")
     t.add_argument("--to", dest="end", default=None, help="RFC 3339 or epoch ms, exclusive (default: now)")
+    t.add_argument(
+        "--by",
+        type=csv,
+        default=[],
+        metavar="COL[,COL...]",
+        help="also report each slice of these attributes (the model's reference must hold them)",
+    )
     add_threshold_args(t, " unless the model registered its own")
     add_report_args(t)
     t.set_defaults(run=run_stats)
@@ -116,6 +123,16 @@ def run_stats(args: argparse.Namespace) -> int:
         report = query.range_report(
             store, references[args.model], args.model, start, end, args.version, limits
         )
+        if args.by:
+            try:
+                report["slices"] = query.slice_reports(
+                    store, references, args.model, args.by, start, end, args.version, limits
+                )
+            except KeyError as exc:
+                raise UsageError(
+                    f"model {args.model!r} has no slices by {exc.args[0]} in its reference: build it with "
+                    "'reference build --by' (or register the model's slices first)"
+                ) from None
     finally:
         store.close()
     return print_report(report, args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from driftline.cli._args import UsageError, add_table_args, open_store, print_json, table_spec
+from driftline.cli._args import UsageError, add_table_args, csv, open_store, print_json, table_spec
 
 if TYPE_CHECKING:
     from driftline.cli import Command
@@ -23,6 +23,14 @@ def register(command: Command) -> None:
     r.add_argument("--model", required=True)
     r.add_argument("--file", required=True)
     add_table_args(r)
+    r.add_argument(
+        "--by",
+        type=csv,
+        default=None,
+        metavar="COL[,COL...]",
+        help="also store the reference of each value of these segment columns or categorical features, "
+        "which the stream watches as slices (default: the model's registered slices)",
+    )
     r.set_defaults(run=run_reference)
 
 
@@ -35,11 +43,12 @@ def run_reference(args: argparse.Namespace) -> int:
     spec = table_spec(args)
     store = open_store(args.store)
     try:
+        model = registered(store).get(args.model)
         if not spec.segments:  # the model's registered segment columns
-            model = registered(store).get(args.model)
             spec = replace(spec, segments=list(model.segments) if model else [])
+        by = args.by if args.by is not None else list(model.slices) if model else []
         try:
-            reference, kinds = load_reference(args.file, spec, args.bins, args.psi_bins)
+            reference, kinds = load_reference(args.file, spec, args.bins, args.psi_bins, by)
         except (TableError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         store.save_reference(reference_rows(args.model, reference, source=str(args.file)))

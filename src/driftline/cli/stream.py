@@ -57,6 +57,14 @@ def register(command: Command) -> None:
         help="segment columns of the --reference files (not features); a registered model uses its own",
     )
     k.add_argument(
+        "--slices",
+        type=csv,
+        default=[],
+        metavar="COL[,COL...]",
+        help="watch each value of these attributes as a slice (models not registered with their own;"
+        " their --reference files are fitted with them)",
+    )
+    k.add_argument(
         "--segment-values",
         type=int,
         default=DEFAULT_SEGMENT_VALUES,
@@ -113,6 +121,7 @@ def run_consume(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
         references=references,
         segments=args.segments,
+        slices=args.slices,
         segment_values=args.segment_values,
         segment_attributes=args.segment_attributes,
         pane_ms=args.pane,

@@ -71,6 +71,7 @@ class ModelSettings:
     positive_threshold: float = 0.5  # a score at or above it is a positive prediction
     positive_class: str = "1"  # a class prediction equal to it (or true) is positive
     segments: tuple[str, ...] = ()  # the segment attributes folded; none: the reference's
+    slices: tuple[str, ...] = ()  # attributes whose values are monitored as slices in the stream
 
 
 class ModelRegistry(dict[str, ModelSettings]):
@@ -85,7 +86,9 @@ class ModelRegistry(dict[str, ModelSettings]):
         self.limits = limits
 
     def __missing__(self, model: str) -> ModelSettings:
-        return self.default
+        # a slice (``churn[region=south]``) is judged as its model is
+        parent, bracket, _ = model.partition("[")
+        return self[parent] if bracket and parent else self.default
 
     def segment_plan(self, model: str, binning: Binning) -> dict[str, frozenset[str]]:
         return binning.segment_plan(self[model].segments, self.limits)
@@ -287,6 +290,8 @@ class ModelSketch:
         # the mix of each segment attribute, compared like a categorical feature
         self.mix = {a: CategoricalSketch(binning.mix_vocabulary(a)) for a in binning.segments}
         self.performance = PerformanceSketch(binning.performance) if binning.performance else None
+        # a reference's slices (``--by``), stored under their slice ids
+        self.slices: dict[str, dict[str, ModelSketch]] = {}
 
     def update(self, batch: Batch, threads: int = 1) -> ModelSketch:
         """Fold a batch. Features missing from the batch count as missing values."""

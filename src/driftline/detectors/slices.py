@@ -55,6 +55,17 @@ class Slicer:
             values[attr] = tuple(v for v in ranked if v != OTHER)[:top_k]
         return cls(values)
 
+    @classmethod
+    def of(cls, binning: Binning, attributes: Sequence[str], top_k: int = DEFAULT_SLICE_VALUES) -> Slicer:
+        """The same slices from a reference's binning (a segment attribute's values or a categorical
+        feature's categories are kept most frequent first); an attribute it has none of is left out."""
+        values = {}
+        for attr in attributes:
+            vocabulary = binning.segments.get(attr) or binning.categorical.get(attr)
+            if vocabulary is not None:
+                values[attr] = tuple(v for v in vocabulary.categories if v != OTHER)[:top_k]
+        return cls(values)
+
     def rows(self, columns: Mapping[str, Column]) -> SliceRows:
         """Per attribute, each slice's rows of a table with these columns: every kept value
         (no rows: an empty array), then ``<other>``."""
@@ -126,3 +137,23 @@ def slice_report(
             head = {"n_reference": ref.n_events, "n_current": cur.n_events, "judged": judged}
             out[attr][value] = head | report
     return out
+
+
+def slice_id(model: str, attribute: str, value: str) -> str:
+    """The id a slice's sketches and window metrics are stored under: ``churn[region=south]``."""
+    return f"{model}[{attribute}={value}]"
+
+
+def parse_slice_id(model: str) -> tuple[str, str, str] | None:
+    """``(model, attribute, value)`` of a slice id; None for a model's own id."""
+    if not model.endswith("]") or "[" not in model:
+        return None
+    parent, _, inner = model[:-1].partition("[")
+    attribute, eq, value = inner.partition("=")
+    return (parent, attribute, value) if eq and parent else None
+
+
+def batch_columns(batch: Batch, attributes: Sequence[str]) -> dict[str, Column]:
+    """The by-columns of a batch: a segment attribute's or a feature's column; none: all missing."""
+    missing: Column = ([None], np.zeros(batch.n, np.int64))
+    return {a: batch.segments.get(a) or batch.features.get(a) or missing for a in attributes}

@@ -15,10 +15,12 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from driftline import telemetry as prom
 from driftline.detectors.profile import ModelRegistry, ModelSketch, drift_report
+from driftline.detectors.slices import parse_slice_id
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
 from driftline.storage.errors import StoreError
@@ -228,15 +230,22 @@ class WindowEvaluator:
         begin = end - self.spec.window_ms
         read_at = datetime.now(UTC)
         rows = self.store.pane_rows(model, begin, end, model_version=version)
-        report = drift_report(reference, merge_rows(reference.binning, rows), self.models[model].thresholds)
+        thresholds = self.models[model].thresholds
+        report = drift_report(reference, merge_rows(reference.binning, rows), thresholds)
         window = metric_rows(report, model, version, begin, end)
+        # a slice with too few events on either side is stored but not judged (nor alerted on)
+        judged = parse_slice_id(model) is None or (
+            min(report["n_reference"], report["n_current"]) >= thresholds.min_support
+        )
+        if not judged:
+            window = [replace(r, status="insufficient") for r in window]
         self.store.write_metrics(window, computed_at=read_at)
         self.evaluated += 1
         prom.WINDOWS_EVALUATED.labels(model).inc()
         for r in window:
             if r.metric in prom.GAUGED_METRICS and r.feature:
                 prom.DRIFT_VALUE.labels(model, r.feature, r.metric).set(r.value)
-        if self.on_window is not None:
+        if self.on_window is not None and judged:
             try:
                 self.on_window(model, version, begin, end, window)
             except Exception:  # the metrics are stored; alerting's own failure must not stop ingest

@@ -15,6 +15,7 @@ from driftline.contract import IDENTITY_FIELDS, InvalidEvent, parse_ts
 from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
 from driftline.detectors.fairness import to_outcome
 from driftline.detectors.profile import Batch, Binning, Column, Kind, ModelSketch
+from driftline.detectors.slices import Slicer, batch_columns, fold_slices
 
 log = logging.getLogger("driftline.ingest.files")
 
@@ -249,10 +250,11 @@ def _outcome(s: pl.Series, spec: TableSpec) -> np.ndarray:
 
 
 def load_reference(
-    path: str | Path, spec: TableSpec, fine_bins: int, psi_bins: int
+    path: str | Path, spec: TableSpec, fine_bins: int, psi_bins: int, by: Sequence[str] = ()
 ) -> tuple[ModelSketch, dict[str, Kind]]:
-    """Fit the binning (and the segment values) on a reference file and fold the file into its sketch."""
-    return _fit_reference(read_table(path), spec, path, fine_bins, psi_bins)
+    """Fit the binning (and the segment values) on a reference file and fold the file into its
+    sketch; with ``by``, also into the sketch of each slice (see ``detectors/slices.py``)."""
+    return _fit_reference(read_table(path), spec, path, fine_bins, psi_bins, by)
 
 
 def load_event_reference(
@@ -260,6 +262,7 @@ def load_event_reference(
     segments: Sequence[str],
     positive_threshold: float = 0.5,
     positive_class: str = "1",
+    by: Sequence[str] = (),
     fine_bins: int = DEFAULT_FINE_BINS,
     psi_bins: int = DEFAULT_PSI_BINS,
 ) -> ModelSketch:
@@ -276,11 +279,11 @@ def load_event_reference(
         positive_threshold=positive_threshold,
         positive_class=positive_class,
     )
-    return _fit_reference(df, spec, path, fine_bins, psi_bins)[0]
+    return _fit_reference(df, spec, path, fine_bins, psi_bins, by)[0]
 
 
 def _fit_reference(
-    df: pl.DataFrame, spec: TableSpec, path: str | Path, fine_bins: int, psi_bins: int
+    df: pl.DataFrame, spec: TableSpec, path: str | Path, fine_bins: int, psi_bins: int, by: Sequence[str] = ()
 ) -> tuple[ModelSketch, dict[str, Kind]]:
     spec.check(df, path)
     kinds = spec.feature_kinds(df)
@@ -299,7 +302,15 @@ def _fit_reference(
         )
     except ValueError as exc:
         raise TableError(f"{path}: {exc}") from None
-    return ModelSketch(binning).update(batch, threads=min(4, len(kinds))), kinds
+    sketch = ModelSketch(binning).update(batch, threads=min(4, len(kinds)))
+    if by:
+        slicer = Slicer.of(binning, by)
+        unknown = [a for a in by if a not in slicer.values]
+        if unknown:
+            raise TableError(f"{path}: cannot slice by {', '.join(map(repr, unknown))}: not a segment column "
+                             "or a categorical feature of the reference")  # fmt: skip
+        sketch.slices = fold_slices(batch, slicer.rows(batch_columns(batch, list(slicer.values))), binning)
+    return sketch, kinds
 
 
 def replay_messages(path: str, segments: Sequence[str], model: str | None) -> list[bytes]:

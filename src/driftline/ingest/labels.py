@@ -32,7 +32,7 @@ from driftline.detectors.categorical import as_category, dictionary_encode
 from driftline.detectors.profile import Binning, Column, ModelSketch
 from driftline.ingest.batch import Decoded
 from driftline.ingest.deadletter import DeadLetterRouter
-from driftline.ingest.decode import Rejected
+from driftline.ingest.decode import AnyEvent, Rejected
 from driftline.ingest.evaluate import WindowEvaluator
 from driftline.ingest.kafka import client_config, log_error
 from driftline.ingest.scan import ABSENT, FLOAT, INT, NULL
@@ -107,6 +107,24 @@ def prediction_rows(
 _ID = b'"event_id":"'
 
 
+def event_prediction_rows(
+    events: Sequence[AnyEvent], references: Mapping[str, ModelSketch], pane_ms: int
+) -> list[PredictionRow]:
+    """:func:`prediction_rows` of decoded events (pushed ingest)."""
+    rows = []
+    for e in events:
+        if references[e.model_id].binning.performance is None:
+            continue
+        text = as_category(e.prediction) or ""
+        pane = e.ts_ms - e.ts_ms % pane_ms
+        rows.append(
+            PredictionRow(
+                e.model_id, e.event_id, e.model_version, pane, number(e.prediction), text, e.label is not None
+            )
+        )
+    return rows
+
+
 def event_id_of(raw: bytes) -> str:
     """The event_id of a message the scanner accepted: found in the bytes (no escapes in it, the
     common case), else by decoding the message."""
@@ -117,6 +135,10 @@ def event_id_of(raw: bytes) -> str:
         if end > start and b"\\" not in raw[start:end]:
             return raw[start:end].decode()
     return str(orjson.loads(raw)["event_id"])
+
+
+def _joined(w: LabelRow, version: str, pane: int) -> LabelRow:
+    return LabelRow(w.model_id, w.event_id, w.label_num, w.label_text, w.label_ts, version, pane, w.source)
 
 
 def joined_sketches(binning: Binning, rows: Sequence[JoinedRow]) -> ModelSketch:
@@ -135,7 +157,103 @@ def joined_sketches(binning: Binning, rows: Sequence[JoinedRow]) -> ModelSketch:
     return ModelSketch(binning).fold_labels(prediction, label)
 
 
+class LabelJoiner:
+    """Stores labels and joins them to their predictions (no Kafka: the consumer below and
+    ``POST /v1/labels`` feed it)."""
+
+    def __init__(
+        self,
+        store: Store,
+        references: Mapping[str, ModelSketch],
+        evaluator: WindowEvaluator,
+        pane_ms: int,
+        horizon_ms: int = DEFAULT_HORIZON_MS,
+        name: str = "labels",
+    ) -> None:
+        self.labels = LabelStore(store)
+        self.references = references
+        self.evaluator = evaluator
+        self.pane_ms = pane_ms
+        self.horizon_ms = horizon_ms
+        self.name = name
+        self.stats: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def add(self, events: Sequence[tuple[LabelEvent, str]]) -> None:
+        """Store labels of known models (with where they came from), join what can be joined."""
+        latest: dict[tuple[str, str], tuple[LabelEvent, str]] = {}
+        for label, source in events:  # a second label for an event in one batch: the later wins
+            latest[(label.model_id, label.event_id)] = (label, source)
+        by_model: dict[str, list[tuple[LabelEvent, str]]] = defaultdict(list)
+        for label, source in latest.values():
+            by_model[label.model_id].append((label, source))
+        with self._lock:
+            for model, items in sorted(by_model.items()):
+                known = self.labels.predictions(model, [label.event_id for label, _ in items])
+                rows = []
+                for label, source in items:
+                    version, pane = known.get(label.event_id, ("", -1))[:2]
+                    rows.append(
+                        LabelRow(model, label.event_id, number(label.label), as_category(label.label) or "",
+                                 label.ts_ms, version, pane, source)
+                    )  # fmt: skip
+                self.labels.write_labels(rows)
+                joined = sum(r.pane_start >= 0 for r in rows)
+                self.stats["labels"] += len(rows)
+                self.stats["joined"] += joined
+                self.stats["waiting"] += len(rows) - joined
+                prom.LABELS.labels(model, "joined").inc(joined)
+                prom.LABELS.labels(model, "waiting").inc(len(rows) - joined)
+                self._recompute(model, sorted({r.pane_start for r in rows if r.pane_start >= 0}))
+
+    def sweep(self) -> None:
+        """Join the waiting labels whose predictions arrived since; count the orphans."""
+        with self._lock:
+            by_model: dict[str, list[LabelRow]] = defaultdict(list)
+            for w in self.labels.waiting():
+                by_model[w.model_id].append(w)
+            for model, items in sorted(by_model.items()):
+                if model not in self.references:
+                    continue
+                known = self.labels.predictions(model, [w.event_id for w in items])
+                found = [_joined(w, *known[w.event_id][:2]) for w in items if w.event_id in known]
+                if found:
+                    self.labels.write_labels(found)
+                    self.stats["joined"] += len(found)
+                    prom.LABELS.labels(model, "joined").inc(len(found))
+                    self._recompute(model, sorted({r.pane_start for r in found}))
+            for model, n in self.labels.orphans(self.horizon_ms).items():
+                prom.ORPHAN_LABELS.labels(model).set(n)
+                self.stats["orphan_labels"] = n
+
+    def _recompute(self, model: str, panes: Sequence[int]) -> None:
+        """The touched panes' joined sketches, anew from the stored predictions and labels."""
+        reference = self.references.get(model)
+        if reference is None or not panes:
+            return
+        binning = reference.binning
+        grouped: dict[tuple[str, int], list[JoinedRow]] = defaultdict(list)
+        for r in self.labels.joined(model, panes):
+            grouped[(r.model_version, r.pane_start)].append(r)
+        ref_id = reference_id(binning)
+        out = []
+        for (version, pane), joined in sorted(grouped.items()):
+            sketch = joined_sketches(binning, joined)
+            n = len(joined)
+            if sketch.performance is not None:
+                out.append(("performance", model, version, pane, self.pane_ms, n,
+                            sketch.performance.to_bytes(), ref_id))  # fmt: skip
+            if "label" in sketch.outputs:
+                out.append(("label", model, version, pane, self.pane_ms, n,
+                            sketch.outputs["label"].to_bytes(), ref_id))  # fmt: skip
+        self.labels.write_joined(out)
+        self.evaluator.changed([(model, version, pane, True) for version, pane in grouped], None, self.name)
+
+
 class LabelConsumer:
+    """The label topic into a :class:`LabelJoiner`: a batch is stored and joined, then its
+    offsets committed (a crash before the commit reads it again: the same upserts)."""
+
     def __init__(
         self,
         config: LabelConfig,
@@ -146,12 +264,11 @@ class LabelConsumer:
         name: str = "labels",
     ) -> None:
         self.config = config
-        self.labels = LabelStore(store)
+        self.joiner = LabelJoiner(store, references, evaluator, config.pane_ms, config.horizon_ms, name)
         self.references = references
         self.evaluator = evaluator
         self.clock = clock
-        self.name = name
-        self.stats: dict[str, int] = defaultdict(int)
+        self.stats = self.joiner.stats
         conf = client_config(config.bootstrap, config.kafka) | {"error_cb": log_error}
         self.dlq = DeadLetterRouter(conf, config.dlq_suffix, config.dlq_spill)
         self.consumer = Consumer(
@@ -178,7 +295,8 @@ class LabelConsumer:
                         self.handle(msgs)
                         last = self.clock()
                     if self.clock() - self._last_sweep >= self.config.sweep_interval_s:
-                        self.sweep()
+                        self._last_sweep = self.clock()
+                        self.joiner.sweep()
                 except (KafkaException, StoreError):
                     # nothing was committed: the batch is read again from the committed offsets
                     log.exception("label step failed; re-reading from the committed offsets")
@@ -187,7 +305,7 @@ class LabelConsumer:
                     stop.wait(1.0)
                 if idle_exit_s is not None and self.clock() - last > idle_exit_s:
                     break
-            self.sweep()
+            self.joiner.sweep()
         finally:
             self.consumer.close()
             self.dlq.close()
@@ -212,85 +330,9 @@ class LabelConsumer:
                 prom.LABELS.labels("", "rejected").inc()
                 continue
             events.append((label, f"{topic}[{partition}]@{offset}"))
-        self._store(events)
+        self.joiner.add(events)
         self.dlq.flush()  # acknowledged or spilled before the commit covers them
         self.consumer.commit(asynchronous=False)
-
-    def _store(self, events: Sequence[tuple[LabelEvent, str]]) -> None:
-        latest: dict[tuple[str, str], tuple[LabelEvent, str]] = {}
-        for label, source in events:  # a second label for an event in one batch: the later wins
-            latest[(label.model_id, label.event_id)] = (label, source)
-        by_model: dict[str, list[tuple[LabelEvent, str]]] = defaultdict(list)
-        for label, source in latest.values():
-            by_model[label.model_id].append((label, source))
-        for model, items in sorted(by_model.items()):
-            known = self.labels.predictions(model, [label.event_id for label, _ in items])
-            rows = []
-            for label, source in items:
-                version, pane = known.get(label.event_id, ("", -1))[:2]
-                rows.append(
-                    LabelRow(model, label.event_id, number(label.label), as_category(label.label) or "",
-                             label.ts_ms, version, pane, source)
-                )  # fmt: skip
-            self.labels.write_labels(rows)
-            joined = sum(r.pane_start >= 0 for r in rows)
-            self.stats["labels"] += len(rows)
-            self.stats["joined"] += joined
-            self.stats["waiting"] += len(rows) - joined
-            prom.LABELS.labels(model, "joined").inc(joined)
-            prom.LABELS.labels(model, "waiting").inc(len(rows) - joined)
-            self._recompute(model, sorted({r.pane_start for r in rows if r.pane_start >= 0}))
-
-    def sweep(self) -> None:
-        """Join the waiting labels whose predictions arrived since; count the orphans."""
-        self._last_sweep = self.clock()
-        waiting = self.labels.waiting()
-        by_model: dict[str, list[LabelRow]] = defaultdict(list)
-        for w in waiting:
-            by_model[w.model_id].append(w)
-        for model, items in sorted(by_model.items()):
-            if model not in self.references:
-                continue
-            known = self.labels.predictions(model, [w.event_id for w in items])
-            found = [
-                LabelRow(
-                    model, w.event_id, w.label_num, w.label_text, w.label_ts, *known[w.event_id][:2], w.source
-                )
-                for w in items
-                if w.event_id in known
-            ]
-            if found:
-                self.labels.write_labels(found)
-                self.stats["joined"] += len(found)
-                prom.LABELS.labels(model, "joined").inc(len(found))
-                self._recompute(model, sorted({r.pane_start for r in found}))
-        for model, n in self.labels.orphans(self.config.horizon_ms).items():
-            prom.ORPHAN_LABELS.labels(model).set(n)
-            self.stats["orphan_labels"] = n
-
-    def _recompute(self, model: str, panes: Sequence[int]) -> None:
-        """The touched panes' joined sketches, anew from the stored predictions and labels."""
-        reference = self.references.get(model)
-        if reference is None or not panes:
-            return
-        binning = reference.binning
-        rows = self.labels.joined(model, panes)
-        grouped: dict[tuple[str, int], list[JoinedRow]] = defaultdict(list)
-        for r in rows:
-            grouped[(r.model_version, r.pane_start)].append(r)
-        ref_id = reference_id(binning)
-        out = []
-        for (version, pane), joined in sorted(grouped.items()):
-            sketch = joined_sketches(binning, joined)
-            n = len(joined)
-            if sketch.performance is not None:
-                out.append(("performance", model, version, pane, self.config.pane_ms, n,
-                            sketch.performance.to_bytes(), ref_id))  # fmt: skip
-            if "label" in sketch.outputs:
-                out.append(("label", model, version, pane, self.config.pane_ms, n,
-                            sketch.outputs["label"].to_bytes(), ref_id))  # fmt: skip
-        self.labels.write_joined(out)
-        self.evaluator.changed([(model, version, pane, True) for version, pane in grouped], None, self.name)
 
     def _rewind(self) -> None:
         """Back to the committed offsets of every assigned partition."""

@@ -21,6 +21,7 @@ import numpy as np
 from driftline import telemetry as prom
 from driftline.detectors.fairness import OVERFLOW_ATTRIBUTE
 from driftline.detectors.profile import Batch, Binning, ModelRegistry, ModelSketch
+from driftline.detectors.slices import Slicer, batch_columns, parse_slice_id, slice_id
 from driftline.detectors.windows import Watermark, late_mask, pane_starts
 from driftline.ingest.decode import AnyEvent, to_batch
 from driftline.ingest.scan import OK, ScannedBatch
@@ -64,7 +65,7 @@ class PaneFolder:
         for e, start, is_late in zip(events, starts.tolist(), late.tolist(), strict=True):
             groups[(e.model_id, e.model_version, start, is_late)].append(e)
         for key, evs in groups.items():
-            self._sketch(partition, key).update(self._to_batch(key[0], evs))
+            self._fold(partition, key, self._to_batch(key[0], evs))
         self._count(partition, ts, late)
 
     def fold_scanned(
@@ -95,19 +96,34 @@ class PaneFolder:
             pane_key = (scanned.strings[model_id], scanned.strings[version_id],
                         first + pane * self.spec.pane_ms, bool(is_late))  # fmt: skip
             group = rows[group_order]
-            sketch = self._sketch(partition, pane_key)
             fast = group[scanned.status[group] == OK]
             if len(fast):
-                sketch.update(self._counted(pane_key[0], scanned.batch(fast, *self._shape(pane_key[0]))))
+                batch = self._counted(pane_key[0], scanned.batch(fast, *self._shape(pane_key[0])))
+                self._fold(partition, pane_key, batch)
             if len(fast) < len(group):  # read by the contract's decoder
                 slow = [decoded[i] for i in group[scanned.status[group] != OK].tolist()]
-                sketch.update(self._to_batch(pane_key[0], slow))
+                self._fold(partition, pane_key, self._to_batch(pane_key[0], slow))
         self._count(partition, ts, late)
 
     def _judge(self, partition: Hashable, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return pane_starts(ts, self.spec.pane_ms), late_mask(
             ts, self.spec.pane_ms, self.watermark.marks(partition, ts)
         )
+
+    def _fold(self, partition: Hashable, key: PaneKey, batch: Batch) -> None:
+        """Into the pane's sketch and, for a model watched by slices, each slice's pane sketch
+        (a slice is folded only when its reference has it: build the reference with the slices)."""
+        self._sketch(partition, key).update(batch)
+        model = key[0]
+        by = self.models[model].slices
+        if not by:
+            return
+        slicer = Slicer.of(self.references[model].binning, by)
+        for attr, by_value in slicer.rows(batch_columns(batch, list(slicer.values))).items():
+            for value, rows in by_value.items():
+                sid = slice_id(model, attr, value)
+                if len(rows) and sid in self.references:
+                    self._sketch(partition, (sid, *key[1:])).update(batch.select(rows))  # type: ignore[arg-type]
 
     def _sketch(self, partition: Hashable, key: PaneKey) -> ModelSketch:
         panes = self.state[partition]
@@ -158,7 +174,7 @@ class PaneFolder:
             for (model, version, start, late), sketch in sorted(panes.items())
             for row in pane_rows(model, version, start, self.spec.pane_ms, late, sketch)
         ]
-        self.pending_events -= sum(s.n_events for s in panes.values())
+        self.pending_events -= _events(panes)
         return rows, sorted(panes)
 
     def partitions(self) -> list[Hashable]:
@@ -176,4 +192,9 @@ class PaneFolder:
             self.pending_events = 0
         else:
             panes = self.state.pop(partition, {})
-            self.pending_events -= sum(s.n_events for s in panes.values())
+            self.pending_events -= _events(panes)
+
+
+def _events(panes: Mapping[PaneKey, ModelSketch]) -> int:
+    """Events in these panes, each once (a slice's pane holds events of its model's too)."""
+    return sum(s.n_events for (model, *_), s in panes.items() if parse_slice_id(model) is None)

@@ -36,8 +36,10 @@ from driftline.contract import MAX_EVENT_BYTES, InvalidEvent
 from driftline.detectors.profile import ModelSketch
 from driftline.ingest.decode import AnyEvent, decode
 from driftline.ingest.evaluate import WindowEvaluator
+from driftline.ingest.labels import event_prediction_rows
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
 from driftline.storage.errors import StoreError
+from driftline.storage.labels import LabelStore
 from driftline.storage.store import Store
 
 log = logging.getLogger("driftline.ingest")
@@ -74,7 +76,10 @@ class PushIngest:
         clock: Callable[[], float] = time.time,
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_future_ms: int | None = 86_400_000,
+        keep_predictions_ms: int | None = None,
     ) -> None:
+        """``keep_predictions_ms``: labels are joined later (label topic, ``POST /v1/labels``):
+        keep each prediction this long."""
         self.store = store
         # live views: newly stored references and registrations apply
         self.references = references
@@ -84,6 +89,7 @@ class PushIngest:
         self.clock = clock
         self.max_event_bytes = max_event_bytes
         self.max_future_ms = max_future_ms  # None for backfills of any period
+        self.keep_predictions_ms = keep_predictions_ms
         self._folders: dict[str, PaneFolder] = {}  # per producer
         self._heard: dict[str, float] = {}  # producer -> wall clock of its last stored request
         self._final: int | None = None  # event time up to here is final for every active producer
@@ -132,6 +138,9 @@ class PushIngest:
             try:
                 folder.fold(events, producer)
                 rows, panes = folder.take_rows(producer)
+                if self.keep_predictions_ms:  # an upsert: a retried request writes them again, no harm
+                    kept = event_prediction_rows(events, self.references, self.spec.pane_ms)
+                    LabelStore(self.store).write_predictions(kept, self.keep_predictions_ms)
                 with prom.STORE_WRITE_SECONDS.time():
                     self.store.write_flush(self.source, rows, None, token=token)
             except Exception as exc:

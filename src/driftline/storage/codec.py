@@ -21,6 +21,7 @@ from driftline.detectors.profile import (
     bins_from_bytes,
     sketch_from_bytes,
 )
+from driftline.detectors.slices import slice_id
 from driftline.storage.models import ModelStore
 from driftline.storage.rows import MetricRow, PaneRow, ReferenceRow
 from driftline.storage.store import Store
@@ -157,6 +158,9 @@ def reference_rows(model_id: str, reference: ModelSketch, source: str) -> list[R
         rows.append(
             ReferenceRow(model_id, attr, "segment", vocab.to_bytes(), mix, len(vocab.categories), ref, source)
         )
+    for attr, by_value in sorted(reference.slices.items()):  # each slice as a model of its own
+        for value, part in by_value.items():
+            rows += reference_rows(slice_id(model_id, attr, value), part, source)
     return rows
 
 
@@ -263,6 +267,7 @@ def model_settings(config: Mapping[str, Any]) -> ModelSettings:
         config.get("positive_threshold", default.positive_threshold),
         config.get("positive_class", default.positive_class),
         tuple(config.get("segments") or ()),
+        tuple(config.get("slices") or ()),
     )
 
 

@@ -1,4 +1,4 @@
-"""POST /v1/events: the HTTP ingest path (same contract and same panes as Kafka)."""
+"""POST /v1/events and /v1/labels: the HTTP ingest path (same contract and same panes as Kafka)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from driftline.api.deps import read_body, require, service
 from driftline.api.problems import Problem
+from driftline.contract import InvalidEvent, parse_label
 from driftline.ingest.push import IdempotencyConflict
 from driftline.service import Service
 from driftline.storage.errors import StoreError
@@ -111,3 +112,55 @@ def _split(body: bytes, content_type: str) -> list[bytes]:
     if not isinstance(parsed, list) or not parsed:
         raise Problem(400, "body must be a non-empty JSON array of events (or NDJSON)")
     return [orjson.dumps(e) for e in parsed]
+
+
+class LabelsResponse(BaseModel):
+    accepted: int
+    rejected: int
+    errors: list[EventError]
+
+
+@router.post(
+    "/labels",
+    response_model=LabelsResponse,
+    summary="Ingest labels that arrive after their predictions",
+    description="A JSON array of `{event_id, model_id, ts, label}` (or NDJSON). Each label is joined to its "
+    "prediction by `event_id` and counts in the pane of the prediction's event time; one whose prediction "
+    "has not arrived waits (within `label_horizon_ms`); a second label for an event replaces the first. "
+    "Needs `http_labels: true`.",
+    responses={
+        400: {"description": "no valid label, or the body is not JSON"},
+        409: {"description": "labels over HTTP are off (http_labels)"},
+        413: {"description": "body above the configured limit"},
+    },
+)
+async def post_labels(
+    request: Request,
+    svc: Annotated[Service, Depends(service)],
+    producer: Annotated[str, Depends(require("ingest"))],
+) -> dict[str, Any]:
+    joiner = svc.http_labels
+    if joiner is None:
+        raise Problem(
+            409, "labels over HTTP are off: set http_labels: true (or send them to the label topic)"
+        )
+    body = await read_body(request, svc.settings.max_request_bytes)
+    labels, errors = [], []
+    for i, raw in enumerate(_split(body, request.headers.get("content-type", ""))):
+        try:
+            label = parse_label(raw)
+            if label.model_id not in svc.references:
+                raise InvalidEvent("model_id", f"no reference registered for model {label.model_id!r}")
+        except InvalidEvent as exc:
+            errors.append({"index": i, "field": exc.field, "reason": exc.reason})
+            continue
+        labels.append((label, f"http:{producer}"))
+    if not labels:
+        raise Problem(
+            400, f"none of the {len(errors)} labels is valid", accepted=0, rejected=len(errors), errors=errors
+        )
+    try:
+        await run_in_threadpool(joiner.add, labels)
+    except StoreError as exc:
+        raise Problem(503, f"the store refused the write, nothing was stored; retry: {exc}") from None
+    return {"accepted": len(labels), "rejected": len(errors), "errors": errors}

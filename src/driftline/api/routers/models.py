@@ -17,6 +17,7 @@ from driftline.api.deps import TimeRange, body_chunks, require, service
 from driftline.api.problems import Problem
 from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch
+from driftline.detectors.slices import parse_slice_id
 from driftline.ingest.files import TableError, TableSpec, load_reference
 from driftline.service import Service
 from driftline.storage.codec import model_settings, reference_id, reference_rows
@@ -56,6 +57,13 @@ class ModelConfig(BaseModel):
         description="The segment attributes folded (fairness); none: the reference's. Also the segment "
         "columns of a reference uploaded without ?segments=.",
         examples=[["region", "gender"]],
+    )
+    slices: list[SegmentName] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Attributes (segments or categorical features) whose values the stream also watches "
+        "as slices: every report per value, alert rules with by. Take effect with the next reference.",
+        examples=[["region"]],
     )
     positive_threshold: float = Field(0.5, ge=0, le=1, description="A score at or above it is positive.")
     positive_class: str = Field(
@@ -107,7 +115,8 @@ def _summary(svc: Service, model: str, config: dict[str, Any] | None) -> dict[st
 @router.get("", dependencies=read, summary="List models (with a reference or a registration)")
 def list_models(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
     configs = svc.models.all()
-    return [_summary(svc, m, configs.get(m)) for m in sorted(set(configs) | set(svc.references))]
+    models = set(configs) | {m for m in svc.references if parse_slice_id(m) is None}  # not the slices
+    return [_summary(svc, m, configs.get(m)) for m in sorted(models)]
 
 
 @router.get(
@@ -221,7 +230,7 @@ def _set_reference(
         svc.store.save_reference(reference_rows(model_id, sketch, source=f"range {rng.from_} .. {rng.to}"))
     else:
         try:
-            sketch, _ = load_reference(path, spec, 1000, 10)
+            sketch, _ = load_reference(path, spec, 1000, 10, svc.model_settings[model_id].slices)
         except (TableError, ValueError) as exc:
             raise Problem(400, str(exc).replace(str(path), "upload")) from None
         svc.store.save_reference(reference_rows(model_id, sketch, source="upload"))
@@ -265,12 +274,25 @@ def drift(
     svc: Annotated[Service, Depends(service)],
     window: Annotated[TimeRange, Depends()],
     version: Annotated[str | None, Query(max_length=256)] = None,
+    by: Annotated[
+        str, Query(max_length=1000, examples=["region"], description="also each slice of these attributes")
+    ] = "",
 ) -> dict[str, Any]:
     ref = _reference(svc, model_id)
     start, end = _read_range(svc, model_id, window, version)
-    return query.range_report(
-        svc.store, ref, model_id, start, end, version, svc.model_settings[model_id].thresholds
-    )
+    limits = svc.model_settings[model_id].thresholds
+    report = query.range_report(svc.store, ref, model_id, start, end, version, limits)
+    attrs = [a for a in by.split(",") if a]
+    if attrs:
+        try:
+            report["slices"] = query.slice_reports(
+                svc.store, svc.references, model_id, attrs, start, end, version, limits
+            )
+        except KeyError as exc:
+            raise Problem(
+                400, f"by: the reference of {model_id!r} holds no slices by {exc.args[0]}"
+            ) from None
+    return report
 
 
 def _section(report: dict[str, Any], model_id: str, key: str) -> dict[str, Any]:
