@@ -2,9 +2,12 @@
 
 Starts the service (HTTP API + alerting) on a fresh store, runs a local sink that plays Slack,
 PagerDuty and a retraining endpoint, feeds 20 minutes of simulated traffic through
-``POST /v1/events`` — drift in two features and a fairness regression in one region from the
-middle on — prints the windows as they close and every notification the sink receives, and
-exits 0 only if the expected alerts fired and the retraining webhook arrived exactly once.
+``POST /v1/events`` — drift in two features, a fairness regression in one region and a concept
+shift (the model gets worse) from the middle on — then, as ground truth comes later in
+production, the labels through ``POST /v1/labels``, two hours later in event time. It prints the
+windows as they close and every notification the sink receives, and exits 0 only if the expected
+alerts fired (the accuracy drop once the labels are in) and the retraining webhook arrived
+exactly once.
 A temporary working directory is removed at exit unless asked to keep it.
 """
 
@@ -43,6 +46,7 @@ from driftline.storage.rows import MetricRow
 DRIFTED = ("f00_normal", "f01_lognormal")
 SECRET = "whsec_" + "ZHJpZnRsaW5lLWRlbW8tc2VjcmV0LWtleQ=="
 PANE_S, EVENTS_PER_PANE, PANES = 60, 600, 20
+LABEL_DELAY_MS = 2 * 3_600_000
 
 
 @dataclass
@@ -111,6 +115,13 @@ rules:
     receivers: [slack, oncall]
     retrain: retrain
     annotations: {{summary: "PSI of {{feature}} on {{model}} is {{value:.2f}} (> {{threshold}})"}}
+  - name: model-quality
+    metric: accuracy
+    op: "<"
+    threshold: 0.6
+    severity: warning
+    receivers: [slack]
+    annotations: {{summary: "accuracy of {{model}} is {{value:.2f}} (< 0.6) on the labelled events"}}
   - name: disparate-impact
     metric: disparate_impact
     op: "<"
@@ -179,6 +190,7 @@ def _run(root: Path, keep_running: bool, out: Console, kafka: bool, kept: bool) 
         window_ms=5 * PANE_S * 1000,
         lateness_ms=0,
         idle_ms=2000,
+        http_labels=True,
     )
     windows: list[tuple[int, dict[str, float]]] = []
 
@@ -187,9 +199,10 @@ def _run(root: Path, keep_running: bool, out: Console, kafka: bool, kept: bool) 
         windows.append((end, vals))
         drift = "  ".join(f"PSI {f}={vals.get(f'psi:{f}', float('nan')):.2f}" for f in DRIFTED)
         di = vals.get("disparate_impact:region", float("nan"))
+        quality = f"  accuracy={vals['accuracy:']:.2f}" if "accuracy:" in vals else ""
         out.print(
             f"[dim]window ending {format_ts(end)}[/]  {drift}  "
-            f"disparate impact(region)={di:.2f}  events={int(vals.get('events:', 0))}"
+            f"disparate impact(region)={di:.2f}  events={int(vals.get('events:', 0))}{quality}"
         )
 
     out.print(
@@ -203,7 +216,7 @@ def _run(root: Path, keep_running: bool, out: Console, kafka: bool, kept: bool) 
         _wait_until(lambda: server.started, 30)
         _feed(f"http://127.0.0.1:{port}", key, out, bootstrap)
         out.print("[dim]traffic done; waiting for the last windows and notifications…[/]")
-        ok = _wait_until(lambda: not _expected(service, sink) and _drained(service), 45)
+        ok = _wait_until(lambda: not _expected(service, sink) and _drained(service), 90)
         _summary(out, service, sink, root if kept else None, port, key)
         problems = _expected(service, sink)
         for p in problems:
@@ -261,8 +274,19 @@ def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> Non
         drift_at=0.5,
         drift_features=DRIFTED,
         fairness_regression="region=south",
+        concept_drift=0.4,
     )
     rows = list(events(generate(traffic)))
+    labels = [
+        {
+            "event_id": e["event_id"],
+            "model_id": e["model_id"],
+            "ts": e["ts"] + LABEL_DELAY_MS,
+            "label": e["label"],
+        }
+        for e in rows
+    ]
+    rows = [{k: v for k, v in e.items() if k != "label"} for e in rows]  # ground truth comes later
     if bootstrap:
         producer = EventProducer(bootstrap, "demo-predictions")
         for i, e in enumerate(rows):
@@ -272,6 +296,7 @@ def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> Non
                     "[yellow]>>> drift starts: f00_normal, f01_lognormal shift; region=south scores drop[/]"
                 )
         producer.flush()
+        _send_labels(api, key, out, labels)
         return
     headers = {"authorization": f"Bearer {key}", "content-type": "application/x-ndjson"}
     with httpx.Client(timeout=30) as client:
@@ -283,6 +308,16 @@ def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> Non
                 out.print(
                     "[yellow]>>> drift starts: f00_normal, f01_lognormal shift; region=south scores drop[/]"
                 )
+    _send_labels(api, key, out, labels)
+
+
+def _send_labels(api: str, key: str, out: Console, labels: list[dict[str, Any]]) -> None:
+    out.print(f"[yellow]>>> the labels arrive, {LABEL_DELAY_MS // 3_600_000} h after their predictions[/]")
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/x-ndjson"}
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, len(labels), 2000):
+            body = b"\n".join(orjson.dumps(x) for x in labels[i : i + 2000])
+            client.post(f"{api}/v1/labels", content=body, headers=headers).raise_for_status()
 
 
 def _expected(service: Service, sink: Sink) -> list[str]:
@@ -294,6 +329,9 @@ def _expected(service: Service, sink: Sink) -> list[str]:
     missing = [f"feature-drift on {f}" for f in DRIFTED if ("feature-drift", f) not in fired]
     if ("disparate-impact", "region") not in fired:
         missing.append("disparate-impact on region")
+    slack = [b.get("text", "") for p, b in sink.received if p.startswith("/slack")]
+    if ("model-quality", "") not in fired or not any("model-quality" in t for t in slack):
+        missing.append("model-quality (accuracy) on Slack once the labels arrived")
     retrains = [b for p, b in sink.received if p.startswith("/retrain")]
     if len(retrains) != 1:
         missing.append(f"exactly one retraining webhook (got {len(retrains)})")
@@ -303,7 +341,9 @@ def _expected(service: Service, sink: Sink) -> list[str]:
 
 
 def _drained(service: Service) -> bool:
-    return service.alerting is None or not service.alerting.outbox.in_order()
+    """Every final window evaluated, every notification delivered."""
+    idle = service.evaluator.due == 0
+    return idle and (service.alerting is None or not service.alerting.outbox.in_order())
 
 
 def _wait_until(predicate: Any, timeout_s: float) -> bool:

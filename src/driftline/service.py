@@ -115,7 +115,7 @@ class Service:
         # labels over HTTP: joined in the pushed path's evaluator (the ticker evaluates what is due)
         self.http_labels = (
             LabelJoiner(
-                self.store, self.references, self.evaluator, settings.pane_ms, settings.label_horizon_ms
+                self.store, self.references, [self.evaluator], settings.pane_ms, settings.label_horizon_ms
             )
             if settings.http_labels
             else None
@@ -187,6 +187,8 @@ class Service:
                 self.store, self.references, self.windows, self.model_settings, self._on_window
             )
             self.stream_evaluator = shared
+            if self.http_labels is not None:  # labels over HTTP for predictions from Kafka too
+                self.http_labels.evaluators.append(shared)
             self.consumers = [
                 StreamConsumer(
                     config, self.store, self.references, self.clock, self._on_window, f"consumer-{i}", shared
@@ -212,6 +214,7 @@ class Service:
                     kafka=dict(s.kafka),
                 )
                 self.labels = LabelConsumer(labels, self.store, self.references, shared, self.clock)
+                self.labels.joiner.evaluators.append(self.evaluator)  # predictions pushed over HTTP too
                 self._threads.append(
                     threading.Thread(
                         target=self.labels.run, args=(self._stop, idle_exit_s), name="labels", daemon=True

@@ -43,6 +43,7 @@ class Traffic:
     drift_features: Sequence[str] = ()
     fairness_regression: str | None = None  # "attribute=group" whose scores drop after drift_at
     missing_rate: float = 0.01
+    concept_drift: float = 0.0  # from drift_at on, this share of labels is flipped: the model gets worse
 
 
 def _numeric(rng: np.random.Generator, shape: str, n: int) -> np.ndarray:
@@ -98,6 +99,9 @@ def generate(t: Traffic) -> pl.DataFrame:
     score = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.5, n))))
     cols["prediction"] = score
     cols["label"] = (rng.random(n) < np.clip(score * 1.1 - 0.05, 0, 1)).astype(np.int64)
+    if t.concept_drift:  # its own stream of numbers: the rest of the traffic stays as it was
+        flip = drifted & (np.random.default_rng(t.seed + 7919).random(n) < t.concept_drift)
+        cols["label"] = np.where(flip, 1 - cols["label"], cols["label"])
     cols["latency_ms"] = rng.lognormal(np.log(20.0), 0.6, n)
     return pl.DataFrame(cols, strict=False).with_columns([pl.col(c).fill_nan(None) for c in NUMERIC_FEATURES])
 

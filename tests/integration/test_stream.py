@@ -421,7 +421,8 @@ def overflow(reason: str) -> float:
 def test_consume_honours_segments(
     kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``consume --segments`` names the reference's segment columns: they are not features."""
+    """``consume --segments`` names the reference's segment columns: they are not fitted as features
+    (only their mix is compared, as a segment)."""
     topic = new_topic(2)
     reference = generate(Traffic(n=20_000, seed=1000)).drop(FILE_DROP)
     tiers = np.random.default_rng(1).choice(["gold", "silver"], reference.height)
@@ -435,7 +436,7 @@ def test_consume_honours_segments(
     segments = ["--segments", "region,gender,tier"]
     consume_cli(kafka_bootstrap, topic, dsn, "g-segments", "--reference", f"churn={ref}", *segments)
     report = stats_json(dsn, capsys)
-    assert "tier" not in report["features"] and report["drifted_features"] == []
+    assert report["features"]["tier"]["role"] == "segment" and report["drifted_features"] == []
     tier = {g: v["n"] for g, v in report["fairness"]["tier"]["groups"].items()}
     assert tier == {"gold": 2000, "silver": 1000}
 

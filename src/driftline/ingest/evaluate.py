@@ -161,6 +161,13 @@ class WindowEvaluator:
             self._wake.notify()
 
     @property
+    def due(self) -> int:
+        """Queued windows that are final already (the others wait for event time to pass them)."""
+        with self._wake:
+            final = self.final_ms
+            return sum(w[2] <= final for w in self._pending) + sum(map(len, self._late.values()))
+
+    @property
     def pending(self) -> int:
         with self._wake:
             return len(self._pending) + sum(map(len, self._late.values()))

@@ -165,14 +165,16 @@ class LabelJoiner:
         self,
         store: Store,
         references: Mapping[str, ModelSketch],
-        evaluator: WindowEvaluator,
+        evaluators: Sequence[WindowEvaluator],
         pane_ms: int,
         horizon_ms: int = DEFAULT_HORIZON_MS,
         name: str = "labels",
     ) -> None:
+        """``evaluators``: every one whose windows the joined panes may be in (the stream's, the
+        pushed path's); each computes them when they are final for its own producers."""
         self.labels = LabelStore(store)
         self.references = references
-        self.evaluator = evaluator
+        self.evaluators = list(evaluators)
         self.pane_ms = pane_ms
         self.horizon_ms = horizon_ms
         self.name = name
@@ -247,7 +249,8 @@ class LabelJoiner:
                 out.append(("label", model, version, pane, self.pane_ms, n,
                             sketch.outputs["label"].to_bytes(), ref_id))  # fmt: skip
         self.labels.write_joined(out)
-        self.evaluator.changed([(model, version, pane, True) for version, pane in grouped], None, self.name)
+        for evaluator in self.evaluators:
+            evaluator.changed([(model, version, pane, True) for version, pane in grouped], None, self.name)
 
 
 class LabelConsumer:
@@ -264,7 +267,7 @@ class LabelConsumer:
         name: str = "labels",
     ) -> None:
         self.config = config
-        self.joiner = LabelJoiner(store, references, evaluator, config.pane_ms, config.horizon_ms, name)
+        self.joiner = LabelJoiner(store, references, [evaluator], config.pane_ms, config.horizon_ms, name)
         self.references = references
         self.evaluator = evaluator
         self.clock = clock
