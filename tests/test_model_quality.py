@@ -200,3 +200,8 @@ def test_http_labels_join_later_by_prediction_time(
     for side in ("reference", "current"):
         assert stats["performance"][side] == pytest.approx(files["performance"][side], rel=1e-9), side
     assert stats["label"]["psi"] == pytest.approx(files["label"]["psi"], rel=1e-9)
+    for attr, fair in files["fairness"].items():  # equal opportunity from the late labels too
+        got = stats["fairness"][attr]
+        for metric in ("demographic_parity_difference", "equal_opportunity_difference"):
+            assert got[metric] == pytest.approx(fair[metric], rel=1e-9, abs=1e-12), (attr, metric)
+        assert got["groups"] == fair["groups"]

@@ -139,3 +139,7 @@ def test_late_labels_join_once_by_prediction_time_under_sigkill(
     assert stats["label"]["psi"] == pytest.approx(files["label"]["psi"], rel=1e-9)
     assert stats["label"]["null_rate"] == pytest.approx(files["label"]["null_rate"], rel=1e-9)
     assert np.isclose(stats["prediction"]["psi"], files["prediction"]["psi"], rtol=1e-9)
+    for attr, fair in files["fairness"].items():  # equal opportunity from the late labels too
+        assert stats["fairness"][attr]["groups"] == fair["groups"], attr
+        eo = fair["equal_opportunity_difference"]
+        assert stats["fairness"][attr]["equal_opportunity_difference"] == pytest.approx(eo, rel=1e-9), attr

@@ -134,6 +134,13 @@ class FairnessSketch:
             table.update_coded(names, np.asarray(codes)[keep], pos[keep], lab[keep])
         return self
 
+    def label_counts(self) -> Self:
+        """Keep only what labels add (labelled, label positive, true positive): for labels joined
+        after their predictions, whose events and predicted positives were counted already."""
+        for t in self.tables.values():
+            t.table[:, :2] = 0  # COLUMNS: n, positive
+        return self
+
     def merge(self, other: FairnessSketch) -> FairnessSketch:
         out = FairnessSketch()
         for attr in sorted(set(self.tables) | set(other.tables)):

@@ -319,9 +319,18 @@ class ModelSketch:
             self.fairness.update(batch.segments, batch.positive, label)
         return self
 
-    def fold_labels(self, prediction: Column, label: Column) -> ModelSketch:
+    def fold_labels(
+        self,
+        prediction: Column,
+        label: Column,
+        segments: Mapping[str, Column] | None = None,
+        positive: np.ndarray | None = None,
+        outcome: np.ndarray | None = None,
+    ) -> ModelSketch:
         """Labels joined to their predictions after the fact (a label topic): only the label's
-        sketch and the performance; the events were counted when their predictions arrived."""
+        sketch, the performance and, with ``segments`` (``positive``, ``outcome``: 1 / 0 / -1 of
+        the prediction and the label), fairness's label counts; the events (and their predicted
+        positives) were counted when their predictions arrived."""
         n = len(label[1]) if isinstance(label, tuple) else len(label)
         if "label" in self.outputs:
             sketch = self.outputs["label"]
@@ -333,6 +342,9 @@ class ModelSketch:
                 sketch.counts[-1] -= n
         if self.performance is not None:
             self.performance.update(prediction, label).labelled_later(n)
+        if segments and positive is not None and outcome is not None:
+            late = FairnessSketch().update(segments, positive, outcome).label_counts()
+            self.fairness = self.fairness.merge(late)
         return self
 
     def _fold(self, name: str, batch: Batch) -> None:

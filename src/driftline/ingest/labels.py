@@ -29,7 +29,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message
 from driftline import telemetry as prom
 from driftline.contract import InvalidEvent, LabelEvent, parse_label
 from driftline.detectors.categorical import as_category, dictionary_encode
-from driftline.detectors.profile import Binning, Column, ModelSketch
+from driftline.detectors.fairness import to_outcome
+from driftline.detectors.profile import Binning, Column, ModelSettings, ModelSketch, bound_segments
 from driftline.ingest.batch import Decoded
 from driftline.ingest.deadletter import DeadLetterRouter
 from driftline.ingest.decode import AnyEvent, Rejected
@@ -86,10 +87,10 @@ def prediction_rows(
                     as_category(event.prediction) or "",
                     (event.label is not None),
                 )
-                event_id = event.event_id
+                event_id, segments = event.event_id, event.segments
             else:
                 score, text, has_label = float(scores[j]), names[codes[j]] or "", bool(labelled[j])
-                event_id = event_id_of(values[i])
+                event_id, segments = event_id_of(values[i]), s.segments_of(i)
             out[key].append(
                 PredictionRow(
                     s.strings[int(s.model[i])],
@@ -99,6 +100,7 @@ def prediction_rows(
                     score,
                     text,
                     has_label,
+                    orjson.dumps(segments).decode(),
                 )
             )
     return out
@@ -117,10 +119,10 @@ def event_prediction_rows(
             continue
         text = as_category(e.prediction) or ""
         pane = e.ts_ms - e.ts_ms % pane_ms
+        segments = orjson.dumps(e.segments).decode()
+        score, labelled = number(e.prediction), e.label is not None
         rows.append(
-            PredictionRow(
-                e.model_id, e.event_id, e.model_version, pane, number(e.prediction), text, e.label is not None
-            )
+            PredictionRow(e.model_id, e.event_id, e.model_version, pane, score, text, labelled, segments)
         )
     return rows
 
@@ -141,20 +143,30 @@ def _joined(w: LabelRow, version: str, pane: int) -> LabelRow:
     return LabelRow(w.model_id, w.event_id, w.label_num, w.label_text, w.label_ts, version, pane, w.source)
 
 
-def joined_sketches(binning: Binning, rows: Sequence[JoinedRow]) -> ModelSketch:
-    """The label and performance sketches of joined predictions and labels, on the reference's
-    binning (prediction and label as it kinds them)."""
+def joined_sketches(
+    binning: Binning, rows: Sequence[JoinedRow], settings: ModelSettings, plan: Mapping[str, frozenset[str]]
+) -> ModelSketch:
+    """The label, performance and fairness (label counts) sketches of joined predictions and
+    labels, on the reference's binning (prediction and label as it kinds them); ``settings``
+    and ``plan``: what a positive is and which segment groups fairness keeps."""
     prediction: Column
     label: Column
-    if binning.output_kind("prediction") == "numeric":
-        prediction = np.array([r.score for r in rows], np.float64)
-    else:
-        prediction = dictionary_encode(np.array([r.prediction_class for r in rows], dtype=object))
-    if binning.output_kind("label") == "numeric":
-        label = np.array([r.label_num for r in rows], np.float64)
-    else:
-        label = dictionary_encode(np.array([r.label_text for r in rows], dtype=object))
-    return ModelSketch(binning).fold_labels(prediction, label)
+    scores = np.array([r.score for r in rows], np.float64)
+    classes = np.array([r.prediction_class for r in rows], dtype=object)
+    numbers = np.array([r.label_num for r in rows], np.float64)
+    texts = np.array([r.label_text for r in rows], dtype=object)
+    prediction = scores if binning.output_kind("prediction") == "numeric" else dictionary_encode(classes)
+    label = numbers if binning.output_kind("label") == "numeric" else dictionary_encode(texts)
+    # a positive and a positive label as the stream judges them (the contract keeps both one type)
+    numeric = not np.isnan(scores).all()
+    threshold, positive_class = settings.positive_threshold, settings.positive_class
+    positive = to_outcome(scores if numeric else classes, threshold, positive_class)
+    outcome = to_outcome(numbers if numeric else texts, threshold, positive_class)
+    values = [orjson.loads(r.segments) for r in rows]
+    attrs = sorted({a for v in values for a in v if a in plan})
+    columns = {a: dictionary_encode(np.array([v.get(a) for v in values], dtype=object)) for a in attrs}
+    segments, _ = bound_segments(columns, plan)
+    return ModelSketch(binning).fold_labels(prediction, label, segments, positive, outcome)
 
 
 class LabelJoiner:
@@ -238,9 +250,11 @@ class LabelJoiner:
         for r in self.labels.joined(model, panes):
             grouped[(r.model_version, r.pane_start)].append(r)
         ref_id = reference_id(binning)
+        models = self.evaluators[0].models
+        settings, plan = models[model], models.segment_plan(model, binning)
         out = []
         for (version, pane), joined in sorted(grouped.items()):
-            sketch = joined_sketches(binning, joined)
+            sketch = joined_sketches(binning, joined, settings, plan)
             n = len(joined)
             if sketch.performance is not None:
                 out.append(("performance", model, version, pane, self.pane_ms, n,
@@ -248,6 +262,9 @@ class LabelJoiner:
             if "label" in sketch.outputs:
                 out.append(("label", model, version, pane, self.pane_ms, n,
                             sketch.outputs["label"].to_bytes(), ref_id))  # fmt: skip
+            if sketch.fairness.tables:
+                fairness = sketch.fairness.to_bytes()
+                out.append(("fairness", model, version, pane, self.pane_ms, n, fairness, ref_id))
         self.labels.write_joined(out)
         for evaluator in self.evaluators:
             evaluator.changed([(model, version, pane, True) for version, pane in grouped], None, self.name)

@@ -1509,6 +1509,14 @@ class ScannedBatch:
                 out[role] = self._categories(kind.take(rows), num.take(rows), sid.take(rows))
         return out
 
+    def segments_of(self, row: int) -> dict[str, str]:
+        """The segments of one OK message, as sent."""
+        runs, strings = self._segment_runs, self.strings
+        return {
+            strings[int(self.seg_name[k])]: strings[int(self.seg_value[k])]
+            for k in range(runs[row], runs[row + 1])
+        }
+
     @cached_property
     def _segment_runs(self) -> np.ndarray:
         """Index of each row's first segment entry (and the end of the last row's)."""

@@ -21,6 +21,7 @@ class PredictionRow:
     score: float  # NaN: a class prediction
     label_class: str  # the prediction as category text
     labelled: bool  # carried its label inline: already counted at prediction time
+    segments: str = "{}"  # JSON of the event's segments
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class JoinedRow:
     prediction_class: str
     label_num: float
     label_text: str
+    segments: str = "{}"
 
 
 class LabelStore:
@@ -56,11 +58,11 @@ class LabelStore:
         expires = (now + timedelta(milliseconds=horizon_ms)).replace(microsecond=0)
         data = [
             [r.model_id, r.event_id, r.model_version, r.pane_start, r.score, r.label_class, int(r.labelled),
-             expires, now]
+             r.segments, expires, now]
             for r in rows
         ]  # fmt: skip
         cols = ("model_id", "event_id", "model_version", "pane_start", "score", "class", "labelled",
-                "expires_at", "inserted_at")  # fmt: skip
+                "segments", "expires_at", "inserted_at")  # fmt: skip
         if data:
             self.store._insert("predictions", data, cols)
 
@@ -111,15 +113,16 @@ class LabelStore:
             return []
         db = self.store.database
         rows = self.store._query(
-            "SELECT p.model_version, p.pane_start, p.score, p.class, l.label_num, l.label_text FROM "
-            f"(SELECT event_id, model_version, pane_start, score, class FROM {db}.predictions FINAL "
+            "SELECT p.model_version, p.pane_start, p.score, p.class, l.label_num, l.label_text, "
+            "p.segments FROM (SELECT event_id, model_version, pane_start, score, class, segments "
+            f"FROM {db}.predictions FINAL "
             " WHERE model_id = %(m)s AND pane_start IN %(panes)s AND labelled = 0) AS p "
             f"INNER JOIN (SELECT event_id, label_num, label_text FROM {db}.labels FINAL "
             " WHERE model_id = %(m)s AND pane_start IN %(panes)s) AS l USING (event_id) "
             "ORDER BY p.model_version, p.pane_start, event_id",
             {"m": model_id, "panes": tuple(panes)},
         )
-        return [JoinedRow(v, int(p), float(s), c, float(n), t) for v, p, s, c, n, t in rows]
+        return [JoinedRow(v, int(p), float(s), c, float(n), t, g) for v, p, s, c, n, t, g in rows]
 
     def write_joined(self, rows: Sequence[tuple[str, str, str, int, int, int, bytes, str]]) -> None:
         """(kind, model, version, pane start, pane ms, n, sketch, reference id) per pane and kind."""

@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS {database}.predictions
     score         Float64,                      -- a numeric prediction (NaN: a class)
     class         String,                       -- the prediction as category text
     labelled      UInt8,                        -- the event carried its label: already counted
+    segments      String,                       -- JSON: its segments (fairness of late labels)
     expires_at    DateTime('UTC'),              -- written + the label horizon
     inserted_at   DateTime64(3, 'UTC')
 )
