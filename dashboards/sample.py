@@ -131,19 +131,7 @@ def fill(
         drift_features=DRIFT_FEATURES,
         fairness_regression=FAIRNESS_REGRESSION,
     )
-    sample = Sample(
-        model=model,
-        version=version,
-        start_ms=start,
-        end_ms=end,
-        events=traffic.n,
-        windows=panes,
-        features=tuple(sorted({*reference.binning.features, *reference.binning.segments})),
-        attributes=SEGMENTS,
-        window_ms=spec.window_ms,
-        traffic=traffic,
-        reference=reference,
-    )
+    sample = _sample(traffic, reference, spec, start, end, panes)
     engine = AlertEngine(AlertingConfig(rules=default_rules([])), log=AlertStore(store))
     stream(store, reference, sample, spec, partition=0, engine=engine)
 
@@ -157,6 +145,31 @@ def fill(
         ]
     )
     return sample
+
+
+def _sample(
+    traffic: Traffic,
+    reference: ModelSketch,
+    spec: WindowSpec,
+    start: int,
+    end: int,
+    panes: int,
+    task: str = "binary",
+) -> Sample:
+    return Sample(
+        model=traffic.model_id,
+        version=traffic.model_version,
+        start_ms=start,
+        end_ms=end,
+        events=traffic.n,
+        windows=panes,
+        features=tuple(sorted({*reference.binning.features, *reference.binning.segments})),
+        attributes=SEGMENTS,
+        window_ms=spec.window_ms,
+        traffic=traffic,
+        reference=reference,
+        task=task,
+    )
 
 
 def fill_regression(
@@ -185,20 +198,7 @@ def fill_regression(
         rate=events_per_pane / (pane_ms / 1000),
         drift_at=0.5,
     )
-    sample = Sample(
-        model=model,
-        version=version,
-        start_ms=start,
-        end_ms=end,
-        events=traffic.n,
-        windows=panes,
-        features=tuple(sorted({*reference.binning.features, *reference.binning.segments})),
-        attributes=SEGMENTS,
-        window_ms=spec.window_ms,
-        traffic=traffic,
-        reference=reference,
-        task="regression",
-    )
+    sample = _sample(traffic, reference, spec, start, end, panes, task="regression")
     stream(store, reference, sample, spec, partition=1)
     return sample
 

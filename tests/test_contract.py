@@ -5,7 +5,15 @@ import math
 import orjson
 import pytest
 
-from driftline.contract import MAX_ID_CHARS, Event, InvalidEvent, parse_event, parse_ts, validate_event
+from driftline.contract import (
+    MAX_ID_CHARS,
+    Event,
+    InvalidEvent,
+    parse_event,
+    parse_label,
+    parse_ts,
+    validate_event,
+)
 
 
 def good(**overrides: object) -> dict[str, object]:
@@ -115,3 +123,28 @@ def test_oversized_message_is_rejected_before_parsing() -> None:
     raw = b'{"event_id": "' + b"x" * (10 << 20) + b'"}'
     with pytest.raises(InvalidEvent, match=r"\$: message is 10485776 bytes, above the 1048576-byte limit"):
         parse_event(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"model_id": "m", "ts": 1767225600000, "label": 1}', "event_id"),
+        (b'{"event_id": "e", "ts": 1767225600000, "label": 1}', "model_id"),
+        (b'{"event_id": "e", "model_id": "m", "label": 1}', "ts"),
+        (b'{"event_id": "e", "model_id": "m", "ts": "yesterday", "label": 1}', "ts"),
+        (b'{"event_id": "e", "model_id": "m", "ts": 1767225600000}', "label"),
+        (b'{"event_id": "e", "model_id": "m", "ts": 1767225600000, "label": null}', "label"),
+        (b'{"event_id": "e", "model_id": "m", "ts": 1767225600000, "label": [1]}', "label"),
+        (b"[1, 2]", "$"),
+        (b"{not json", "$"),
+    ],
+)
+def test_a_broken_label_event_names_its_field(raw: bytes, field: str) -> None:
+    with pytest.raises(InvalidEvent) as err:
+        parse_label(raw)
+    assert err.value.field == field
+
+
+def test_a_label_event_parses() -> None:
+    label = parse_label(b'{"event_id": "e-1", "model_id": "churn", "ts": "2026-01-03T09:00:00Z", "label": 1}')
+    assert (label.event_id, label.model_id, label.ts_ms, label.label) == ("e-1", "churn", 1767430800000, 1)

@@ -67,14 +67,17 @@ class Event:
 
 def parse_event(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     """Decode one JSON message and validate it against the contract."""
+    return validate_event(_loads(raw, max_bytes))
+
+
+def _loads(raw: bytes | str, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise InvalidEvent("$", f"message is {len(raw)} bytes, above the {max_bytes}-byte limit")
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         reason = "not UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc})"
         raise InvalidEvent("$", reason) from None
-    return validate_event(obj)
 
 
 def validate_event(obj: Any) -> Event:
@@ -118,13 +121,7 @@ class LabelEvent:
 
 def parse_label(raw: bytes | str, *, max_bytes: int = MAX_EVENT_BYTES) -> LabelEvent:
     """Decode one label message: ``{"event_id", "model_id", "ts", "label"}``."""
-    if len(raw) > max_bytes:
-        raise InvalidEvent("$", f"message is {len(raw)} bytes, above the {max_bytes}-byte limit")
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        reason = "not UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc})"
-        raise InvalidEvent("$", reason) from None
+    obj = _loads(raw, max_bytes)
     if not isinstance(obj, dict):
         raise InvalidEvent("$", f"expected a JSON object, got {_json_type(obj)}")
     event_id = _string(obj, "event_id", MAX_ID_CHARS, required=True)
