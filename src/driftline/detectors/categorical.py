@@ -29,6 +29,11 @@ DEFAULT_MAX_UNSEEN = 1000
 OTHER = "<other>"
 
 
+# A numeric column is float64 (NaN = missing); a categorical one is (names, codes) as
+# produced by dictionary_encode or a columnar dictionary.
+Column = np.ndarray | tuple[Sequence[str | None], np.ndarray]
+
+
 def as_category(value: object) -> str | None:
     """Canonical text of a categorical value: bools as JSON spells them, None stays missing."""
     if value is None or (isinstance(value, float) and value != value):

@@ -38,18 +38,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal, Self, cast
+from typing import Literal, Self, cast
 
 import numpy as np
 
 from driftline.detectors import _codec
 from driftline.detectors._kernels import MAX_TABLE, SMALL_TABLE, fold_binary
-from driftline.detectors.categorical import OTHER, as_category, dictionary_encode
+from driftline.detectors.categorical import OTHER, Column, as_category, dictionary_encode
 from driftline.detectors.defaults import DEFAULT_FINE_BINS
 from driftline.detectors.fairness import to_outcome
-
-if TYPE_CHECKING:  # profile imports the sketches; only its type alias is needed here
-    from driftline.detectors.profile import Column
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")

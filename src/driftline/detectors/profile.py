@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from driftline.detectors import _codec, stats
-from driftline.detectors.categorical import CategoricalSketch, Vocabulary, dictionary_encode
+from driftline.detectors.categorical import CategoricalSketch, Column, Vocabulary, dictionary_encode
 from driftline.detectors.defaults import (
     DEFAULT_MIN_SUPPORT,
     DEFAULT_SEGMENT_ATTRIBUTES,
@@ -38,9 +38,6 @@ from driftline.detectors.performance import PerformanceSketch, PerformanceSpec, 
 
 Kind = Literal["numeric", "categorical"]
 FeatureSketch = NumericSketch | CategoricalSketch
-# A numeric column is float64 (NaN = missing); a categorical one is (names, codes) as
-# produced by dictionary_encode or a columnar dictionary.
-Column = np.ndarray | tuple[Sequence[str | None], np.ndarray]
 
 
 @dataclass(frozen=True)
