@@ -608,3 +608,80 @@ def test_a_dead_notification_is_counted_and_listed_by_driftline_alerts(
     assert main(["alerts", "--store", dsn]) == 0
     table = capsys.readouterr().out
     assert "dead notifications" in table and "503" in table
+
+
+EXPLAIN = (
+    {"bin": "[12.3, 15.0)", "reference_share": 0.1, "current_share": 0.25, "psi": 0.137},
+    {"bin": "< 12.3", "reference_share": 0.1, "current_share": 0.04, "psi": 0.055},
+)
+
+
+def assert_explained(pd: ReceiverServer, slack: ReceiverServer, hook: ReceiverServer) -> None:
+    """The firing alert's top movers in every wire format; the resolve (feature recovered) has none."""
+    trigger = pd.accepted[0].json
+    assert trigger["payload"]["custom_details"]["explain"] == list(EXPLAIN)
+    firing = slack.accepted[0].json["blocks"][1]["text"]["text"]
+    assert firing.splitlines()[-1] == "top movers: [12.3, 15.0) 10%→25%, &lt; 12.3 10%→4%"
+    req = hook.accepted[0]
+    Webhook(SECRET).verify(req.body, req.headers)
+    assert from_http(req.headers, req.body).data["explain"] == list(EXPLAIN)
+
+
+def test_a_feature_alert_carries_its_top_movers_to_every_receiver(
+    h: Harness, servers: tuple[ReceiverServer, ...]
+) -> None:
+    pd, slack, hook = servers
+    for value in (0.5, 0.6):
+        h.window(replace(obs("age", "psi", value), explain=EXPLAIN))
+        h.run(60)
+    h.window(obs("age", "psi", 0.05))  # recovered: not drifted, nothing to explain
+    h.run(400)
+    assert_explained(pd, slack, hook)
+    resolve = pd.accepted[1].json
+    assert resolve["event_action"] == "resolve"
+    (resolved,) = (r.json for r in slack.accepted[1:])
+    assert "top movers" not in resolved["blocks"][1]["text"]["text"]
+
+
+def test_model_level_alerts_carry_no_explanation(h: Harness, servers: tuple[ReceiverServer, ...]) -> None:
+    pd, _, _ = servers
+    for value in (0.5, 0.6):  # a model-level row (feature "") has no explanation to carry
+        h.window(obs("", "psi", value))
+        h.run(60)
+    assert "explain" not in pd.accepted[0].json["payload"]["custom_details"]
+
+
+def test_the_explanation_survives_a_restart_in_the_outbox(
+    servers: tuple[ReceiverServer, ...], tmp_path: Path
+) -> None:
+    """Window rows -> AlertRunner with every receiver down; a new process on the same journal and
+    store delivers the notifications with the explanation."""
+    pd, slack, hook = servers
+    cfg = config(pd.url, slack.url, hook.url)
+    store, clock = Store.open(f"chdb://{tmp_path / 'db'}"), Clock()
+    for s in servers:
+        s.down = True
+    with httpx.Client() as client:
+        runner = AlertRunner(cfg, AlertStore(store), tmp_path / "o.jsonl", http_transport(client), clock)
+        for end in (60_000, 120_000):  # fires on the second window (for: 2)
+            row = MetricRow(
+                "churn", "v1", "age", end - 60_000, end, "psi", 0.5, None, 100, 100, "drift", EXPLAIN
+            )
+            runner.on_window("churn", "v1", end - 60_000, end, [row])
+        for _ in range(40):
+            runner.tick()
+            clock.advance(1)
+        runner.close()
+        assert not any(s.accepted for s in servers)
+        for s in servers:
+            s.down = False
+        runner = AlertRunner(cfg, AlertStore(store), tmp_path / "o.jsonl", http_transport(client), clock)
+        assert runner.engine.states and all(
+            st.last is not None and st.last.explain == EXPLAIN for st in runner.engine.states.values()
+        )  # the engine's stored state has it too
+        for _ in range(60):
+            runner.tick()
+            clock.advance(1)
+        runner.close()
+    store.close()
+    assert_explained(pd, slack, hook)

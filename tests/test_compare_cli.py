@@ -112,6 +112,63 @@ def test_compare_json_matches_oracles(files: tuple[Path, Path], capsys: pytest.C
     assert region["disparate_impact"] < 0.8
 
 
+def _oracle_terms(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    r, c = np.maximum(r, 1e-4), np.maximum(c, 1e-4)
+    return (c - r) * np.log(c / r)
+
+
+def test_compare_json_explains_each_drifted_feature(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref_path, cur_path = files
+    report = run_json(capsys, "--reference", str(ref_path), "--current", str(cur_path), *ROLES)
+    ref, cur = pl.read_parquet(ref_path), pl.read_csv(cur_path)
+    for f in [*report["features"].values(), report["prediction"], report["label"]]:
+        assert ("explain" in f) == f["drift"]
+        if f["drift"]:
+            terms = [e["psi"] for e in f["explain"]]
+            assert 0 < len(terms) <= 5 and terms == sorted(terms, reverse=True)
+            assert sum(terms) <= f["psi"] * (1 + 1e-12)
+
+    # numeric: the reference deciles of the raw values, an independent oracle of every bin
+    x = report["features"]["f00_normal"]
+    r_raw, c_raw = ref["f00_normal"].drop_nulls().to_numpy(), cur["f00_normal"].drop_nulls().to_numpy()
+    edges = np.quantile(r_raw, np.arange(1, 10) / 10)
+    r = np.bincount(np.searchsorted(edges, r_raw, side="right"), minlength=10) / len(r_raw)
+    c = np.bincount(np.searchsorted(edges, c_raw, side="right"), minlength=10) / len(c_raw)
+    terms = _oracle_terms(r, c)
+    assert terms.sum() == pytest.approx(x["psi"], rel=1e-9)  # every bin's term: the PSI
+    top = np.argsort(-terms, kind="stable")[:5]
+    assert [e["psi"] for e in x["explain"]] == pytest.approx(terms[top].tolist(), rel=1e-9)
+    assert [e["reference_share"] for e in x["explain"]] == pytest.approx(r[top].tolist())
+    assert [e["current_share"] for e in x["explain"]] == pytest.approx(c[top].tolist())
+    for e, i in zip(x["explain"], top.tolist(), strict=True):
+        lo, hi = (edges[i - 1] if i else None), (edges[i] if i < 9 else None)
+        if lo is None:
+            assert e["bin"].startswith("< ") and float(e["bin"][2:]) == pytest.approx(hi, rel=1e-3)
+        elif hi is None:
+            assert e["bin"].startswith(">= ") and float(e["bin"][3:]) == pytest.approx(lo, rel=1e-3)
+        else:
+            a, b = e["bin"].strip("[)").split(", ")
+            assert (float(a), float(b)) == pytest.approx((lo, hi), rel=1e-3)
+
+    # categorical: every category of the reference and one bucket for unseen ones; few enough
+    # that every moved one is listed, so the explanation sums to the PSI
+    plan = report["features"]["plan"]
+    rc = dict(ref["plan"].drop_nulls().value_counts().iter_rows())
+    cc = dict(cur["plan"].drop_nulls().value_counts().iter_rows())
+    cats = sorted(rc)
+    rp = np.array([rc[k] for k in cats] + [0]) / sum(rc.values())
+    cp = np.array([cc.get(k, 0) for k in cats] + [sum(n for k, n in cc.items() if k not in rc)])
+    cp = cp / cp.sum()
+    oracle = dict(zip([*cats, "<unseen>"], _oracle_terms(rp, cp).tolist(), strict=True))
+    assert sum(v > 0 for v in oracle.values()) <= 5
+    assert {e["bin"]: e["psi"] for e in plan["explain"]} == pytest.approx(
+        {k: v for k, v in oracle.items() if v > 0}, rel=1e-9
+    )
+    assert sum(e["psi"] for e in plan["explain"]) == pytest.approx(plan["psi"], rel=1e-12)
+
+
 def test_compare_identical_files_reports_no_drift(
     files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -129,6 +186,11 @@ def test_compare_table_output(files: tuple[Path, Path], capsys: pytest.CaptureFi
     assert main(["compare", "--reference", str(ref_path), "--current", str(cur_path), *ROLES]) == 0
     out = capsys.readouterr().out
     assert "DRIFT" in out and "f00_normal" in out and "disparate impact" in out
+    movers = [line.strip() for line in out.splitlines() if line.strip().startswith("top movers of")]
+    drifted = {m.split(":")[0].removeprefix("top movers of ") for m in movers}
+    assert drifted == {"f00_normal", "plan", "prediction"}  # the drifted ones, the prediction too
+    (x,) = [m for m in movers if "f00_normal" in m]
+    assert x.count("%→") == 3  # its top three contributors, reference → current share
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # p-values are Benjamini-Hochberg adjusted: KS for numeric features, chi-square for categorical ones
@@ -68,6 +69,11 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
             "[bold red]DRIFT[/]" if f["drift"] else "ok",
         )
     console.print(t)
+    from driftline.detectors.profile import format_movers  # numpy and numba: only when reporting
+
+    for name, f in [*report["features"].items(), *outputs.items()]:
+        if f.get("explain"):
+            console.print(f"  top movers of {name}: {escape(format_movers(f['explain']))}", highlight=False)
     if report.get("latency"):
         lat = report["latency"]
         console.print(

@@ -38,6 +38,8 @@ class Observation:
     p_value: float | None
     window_start: int
     window_end: int
+    # a drifted feature's top PSI contributors (``explain`` of the drift report), for the alert
+    explain: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,26 @@ class Alert:
     annotations: Mapping[str, str]
     receivers: tuple[str, ...]
     retrain: str | None
+    # what moved the feature in the window (bins or categories with reference and current share
+    # and PSI term, largest first); none for model-level metrics or a feature that did not drift
+    explain: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+            k: (
+                dict(v)
+                if isinstance(v, Mapping)
+                else [dict(x) if isinstance(x, Mapping) else x for x in v]
+                if isinstance(v, tuple)
+                else v
+            )
             for k, v in self.__dict__.items()
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Alert:
-        return cls(**{**d, "receivers": tuple(d["receivers"])})
+        # an alert journaled or stored before explanations existed has none
+        return cls(**{**d, "receivers": tuple(d["receivers"]), "explain": tuple(d.get("explain", ()))})
 
 
 HISTORY = 64  # windows remembered per alert (at least every rule's `for`)
@@ -309,6 +321,7 @@ class AlertEngine:
             annotations={k: _render(v, fields) for k, v in rule.annotations.items()},
             receivers=tuple(rule.receivers),
             retrain=rule.retrain,
+            explain=obs.explain,
         )
 
 

@@ -25,6 +25,7 @@ import orjson
 
 from driftline.alerting.config import ReceiverConfig, WebhookConfig
 from driftline.contract import format_ts
+from driftline.detectors.profile import format_movers
 
 PD_SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
 
@@ -115,9 +116,16 @@ def pagerduty_event(routing_key: str, alert: dict[str, Any]) -> dict[str, Any]:
                 )
             },
         }
+        if explain := alert.get("explain"):  # what moved the feature: its top PSI contributors
+            event["payload"]["custom_details"]["explain"] = explain
         if runbook := alert["annotations"].get("runbook"):
             event["links"] = [{"href": runbook, "text": "runbook"}]
     return event
+
+
+def _slack_escape(text: str) -> str:
+    """mrkdwn text with ``&``, ``<`` and ``>`` escaped: ``< 12.3`` is a value range, not a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def slack_message(alerts: list[dict[str, Any]], grafana_url: str | None) -> dict[str, Any]:
@@ -134,10 +142,13 @@ def slack_message(alerts: list[dict[str, Any]], grafana_url: str | None) -> dict
             f"*{a['metric']}*\n{a['value']:.4g} ({a['op']} {a['threshold']:g})",
             f"*Window*\n{_window(a)}",
         ]
+        text = f"{icon} {_summary(a)}"
+        if a.get("explain"):
+            text += f"\ntop movers: {_slack_escape(format_movers(a['explain']))}"
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f"{icon} {_summary(a)}"},
+                "text": {"type": "mrkdwn", "text": text[:3000]},
                 "fields": [{"type": "mrkdwn", "text": f} for f in fields],
             }
         )

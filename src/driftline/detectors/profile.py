@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -429,6 +430,73 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+EXPLAIN_TOP = 5  # contributors listed per drifted feature
+UNSEEN = "<unseen>"  # the bucket of categories the reference does not have
+
+
+def _psi_shares(ref: FeatureSketch, cur: FeatureSketch) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's and the current shares of each PSI bin (numeric: the reference deciles;
+    categorical: each category of the vocabulary, then the unseen ones); missing values excluded."""
+    if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
+        return stats.proportions(ref.psi_counts()), stats.proportions(cur.psi_counts())
+    return stats.proportions(ref.counts[:-1]), stats.proportions(cur.counts[:-1])
+
+
+def _edge_labels(edges: np.ndarray) -> list[str]:
+    """The edges as short numbers (12.3, 15.0, 1e-05): 4 significant digits, more where two
+    different edges would read the same."""
+    values = [float(x) for x in edges]
+    for digits in range(4, 17):
+        labels = [repr(float(f"{x:.{digits}g}")) for x in values]
+        if len(set(labels)) == len(set(values)):
+            return labels
+    return [repr(x) for x in values]
+
+
+def psi_bin_labels(bins: NumericBins) -> list[str]:
+    """The value range of each PSI bin: ``< e0``, ``[e0, e1)``, ..., ``>= e_last``."""
+    edges = _edge_labels(bins.psi_edges)
+    if not edges:
+        return ["all values"]
+    inner = [f"[{a}, {b})" for a, b in pairwise(edges)]
+    return [f"< {edges[0]}", *inner, f">= {edges[-1]}"]
+
+
+def psi_contributions(ref: FeatureSketch, cur: FeatureSketch) -> list[dict[str, Any]]:
+    """Every PSI bin (numeric: a value range of the reference deciles) or category (and
+    ``<unseen>``) with its reference and current share and its term of the PSI; the terms sum to
+    the feature's ``psi``. Empty when either side has no value or the kinds differ."""
+    if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
+        labels = psi_bin_labels(ref.bins)
+    elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
+        labels = [*ref.vocabulary.categories, UNSEEN]
+    else:
+        return []
+    if not (ref.n and cur.n):
+        return []
+    r, c = _psi_shares(ref, cur)
+    terms = stats.psi_contributions(r, c)
+    return [
+        {"bin": label, "reference_share": float(a), "current_share": float(b), "psi": float(t)}
+        for label, a, b, t in zip(labels, r.tolist(), c.tolist(), terms.tolist(), strict=True)
+    ]
+
+
+def explain(ref: FeatureSketch, cur: FeatureSketch, top: int = EXPLAIN_TOP) -> list[dict[str, Any]]:
+    """What moved a feature: the ``top`` bins or categories contributing most to its PSI, largest
+    first (ties in bin order); bins whose share did not move at all are left out."""
+    moved = [t for t in psi_contributions(ref, cur) if t["psi"] > 0]
+    return sorted(moved, key=lambda t: -t["psi"])[:top]
+
+
+def format_movers(explanation: Sequence[Mapping[str, Any]], top: int = 3) -> str:
+    """``[12.3, 15.0) 10%→25%, <unseen> 0%→4.2%``: the first ``top`` contributors, shares in %."""
+    return ", ".join(
+        f"{e['bin']} {e['reference_share'] * 100:.3g}%→{e['current_share'] * 100:.3g}%"
+        for e in explanation[:top]
+    )
+
+
 def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[str, Any]:
     """Statistics of one feature; ``drift`` and adjusted p-values are filled by drift_report."""
     missing = cur.n_missing
@@ -438,7 +506,7 @@ def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[
         "type_errors": cur.type_errors,
     }
     if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
-        r, c = stats.proportions(ref.psi_counts()), stats.proportions(cur.psi_counts())
+        r, c = _psi_shares(ref, cur)
         ks = stats.ks(ref, cur)
         out |= {
             "kind": "numeric",
@@ -455,9 +523,8 @@ def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[
             "max": _finite(float(cur.moments[1])) if cur.n else None,
         }
     elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
-        rc, cc = ref.counts[:-1], cur.counts[:-1]
-        r, c = stats.proportions(rc), stats.proportions(cc)
-        chi = stats.chi2(rc, cc)
+        r, c = _psi_shares(ref, cur)
+        chi = stats.chi2(ref.counts[:-1], cur.counts[:-1])
         out |= {
             "kind": "categorical",
             "psi": stats.psi(r, c) if cur.n and ref.n else None,
@@ -479,24 +546,31 @@ def drift_report(
     ``features`` holds every feature and, as categorical features, the mix of each segment
     attribute (a shift in the share of regions is drift; a feature of the same name wins);
     ``prediction`` and ``label`` have a feature's shape (None when the reference has none).
-    Benjamini–Hochberg adjusts the p-values over all of them together.
+    Benjamini–Hochberg adjusts the p-values over all of them together. Each drifted one has
+    ``explain``: its top PSI contributors (see :func:`explain`).
     """
-    compared: dict[str, dict[str, Any]] = {
-        name: feature_report(reference.features[name], sketch, current.n_events)
-        for name, sketch in sorted(current.features.items())
+    pairs: dict[str, tuple[FeatureSketch, FeatureSketch]] = {
+        name: (reference.features[name], sketch) for name, sketch in sorted(current.features.items())
     }
     for attr, mix in sorted(current.mix.items()):
-        if attr not in compared and attr in reference.mix:
-            compared[attr] = feature_report(reference.mix[attr], mix, current.n_events) | {"role": "segment"}
-    outputs = {
-        role: feature_report(reference.outputs[role], sketch, current.n_events)
+        if attr not in pairs and attr in reference.mix:
+            pairs[attr] = (reference.mix[attr], mix)
+    compared: dict[str, dict[str, Any]] = {
+        name: feature_report(ref, cur, current.n_events)
+        | ({"role": "segment"} if name not in current.features else {})
+        for name, (ref, cur) in pairs.items()
+    }
+    output_pairs = {
+        role: (reference.outputs[role], sketch)
         for role, sketch in current.outputs.items()
         if role in reference.outputs
     }
+    outputs = {role: feature_report(ref, cur, current.n_events) for role, (ref, cur) in output_pairs.items()}
     judged = [*compared.values(), *outputs.values()]
+    sketches = [*pairs.values(), *output_pairs.values()]
     tests = [(f["ks"] if f["kind"] == "numeric" else f.get("chi2")) for f in judged]
     adjusted = stats.benjamini_hochberg([t["p_value"] if t else math.nan for t in tests])
-    for f, test, p_adj in zip(judged, tests, adjusted, strict=True):
+    for f, (ref, cur), test, p_adj in zip(judged, sketches, tests, adjusted, strict=True):
         if test is not None:
             test["p_value_adjusted"] = p_adj
         ks_d = f["ks"]["statistic"] if f["kind"] == "numeric" and f["ks"] else None
@@ -504,6 +578,8 @@ def drift_report(
             (f["psi"] is not None and f["psi"] > thresholds.psi)
             or (ks_d is not None and ks_d > thresholds.ks)
         )
+        if f["drift"]:  # what moved: the bins contributing most to the PSI
+            f["explain"] = explain(ref, cur)
     report: dict[str, Any] = {
         "n_reference": reference.n_events,
         "n_current": current.n_events,

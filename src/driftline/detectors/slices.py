@@ -133,6 +133,7 @@ def slice_report(
                 for f in [*report["features"].values(), report["prediction"], report["label"]]:
                     if f is not None:
                         f["drift"] = False
+                        f.pop("explain", None)
                 report["drifted_features"] = []
             head = {"n_reference": ref.n_events, "n_current": cur.n_events, "judged": judged}
             out[attr][value] = head | report

@@ -38,9 +38,15 @@ def proportions(counts: np.ndarray) -> np.ndarray:
 
 def psi(ref: np.ndarray, cur: np.ndarray, floor: float = PSI_FLOOR) -> float:
     """Population stability index of two proportion vectors."""
+    return float(np.sum(psi_contributions(ref, cur, floor)))
+
+
+def psi_contributions(ref: np.ndarray, cur: np.ndarray, floor: float = PSI_FLOOR) -> np.ndarray:
+    """Each bin's term of the PSI, ``(c − r)·ln(c / r)`` of the floored proportions: never
+    negative, and :func:`psi` is their sum."""
     r = np.maximum(ref, floor)
     c = np.maximum(cur, floor)
-    return float(np.sum((c - r) * np.log(c / r)))
+    return (c - r) * np.log(c / r)
 
 
 def js_distance(ref: np.ndarray, cur: np.ndarray) -> float:

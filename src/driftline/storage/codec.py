@@ -197,7 +197,12 @@ def metric_rows(
     rows: list[MetricRow] = []
 
     def add(
-        feature: str, metric: str, value: float | None, p: float | None = None, status: str = "ok"
+        feature: str,
+        metric: str,
+        value: float | None,
+        p: float | None = None,
+        status: str = "ok",
+        explain: tuple[dict[str, Any], ...] = (),
     ) -> None:
         if value is not None and math.isfinite(value):
             rows.append(
@@ -213,6 +218,7 @@ def metric_rows(
                     n_ref,
                     n_cur,
                     status,
+                    explain,
                 )
             )
 
@@ -220,16 +226,18 @@ def metric_rows(
         """A feature's statistics; the prediction's and the label's as model-level metrics
         named ``prediction_psi``, ``label_ks``, ..."""
         status = "drift" if f["drift"] else "ok"
-        add(name, f"{prefix}psi", f["psi"], status=status)
-        add(name, f"{prefix}js", f["js"], status=status)
+        # a feature's distribution metrics carry what moved it (model-level ones do not)
+        why = tuple(f.get("explain") or ()) if name else ()
+        add(name, f"{prefix}psi", f["psi"], status=status, explain=why)
+        add(name, f"{prefix}js", f["js"], status=status, explain=why)
         add(name, f"{prefix}null_rate", f["null_rate"])
         if f["kind"] == "numeric":
             ks = f["ks"] or {}
-            add(name, f"{prefix}ks", ks.get("statistic"), ks.get("p_value"), status)
-            add(name, f"{prefix}wasserstein", f["wasserstein"], status=status)
+            add(name, f"{prefix}ks", ks.get("statistic"), ks.get("p_value"), status, why)
+            add(name, f"{prefix}wasserstein", f["wasserstein"], status=status, explain=why)
             add(name, f"{prefix}out_of_range_rate", f["out_of_range_rate"])
         elif f.get("chi2"):
-            add(name, f"{prefix}chi2", f["chi2"]["statistic"], f["chi2"]["p_value"], status)
+            add(name, f"{prefix}chi2", f["chi2"]["statistic"], f["chi2"]["p_value"], status, why)
 
     for name, f in report["features"].items():
         drift(name, f)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 PANE_COLUMNS = (
     "kind",
@@ -88,6 +89,9 @@ class MetricRow:
     n_ref: int
     n_cur: int
     status: str
+    # a drifted feature's top PSI contributors (the report's ``explain``), handed to alerting with
+    # the window; not a column: what is stored and read back has none
+    explain: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
