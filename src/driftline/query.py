@@ -14,7 +14,7 @@ from typing import Any
 from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
 from driftline.detectors.slices import parse_slice_id, slice_report
-from driftline.storage.codec import merge_rows, reference_from_rows
+from driftline.storage.codec import merge_rows, reference_from_rows, reference_id
 from driftline.storage.rows import PaneRow
 from driftline.storage.store import Store
 
@@ -71,6 +71,7 @@ def range_report(
     merged = merge_rows(reference.binning, rows())
     report: dict[str, object] = drift_report(reference, merged, thresholds or Thresholds())
     report["late_events"] = late
+    report["reference"] = reference_used(store, model, reference)
     report["range"] = {
         "from": None if start is None else format_ts(start),
         "to": None if end is None else format_ts(end),
@@ -108,6 +109,15 @@ def slice_reports(
     if missing:
         raise KeyError(", ".join(missing))
     return slice_report(reference, current, thresholds or Thresholds())
+
+
+def reference_used(store: Store, model: str, reference: ModelSketch) -> dict[str, Any]:
+    """Which reference a report compared with and how it was made (its newest save)."""
+    ref_id = reference_id(reference.binning)
+    made = [v for v in store.reference_versions(model) if v["reference_id"] == ref_id]
+    last = made[-1] if made else {}
+    at = last.get("applied_from")
+    return {"reference_id": ref_id, "source": last.get("source"), "created_at": at and format_ts(at)}
 
 
 def metric_series(

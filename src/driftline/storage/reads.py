@@ -149,6 +149,26 @@ class Reads(Connection):
             if created == newest[m]
         ]
 
+    def reference_versions(self, model_id: str) -> list[dict[str, Any]]:
+        """Every reference the model had, oldest first, with when each applied (until the next)."""
+        rows = self._query(
+            "SELECT reference_id, source, events, features, toUnixTimestamp64Milli(created_at) "
+            f"FROM {self.database}.reference_versions WHERE model_id = %(m)s ORDER BY created_at",
+            {"m": model_id},
+        )
+        out: list[dict[str, Any]] = []
+        for ref_id, source, events, features, at in rows:
+            if out:
+                out[-1]["applied_until"] = int(at)
+            version = {
+                "reference_id": ref_id,
+                "source": source,
+                "events": int(events),
+                "features": int(features),
+            }
+            out.append(version | {"applied_from": int(at), "applied_until": None})
+        return out
+
     def metrics(
         self, model_id: str, metric: str | None = None, feature: str | None = None
     ) -> list[MetricRow]:

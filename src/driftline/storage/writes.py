@@ -114,12 +114,22 @@ class Writes(Connection):
         return {int(p): (int(o), int(e)) for p, o, e in rows}
 
     def save_reference(self, rows: Sequence[ReferenceRow]) -> None:
+        """The newest reference of each model in ``rows``, and an entry in their history."""
         now = datetime.now(UTC)
         data = [
             [r.model_id, r.feature, r.kind, r.bins, r.sketch, r.n, r.reference_id, r.source, now]
             for r in rows
         ]
         self._insert("references", data, REFERENCE_COLUMNS)
+        versions: dict[str, list[Any]] = {}
+        for r in rows:
+            v = versions.setdefault(r.model_id, [r.model_id, r.reference_id, r.source, 0, 0, now])
+            if r.kind == "latency":  # it carries the reference's event count
+                v[3] = r.n
+            elif r.kind in ("numeric", "categorical"):
+                v[4] += 1
+        cols = ("model_id", "reference_id", "source", "events", "features", "created_at")
+        self._insert("reference_versions", list(versions.values()), cols)
 
     def write_metrics(self, rows: Sequence[MetricRow], computed_at: datetime | None = None) -> None:
         """``computed_at``: when the panes they were computed from were read (a window whose

@@ -238,6 +238,26 @@ def _set_reference(
     return _summary(svc, model_id, svc.models.all().get(model_id))
 
 
+@router.get(
+    "/{model_id}/references",
+    dependencies=read,
+    summary="Every reference the model had, oldest first, and when each applied",
+    responses={404: {"description": "the model never had a reference"}},
+)
+def list_references(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
+    versions = svc.store.reference_versions(model_id)
+    if not versions:
+        raise Problem(404, f"model {model_id!r} never had a reference")
+    return [
+        v
+        | {
+            "applied_from": format_ts(v["applied_from"]),
+            "applied_until": v["applied_until"] and format_ts(v["applied_until"]),
+        }
+        for v in versions
+    ]
+
+
 def _read_range(svc: Service, model_id: str, window: TimeRange, version: str | None) -> tuple[int, int]:
     """``from``/``to`` with the defaults: without ``to``, the end of the newest stored pane (or
     now, when nothing is stored); without ``from``, one window before ``to``."""
