@@ -6,6 +6,7 @@ for bit whatever the fine edges are; the KS bound must hold for sampled fine edg
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ from driftline.detectors.numeric import (
     quantile_edges,
 )
 from driftline.detectors.profile import Binning, ModelSketch, Thresholds, drift_report
-from driftline.ingest.compare import compare_files
+from driftline.ingest.compare import compare_files, new_columns
 from driftline.ingest.files import TableError, TableSpec, load_reference, read_table, to_batch
 from driftline.simulate import FILE_DROP, Traffic, generate
+from driftline.storage.codec import metric_rows
 
 from .test_numeric_stats import oracle_psi
 
@@ -55,12 +57,10 @@ def whole_table_report(reference: Path, current: Path, spec: TableSpec) -> dict:
     """What ``driftline compare`` computed before (``cli._compare``): both tables read whole."""
     ref_sketch, kinds = load_reference(reference, spec, 1000, 10)
     cur = read_table(current)
-    spec.check(cur, current)
-    missing = [c for c in kinds if c not in cur.columns]
-    if missing:
-        raise TableError(f"{current}: no column named {', '.join(map(repr, missing))}")
+    replace(spec, features=None, kinds={}).check(cur, current)  # a missing feature is reported
     cur_sketch = ModelSketch(ref_sketch.binning).update(to_batch(cur, spec, kinds), threads=2)
-    return drift_report(ref_sketch, cur_sketch, Thresholds())
+    new = new_columns(read_table(reference).columns, cur.columns, spec)
+    return drift_report(ref_sketch, cur_sketch, Thresholds(), new)
 
 
 @pytest.mark.parametrize("current", ["cur.parquet", "cur.csv", "cur.tsv", "cur.ndjson"])
@@ -122,7 +122,6 @@ def _whole_error(reference: Path, current: Path, spec: TableSpec) -> str:
             TableSpec(segments=["s"]),
             "cur.parquet: no column named 's'",
         ),
-        ({"x": [1.0], "y": [2.0]}, {"x": [1.0]}, TableSpec(), "cur.parquet: no column named 'y'"),
         ({"x": [1.0]}, {"x": [1.0]}, TableSpec(features=["x", "z"]), "ref.parquet: no column named 'z'"),
         (
             {"x": [None, None]},
@@ -270,3 +269,61 @@ def test_binning_fit_on_threads_equals_serial() -> None:
     assert serial.categorical["c"].categories == threaded.categorical["c"].categories == ("a", "b")
     with pytest.raises(ValueError, match="no non-missing values"):
         Binning.fit({"x": np.array([np.nan])}, {"x": "numeric"}, threads=2)
+
+
+def test_schema_lists_a_missing_and_a_new_column_and_the_dataset_verdict(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    ref = _write(
+        tmp_path / "ref.parquet",
+        {"a": rng.normal(size=3000).tolist(), "b": rng.normal(size=3000).tolist(), "c": ["x", "y"] * 1500},
+    )
+    cur = _write(
+        tmp_path / "cur.parquet",
+        {"a": rng.normal(0.5, size=2000).tolist(), "c": ["x", "y"] * 1000, "z": [1.0] * 2000},
+    )
+    for thresholds in (Thresholds(), Thresholds(psi_alpha=0.05, ks_alpha=0.05)):
+        report = compare_files(ref, cur, TableSpec(), thresholds=thresholds, group_bytes=1)
+        assert report["schema"] == {"missing": ["b"], "new": ["z"]}
+        b = report["features"]["b"]
+        assert b["n"] == 0 and b["null_rate"] == 1.0 and b["psi"] is None and not b["drift"]
+        # b is missing, not judged: a drifted out of a and c
+        assert report["drifted_features"] == ["a"]
+        assert report["dataset_drift"] == {"drifted_share": 0.5, "threshold": 0.5, "drift": True}
+    strict = compare_files(ref, cur, TableSpec(), thresholds=Thresholds(dataset_drift=0.6))
+    assert strict["dataset_drift"] == {"drifted_share": 0.5, "threshold": 0.6, "drift": False}
+    rows = {(r.feature, r.metric): r.value for r in metric_rows(report, "m", "v", 0, 1)}
+    assert rows[("", "drifted_share")] == 0.5
+    assert rows[("", "missing_features")] == 1 and rows[("", "new_features")] == 1
+
+
+def test_auto_thresholds_are_the_critical_value_and_the_adjusted_p_value(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    ref = _write(tmp_path / "ref.parquet", {"a": rng.normal(size=4000).tolist(), "c": ["x", "y"] * 2000})
+    cur = _write(
+        tmp_path / "cur.parquet", {"a": rng.normal(0.15, size=3000).tolist(), "c": ["x", "y"] * 1500}
+    )
+    fixed = compare_files(ref, cur, TableSpec())
+    auto = compare_files(ref, cur, TableSpec(), thresholds=Thresholds(psi_alpha=0.05, ks_alpha=0.05))
+    a, fa = auto["features"]["a"], fixed["features"]["a"]
+    assert fa["psi_threshold"] == 0.2 and fa["ks_threshold"] == 0.1 and fa["ks_threshold_on"] == "statistic"
+    assert not fa["drift"]  # a small shift: below the effect sizes
+    critical = sps.chi2.ppf(0.95, a["psi_dof"]) * (1 / 4000 + 1 / 3000)
+    assert a["psi_dof"] == 9 and a["psi_threshold"] == pytest.approx(critical, rel=1e-12)
+    assert a["ks_threshold"] == 0.05 and a["ks_threshold_on"] == "p_value_adjusted"
+    assert a["psi"] > a["psi_threshold"] and a["ks"]["p_value_adjusted"] < 0.05 and a["drift"]
+    c = auto["features"]["c"]  # identical mix: no drift either way
+    assert c["psi_dof"] == 1 and c["psi_threshold"] == pytest.approx(
+        sps.chi2.ppf(0.95, 1) * (1 / 4000 + 1 / 3000)
+    )
+    assert not c["drift"] and "ks_threshold" not in c
+    # only the KS by significance: the PSI stays an effect size
+    ks_only = compare_files(ref, cur, TableSpec(), thresholds=Thresholds(ks_alpha=0.05))
+    assert ks_only["features"]["a"]["psi_threshold"] == 0.2 and ks_only["features"]["a"]["drift"]
+    rows = {(r.feature, r.metric): r for r in metric_rows(auto, "m", "v", 0, 1)}
+    assert rows[("a", "psi_dof")].value == 9 and (
+        rows[("a", "psi_dof")].n_ref,
+        rows[("a", "psi_dof")].n_cur,
+    ) == (
+        4000,
+        3000,
+    )

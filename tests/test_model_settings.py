@@ -129,7 +129,14 @@ def test_registered_settings_drive_stream_windows_alerts_and_api(tmp_path: Path)
             assert g["positive_rate"] == pytest.approx(np.mean(scores >= 0.8), abs=1e-12)
         # windows judged by the registered thresholds: the API and the stored metrics agree
         drift = client.get("/v1/models/churn/drift", params=HOUR, headers=auth("read-key")).json()
-        assert drift["thresholds"] == {"psi": 50.0, "ks": 0.99} and drift["drifted_features"] == []
+        assert drift["thresholds"] == {
+            "psi": 50.0,
+            "ks": 0.99,
+            "psi_alpha": None,
+            "ks_alpha": None,
+            "dataset_drift": 0.5,
+        }
+        assert drift["drifted_features"] == []
         assert {r.status for r in service.store.metrics("churn", metric="psi")} == {"ok"}
         strict_psi = service.store.metrics("fraud", metric="psi")
         assert {r.feature for r in strict_psi if r.status == "drift"} >= {"f00_normal", "plan"}

@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from driftline.detectors.defaults import PERFORMANCE_METRICS
 
@@ -67,6 +68,9 @@ METRICS = {
     "ks_p_value",
     "chi2_p_value",
     "seconds_since_last_event",
+    "drifted_share",
+    "missing_features",
+    "new_features",
 }
 # The model's outputs drift like a feature: prediction_psi, label_ks, ... (feature "")
 OUTPUT_METRICS = {
@@ -80,6 +84,8 @@ METRICS |= OUTPUT_METRICS | {f"{m}_p_value" for m in OUTPUT_TESTS} | set(PERFORM
 P_VALUE_METRICS = {m for m in METRICS if m.endswith("_p_value")}
 # Metrics a model registers a threshold for: a rule on them may leave its own out.
 MODEL_THRESHOLDS = ("psi", "ks", "prediction_psi", "prediction_ks", "label_psi", "label_ks")
+# ... and may be judged by significance instead (threshold: auto)
+AUTO_THRESHOLDS = MODEL_THRESHOLDS
 
 
 class ConfigError(ValueError):
@@ -242,11 +248,18 @@ class Rule(Strict):
     op: Literal[">", ">=", "<", "<=", "==", "!="] = Field(
         ">", description="Breached when metric OP threshold."
     )
-    threshold: float | None = Field(
+    threshold: float | Literal["auto"] | None = Field(
         None,
         validate_default=True,
         description="The value the metric is compared with; for psi and ks it may be left out: each "
-        "model's registered threshold (PUT /v1/models/{id}), else 0.2 and 0.1.",
+        "model's registered threshold (PUT /v1/models/{id}), else 0.2 and 0.1 (or, with the model's "
+        "psi_alpha / ks_alpha, as auto). auto (psi and ks only): by significance at alpha for the "
+        "window's sample sizes: PSI above its critical value (chi-square bound for the two sample "
+        "sizes and the bins), KS by its Benjamini-Hochberg adjusted p-value across the window's features "
+        "below alpha (the alert's value is then that p-value, its threshold alpha).",
+    )
+    alpha: float = Field(
+        0.05, gt=0, lt=1, description="The significance level of threshold: auto (false alarms per test)."
     )
     model: str = Field("*", description="Glob of the models the rule watches.")
     features: str = Field(
@@ -288,10 +301,23 @@ class Rule(Strict):
             raise ValueError(f"unknown metric {v!r}; one of {', '.join(sorted(METRICS))}")
         return v
 
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _number_or_auto(cls, v: Any) -> Any:
+        """One message for anything else (not one per member of the union)."""
+        if v is None or v == "auto" or (isinstance(v, int | float) and not isinstance(v, bool)):
+            return v
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise PydanticCustomError("float_parsing", "Input should be a valid number or auto") from None
+
     @field_validator("threshold")
     @classmethod
-    def _threshold_given(cls, v: float | None, info: ValidationInfo) -> float | None:
+    def _threshold_given(cls, v: float | str | None, info: ValidationInfo) -> float | str | None:
         metric = info.data.get("metric")
+        if v == "auto" and metric is not None and metric not in AUTO_THRESHOLDS:
+            raise ValueError(f"auto is for {', '.join(AUTO_THRESHOLDS)} only, not {metric}")
         if v is None and metric is not None and metric not in MODEL_THRESHOLDS:
             raise ValueError(
                 f"required for metric {metric} (only {', '.join(MODEL_THRESHOLDS)} take the model's)"
@@ -309,9 +335,10 @@ class Rule(Strict):
             return False
         return fnmatch.fnmatchcase(model, self.model) and fnmatch.fnmatchcase(feature, self.features)
 
-    def breached(self, value: float, threshold: float) -> bool:
-        """``threshold``: the rule's own, or the model's (see :attr:`threshold`)."""
-        return OPS[self.op](value, threshold)
+    def breached(self, value: float, threshold: float, op: str | None = None) -> bool:
+        """``threshold``: the rule's own, or the model's (see :attr:`threshold`); ``op``: the
+        rule's unless given (an auto KS rule compares its p-value with ``<``)."""
+        return OPS[op or self.op](value, threshold)
 
 
 class Grouping(Strict):

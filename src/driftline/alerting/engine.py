@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from driftline.alerting.config import P_VALUE_METRICS, AlertingConfig, Rule
+from driftline.alerting.config import MODEL_THRESHOLDS, P_VALUE_METRICS, AlertingConfig, Rule
 from driftline.detectors.profile import ModelRegistry, ModelSettings
-from driftline.detectors.stats import benjamini_hochberg
+from driftline.detectors.stats import benjamini_hochberg, psi_critical
 
 State = Literal["inactive", "pending", "firing"]
 STALENESS = "seconds_since_last_event"
@@ -38,6 +38,8 @@ class Observation:
     p_value: float | None
     window_start: int
     window_end: int
+    n_ref: int = 0  # the row's sample sizes (a psi_dof row: the feature's non-missing counts)
+    n_cur: int = 0
     # a drifted feature's top PSI contributors (``explain`` of the drift report), for the alert
     explain: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
@@ -154,8 +156,8 @@ class AlertEngine:
         transitions: list[tuple[str, State, Alert, int]] = []
         notify: list[Alert] = []
         for rule in self.config.rules:
-            for obs, value in self._values(rule, observations):
-                step = self._step(rule, obs, value, now)
+            for obs, value, threshold, op in self._values(rule, observations):
+                step = self._step(rule, obs, value, threshold, op, now)
                 if step is not None:
                     state, alert, tell = step
                     transitions.append(
@@ -210,7 +212,10 @@ class AlertEngine:
             self.unlogged.append((fp, "inactive", resolved, 0))
         return notify
 
-    def _values(self, rule: Rule, observations: Sequence[Observation]) -> Iterable[tuple[Observation, float]]:
+    def _values(
+        self, rule: Rule, observations: Sequence[Observation]
+    ) -> list[tuple[Observation, float, float, str]]:
+        """What the rule compares in this window: (row, value, threshold, op) per matched row."""
         if rule.metric in P_VALUE_METRICS:
             base = rule.metric.removesuffix("_p_value")
             rows = [
@@ -220,21 +225,48 @@ class AlertEngine:
             ]
             p = [float(o.p_value) for o in rows]  # type: ignore[arg-type]
             adjusted = benjamini_hochberg(p) if rule.correction == "bh" else p
-            return list(zip(rows, adjusted, strict=True))
-        return [
-            (o, o.value) for o in observations if o.metric == rule.metric and rule.matches(o.model, o.feature)
-        ]
+            pairs = zip(rows, adjusted, strict=True)
+            return [(o, v, self._threshold(rule, o.model), rule.op) for o, v in pairs]
+        matched = [o for o in observations if o.metric == rule.metric and rule.matches(o.model, o.feature)]
+        out: list[tuple[Observation, float, float, str]] = []
+        tests: list[tuple[Observation, float]] = []  # auto KS: the p-values, adjusted together below
+        dof = {(o.model, o.version, o.feature): o for o in observations if o.metric == f"{rule.metric}_dof"}
+        for o in matched:
+            alpha = self._alpha(rule, o.model)
+            if alpha is None:
+                out.append((o, o.value, self._threshold(rule, o.model), rule.op))
+            elif rule.metric.endswith("ks"):
+                if o.p_value is not None:
+                    tests.append((o, alpha))
+            elif (d := dof.get((o.model, o.version, o.feature))) is not None:
+                # the critical PSI for this window's sample sizes; without them (rows stored before
+                # psi_dof was) there is no verdict
+                out.append((o, o.value, psi_critical(d.n_ref, d.n_cur, int(d.value) + 1, alpha), rule.op))
+        p = [float(o.p_value) for o, _ in tests]  # type: ignore[arg-type]
+        adjusted = benjamini_hochberg(p) if rule.correction == "bh" else p
+        out += [(o, v, alpha, "<") for (o, alpha), v in zip(tests, adjusted, strict=True)]
+        return out
+
+    def _alpha(self, rule: Rule, model: str) -> float | None:
+        """The significance a psi / ks rule judges by (``threshold: auto``, or a rule without a
+        threshold on a model registered with ``psi_alpha`` / ``ks_alpha``); None: a threshold."""
+        if rule.threshold == "auto":
+            return rule.alpha
+        if rule.threshold is None and rule.metric in MODEL_THRESHOLDS:
+            base = rule.metric.removeprefix("prediction_").removeprefix("label_")
+            alpha: float | None = getattr(self.models[model].thresholds, f"{base}_alpha")
+            return alpha
+        return None
 
     def _step(
-        self, rule: Rule, obs: Observation, value: float, now: float
+        self, rule: Rule, obs: Observation, value: float, threshold: float, op: str, now: float
     ) -> tuple[State, Alert, bool] | None:
         """Advance one alert; returns (new state, alert, notify?) when the state changed."""
         fp = fingerprint(rule.name, obs.model, obs.version, obs.feature)
         st = self.states.setdefault(fp, AlertState())
-        if not math.isfinite(value):
+        if not math.isfinite(value) or not math.isfinite(threshold):
             return None
-        threshold = self._threshold(rule, obs.model)
-        breached = rule.breached(value, threshold)
+        breached = rule.breached(value, threshold, op)
         before = st.windows.get(obs.window_end)
         if not st.record(obs.window_end, breached):
             return None  # older than anything the alert still weighs
@@ -242,32 +274,32 @@ class AlertEngine:
         if st.state == "firing":
             if st.windows[st.newest]:
                 if newest:  # still firing: keep the latest value for the resolve message
-                    st.last = self._alert(rule, obs, value, threshold, "firing", st, now, fp)
+                    st.last = self._alert(rule, obs, value, threshold, op, "firing", st, now, fp)
                 return None
-            resolved = self._alert(rule, obs, value, threshold, "resolved", st, now, fp)
+            resolved = self._alert(rule, obs, value, threshold, op, "resolved", st, now, fp)
             st.state, st.started, st.last = "inactive", None, resolved
             return "inactive", resolved, True
         if st.breaches >= rule.for_windows:
             st.started = st.started if st.started is not None else now
             st.state = "firing"
-            st.last = self._alert(rule, obs, value, threshold, "firing", st, now, fp)
+            st.last = self._alert(rule, obs, value, threshold, op, "firing", st, now, fp)
             return "firing", st.last, True
         if st.breaches > 0:
             changed = st.state != "pending" or before != breached
             st.started = st.started if st.state == "pending" and st.started is not None else now
             st.state = "pending"
-            st.last = self._alert(rule, obs, value, threshold, "firing", st, now, fp)
+            st.last = self._alert(rule, obs, value, threshold, op, "firing", st, now, fp)
             # Pending: store the count, so a restart continues towards `for: N`.
             return ("pending", st.last, False) if changed else None
         if st.state == "pending":
             st.state, st.started = "inactive", None
-            st.last = self._alert(rule, obs, value, threshold, "resolved", st, now, fp)
+            st.last = self._alert(rule, obs, value, threshold, op, "resolved", st, now, fp)
             return "inactive", st.last, False
         return None
 
     def _threshold(self, rule: Rule, model: str) -> float:
-        if rule.threshold is not None:
-            return rule.threshold
+        if isinstance(rule.threshold, float | int):
+            return float(rule.threshold)
         base = rule.metric.removeprefix("prediction_").removeprefix("label_")
         return float(getattr(self.models[model].thresholds, base))  # psi or ks: see Rule
 
@@ -277,6 +309,7 @@ class AlertEngine:
         obs: Observation,
         value: float,
         threshold: float,
+        op: str,
         status: Literal["firing", "resolved"],
         st: AlertState,
         now: float,
@@ -290,7 +323,7 @@ class AlertEngine:
             "metric": rule.metric,
             "value": value,
             "threshold": threshold,
-            "op": rule.op,
+            "op": op,
             "rule": rule.name,
         }
         return Alert(
@@ -304,7 +337,7 @@ class AlertEngine:
             severity=rule.severity,
             status=status,
             value=value,
-            op=rule.op,
+            op=op,
             threshold=threshold,
             window_start=obs.window_start,
             window_end=obs.window_end,

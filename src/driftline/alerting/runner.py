@@ -60,7 +60,7 @@ class AlertRunner:
     def on_window(self, model: str, version: str, start: int, end: int, rows: Sequence[MetricRow]) -> None:
         """Called by the consumer after a window's metrics were stored."""
         obs = [Observation(r.model_id, r.model_version, r.feature, r.metric, r.value, r.p_value, start, end,
-                           r.explain)
+                           r.n_ref, r.n_cur, r.explain)
                for r in rows]  # fmt: skip
         with self._lock:
             notify = self.engine.evaluate(obs, self.clock())

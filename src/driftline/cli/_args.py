@@ -140,10 +140,36 @@ def table_spec(args: argparse.Namespace) -> Any:
 # -- verdicts -----------------------------------------------------------------------------------
 
 
-def add_threshold_args(c: argparse.ArgumentParser, note: str = "") -> None:
-    """Thresholds left out are the defaults, or a model's registered ones (as ``note`` says)."""
-    c.add_argument("--psi-threshold", type=float, default=None, help=f"default 0.2{note}")
-    c.add_argument("--ks-threshold", type=float, default=None, help=f"default 0.1{note}")
+def _threshold(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor auto") from None
+
+
+def add_threshold_args(c: argparse.ArgumentParser, note: str = "", significance: bool = False) -> None:
+    """Thresholds left out are the defaults, or a model's registered ones (as ``note`` says).
+    ``significance``: ``--psi-threshold auto`` / ``--ks-threshold auto`` with ``--alpha``, and
+    ``--dataset-drift`` (a report's verdict, see :func:`thresholds`)."""
+    if significance:
+        auto = (
+            " or auto: significant at --alpha (PSI's critical value for the sample sizes; KS p-value"
+            " after BH)"
+        )
+        c.add_argument("--psi-threshold", type=_threshold, default=None, help=f"default 0.2{note}{auto}")
+        c.add_argument("--ks-threshold", type=_threshold, default=None, help=f"default 0.1{note}{auto}")
+        c.add_argument("--alpha", type=float, default=0.05, help="significance of auto thresholds (0.05)")
+        c.add_argument(
+            "--dataset-drift",
+            type=float,
+            default=None,
+            help=f"share of drifted features at which the dataset drifted (default 0.5{note})",
+        )
+    else:
+        c.add_argument("--psi-threshold", type=float, default=None, help=f"default 0.2{note}")
+        c.add_argument("--ks-threshold", type=float, default=None, help=f"default 0.1{note}")
     c.add_argument(
         "--min-support",
         type=int,
@@ -166,8 +192,16 @@ def thresholds(args: argparse.Namespace, base: Any = None) -> Any:
 
     from driftline.detectors.profile import Thresholds
 
-    given = {"psi": args.psi_threshold, "ks": args.ks_threshold, "min_support": args.min_support}
-    return replace(base or Thresholds(), **{k: v for k, v in given.items() if v is not None})
+    given: dict[str, Any] = {"min_support": args.min_support}
+    given["dataset_drift"] = getattr(args, "dataset_drift", None)
+    for name in ("psi", "ks"):
+        value = getattr(args, f"{name}_threshold")
+        if value == "auto":
+            given[f"{name}_alpha"] = args.alpha
+        elif value is not None:
+            given[name], given[f"{name}_alpha"] = value, None  # an effect size given wins
+    kept = {k: v for k, v in given.items() if v is not None or k.endswith("_alpha")}
+    return replace(base or Thresholds(), **kept)
 
 
 def add_report_args(c: argparse.ArgumentParser) -> None:

@@ -51,7 +51,7 @@ def register(command: Command) -> None:
         help="--by: slices per column, its K most frequent reference values"
         f" (default {DEFAULT_SLICE_VALUES})",
     )
-    add_threshold_args(c)
+    add_threshold_args(c, significance=True)
     add_report_args(c)
     c.set_defaults(run=run_compare)
 
@@ -73,7 +73,7 @@ def register(command: Command) -> None:
         metavar="COL[,COL...]",
         help="also report each slice of these attributes (the model's reference must hold them)",
     )
-    add_threshold_args(t, " unless the model registered its own")
+    add_threshold_args(t, " unless the model registered its own", significance=True)
     add_report_args(t)
     t.set_defaults(run=run_stats)
 

@@ -43,11 +43,20 @@ FeatureSketch = NumericSketch | CategoricalSketch
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Effect-size thresholds for the drift verdict, and the fairness support guard."""
+    """Thresholds of the drift verdict, and the fairness support guard.
+
+    ``psi`` and ``ks`` are effect sizes (PSI > 0.2, KS D > 0.1). With ``psi_alpha`` a feature's PSI
+    is judged against its critical value at that significance for its two sample sizes and bins
+    (:func:`stats.psi_critical`); with ``ks_alpha`` its KS test drifts when the Benjamini–Hochberg
+    adjusted p-value (over the report's features and outputs) is below it. ``dataset_drift``: the
+    share of drifted features at which the dataset as a whole counts as drifted."""
 
     psi: float = 0.2
     ks: float = 0.1
     min_support: int = DEFAULT_MIN_SUPPORT
+    psi_alpha: float | None = None  # None: the effect size ``psi``
+    ks_alpha: float | None = None  # None: the effect size ``ks``
+    dataset_drift: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -502,15 +511,18 @@ def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[
     missing = cur.n_missing
     out: dict[str, Any] = {
         "n": cur.n,
+        "n_reference": ref.n,
         "null_rate": missing / n_rows if n_rows else None,
         "type_errors": cur.type_errors,
     }
     if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
-        r, c = _psi_shares(ref, cur)
+        rc, cc = ref.psi_counts(), cur.psi_counts()
+        r, c = stats.proportions(rc), stats.proportions(cc)
         ks = stats.ks(ref, cur)
         out |= {
             "kind": "numeric",
             "psi": stats.psi(r, c) if cur.n and ref.n else None,
+            "psi_dof": stats.psi_dof(rc, cc),
             "ks": None
             if ks is None
             else {"statistic": ks.statistic, "statistic_upper": ks.statistic_upper, "p_value": ks.p_value},
@@ -523,11 +535,13 @@ def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[
             "max": _finite(float(cur.moments[1])) if cur.n else None,
         }
     elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
-        r, c = _psi_shares(ref, cur)
-        chi = stats.chi2(ref.counts[:-1], cur.counts[:-1])
+        rc, cc = ref.counts[:-1], cur.counts[:-1]
+        r, c = stats.proportions(rc), stats.proportions(cc)
+        chi = stats.chi2(rc, cc)
         out |= {
             "kind": "categorical",
             "psi": stats.psi(r, c) if cur.n and ref.n else None,
+            "psi_dof": stats.psi_dof(rc, cc),
             "js": stats.js_distance(r, c) if cur.n and ref.n else None,
             "chi2": None
             if chi is None
@@ -538,8 +552,26 @@ def feature_report(ref: FeatureSketch, cur: FeatureSketch, n_rows: int) -> dict[
     return out
 
 
+def _psi_threshold(f: Mapping[str, Any], thresholds: Thresholds) -> float | None:
+    """The PSI a feature's is judged against: the effect size, or its critical value at
+    ``psi_alpha`` for its non-missing counts on both sides (None without values on both)."""
+    if thresholds.psi_alpha is None:
+        return thresholds.psi
+    if not f["n"] or not f["n_reference"]:
+        return None
+    return stats.psi_critical(f["n_reference"], f["n"], f["psi_dof"] + 1, thresholds.psi_alpha)
+
+
+def _absent(sketch: FeatureSketch) -> bool:
+    """No value at all, only missing ones (a column of the wrong type is there: type errors)."""
+    return sketch.n == 0 and sketch.n_missing > 0 and sketch.type_errors == 0
+
+
 def drift_report(
-    reference: ModelSketch, current: ModelSketch, thresholds: Thresholds = Thresholds()
+    reference: ModelSketch,
+    current: ModelSketch,
+    thresholds: Thresholds = Thresholds(),
+    new_features: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The JSON document of ``driftline compare`` / ``driftline stats``.
 
@@ -548,6 +580,18 @@ def drift_report(
     ``prediction`` and ``label`` have a feature's shape (None when the reference has none).
     Benjamini–Hochberg adjusts the p-values over all of them together. Each drifted one has
     ``explain``: its top PSI contributors (see :func:`explain`).
+
+    Each of them says the thresholds it was judged by: ``psi_threshold`` (the effect size, or the
+    critical value for its sample sizes with ``thresholds.psi_alpha``) and ``ks_threshold`` with
+    ``ks_threshold_on`` (``"statistic"``: D above it; ``"p_value_adjusted"``: the adjusted p-value
+    below it, with ``thresholds.ks_alpha``).
+
+    ``dataset_drift``: the share of drifted features among the features judged (with values on
+    both sides; segment mixes, outputs and features missing from the current rows are not counted)
+    and whether it reaches ``thresholds.dataset_drift``. ``schema``: ``missing``, the reference's
+    features without a single value in the current rows (and no type errors: a column of the
+    wrong type is there); ``new``, names the current rows have that the reference does not know,
+    as the caller found them (``new_features``).
     """
     pairs: dict[str, tuple[FeatureSketch, FeatureSketch]] = {
         name: (reference.features[name], sketch) for name, sketch in sorted(current.features.items())
@@ -573,13 +617,24 @@ def drift_report(
     for f, (ref, cur), test, p_adj in zip(judged, sketches, tests, adjusted, strict=True):
         if test is not None:
             test["p_value_adjusted"] = p_adj
-        ks_d = f["ks"]["statistic"] if f["kind"] == "numeric" and f["ks"] else None
-        f["drift"] = bool(
-            (f["psi"] is not None and f["psi"] > thresholds.psi)
-            or (ks_d is not None and ks_d > thresholds.ks)
-        )
+        f["psi_threshold"] = _psi_threshold(f, thresholds)
+        psi_drift = f["psi"] is not None and f["psi_threshold"] is not None and f["psi"] > f["psi_threshold"]
+        ks_drift = False
+        if f["kind"] == "numeric":
+            if thresholds.ks_alpha is None:
+                f["ks_threshold"], f["ks_threshold_on"] = thresholds.ks, "statistic"
+                ks_drift = bool(f["ks"]) and f["ks"]["statistic"] > thresholds.ks
+            else:
+                f["ks_threshold"], f["ks_threshold_on"] = thresholds.ks_alpha, "p_value_adjusted"
+                ks_drift = bool(f["ks"]) and p_adj < thresholds.ks_alpha  # NaN: no verdict
+        f["drift"] = bool(psi_drift or ks_drift)
         if f["drift"]:  # what moved: the bins contributing most to the PSI
             f["explain"] = explain(ref, cur)
+    features = [name for name, f in compared.items() if f.get("role") != "segment"]
+    missing = [n for n in features if current.n_events and _absent(current.features[n])]
+    judged_features = [n for n in features if compared[n]["psi"] is not None]
+    drifted = sum(compared[n]["drift"] for n in judged_features)
+    share = drifted / len(judged_features) if judged_features else None
     report: dict[str, Any] = {
         "n_reference": reference.n_events,
         "n_current": current.n_events,
@@ -588,7 +643,19 @@ def drift_report(
         "prediction": outputs.get("prediction"),
         "label": outputs.get("label"),
         "performance": performance_report(reference.performance, current.performance),
-        "thresholds": {"psi": thresholds.psi, "ks": thresholds.ks},
+        "thresholds": {
+            "psi": thresholds.psi,
+            "ks": thresholds.ks,
+            "psi_alpha": thresholds.psi_alpha,
+            "ks_alpha": thresholds.ks_alpha,
+            "dataset_drift": thresholds.dataset_drift,
+        },
+        "dataset_drift": {
+            "drifted_share": share,
+            "threshold": thresholds.dataset_drift,
+            "drift": share is not None and share >= thresholds.dataset_drift,
+        },
+        "schema": {"missing": missing, "new": sorted(new_features)},
         "latency": None,
         "fairness": {},
     }

@@ -11,6 +11,7 @@ Definitions (the tests hold them to independent oracles):
 * Jensen–Shannon distance, base 2 (in [0, 1]), over the PSI bins or the categories.
 * Wasserstein-1 distance divided by the reference's standard deviation.
 * Chi-square test of homogeneity on the 2 × K table of reference/current category counts.
+* PSI critical value (Yurdakul 2018), see :func:`psi_critical`.
 
     >>> round(psi(np.array([0.5, 0.5]), np.array([0.9, 0.1])), 4)
     0.8789
@@ -201,6 +202,41 @@ def chi2(ref_counts: np.ndarray, cur_counts: np.ndarray) -> Chi2Result | None:
     from scipy.special import chdtrc
 
     return Chi2Result(statistic, float(chdtrc(dof, statistic)), dof)
+
+
+def psi_dof(ref_counts: np.ndarray, cur_counts: np.ndarray) -> int:
+    """Degrees of freedom of a PSI's null distribution: the bins with mass on either side, less one
+    (as the chi-square test of homogeneity counts them); at least 1."""
+    return max(1, int(np.count_nonzero((np.asarray(ref_counts) + np.asarray(cur_counts)) > 0)) - 1)
+
+
+def psi_critical(n_ref: int, n_cur: int, bins: int, alpha: float) -> float:
+    """The PSI above which two samples of sizes ``n_ref`` and ``n_cur`` over ``bins`` bins differ
+    at significance ``alpha`` (Yurdakul 2018): ``chi2.ppf(1 − α, B − 1) · (1/n_ref + 1/n_cur)``.
+
+    Derivation: with ``q``, ``r`` the current and reference proportions and ``p`` the common
+    bin probabilities under H0, ``ln(q/r) = (q − r)/p + O((q − r)²)``, so
+    ``PSI = Σ (q − r)·ln(q/r) ≈ Σ (q − r)²/p``. Each ``q − r`` has variance
+    ``p(1 − p)(1/n_ref + 1/n_cur)`` with the multinomial covariance, so ``Σ (q − r)²/p`` divided by
+    ``(1/n_ref + 1/n_cur)`` is Pearson's statistic of the 2 × B homogeneity table: χ² with B − 1
+    degrees of freedom asymptotically. Bins fitted as quantiles of the reference itself keep this
+    law: their true probabilities are then random (Dirichlet spacings) with the same covariance
+    ``p(1 − p)/n_ref``, which moves into ``q − p`` instead of ``r − p``.
+
+    Accuracy (simulated under H0, B = 10, bins fitted on the reference as driftline does, α = 0.05,
+    ``tests/test_numeric_stats.py``, 4000 runs each, binomial s.e. ≈ 0.35 pp): false-alarm rate
+    4.8 % at 1000/1000, 5.0 % at 2000/1000, 4.1 % at 10000/10000 (other seeds: 4.6 % over 6000
+    runs, 5.1 % over 20000 runs of a plain numpy replica). Below ≈ 1000 per side the dropped
+    higher-order terms of the logarithm (and the 1e-4 proportion floor) push PSI above its χ² law:
+    ≈ 5.7 % at 500/500 (20000 runs) and ≈ 5.9 % at 200/200, still within a percentage point but
+    biased towards alarms; with fewer than ≈ 5 expected values per bin the approximation is not to be trusted.
+    """
+    if n_ref <= 0 or n_cur <= 0:
+        return math.nan
+    # scipy.special costs ≈0.3 s of start-up: only when a significance level is asked for.
+    from scipy.special import chdtri
+
+    return float(chdtri(max(1, bins - 1), alpha)) * (1 / n_ref + 1 / n_cur)
 
 
 def benjamini_hochberg(p_values: list[float]) -> list[float]:

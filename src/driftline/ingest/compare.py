@@ -11,16 +11,25 @@ group; a slice is a list of rows, and each group's columns are folded per slice 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from driftline.contract import IDENTITY_FIELDS
 from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS, DEFAULT_SLICE_VALUES
 from driftline.detectors.numeric import NumericBins, NumericSketch
-from driftline.detectors.profile import Binning, Kind, ModelSketch, Thresholds, bound_segments, drift_report
+from driftline.detectors.profile import (
+    Batch,
+    Binning,
+    Kind,
+    ModelSketch,
+    Thresholds,
+    bound_segments,
+    drift_report,
+)
 from driftline.detectors.slices import (
     Slicer,
     SliceRows,
@@ -82,10 +91,10 @@ def compare_files(
     spec.check(ref.empty(), reference)
     kinds = spec.feature_kinds(ref.empty())
     cur = ColumnReader.open(current)
-    spec.check(cur.empty(), current)
-    missing = [c for c in kinds if c not in cur.schema]
-    if missing:
-        raise TableError(f"{current}: no column named {', '.join(map(repr, missing))}")
+    # the current file needs the roles; a feature it lacks is folded as missing values and
+    # listed in the report's schema.missing, a column the reference lacks in schema.new
+    replace(spec, features=None, kinds={}).check(cur.empty(), current)
+    new = new_columns(ref.schema, cur.schema, spec)
     by = list(dict.fromkeys(by))
     for path, table in ((reference, ref), (current, cur)):
         absent = [c for c in by if c not in table.schema]
@@ -145,14 +154,22 @@ def compare_files(
         ref_parts.append(ModelSketch(binning).update(batch, threads=n))
         ref_slices.append(fold_slices(batch, ref_rows, binning, n))
         del batch  # before the current file's columns are read
-        batch = to_batch(cur.read(list(group)), features_only, group)
+        present = [c for c in group if c in cur.schema]  # none: the whole group is missing
+        batch = to_batch(cur.read(present), features_only, group) if present else Batch(cur.height, {})
         cur_parts.append(ModelSketch(binning).update(batch, threads=n))
         cur_slices.append(fold_slices(batch, cur_rows, binning, n))
         del batch
-    report = drift_report(ModelSketch.join(ref_parts), ModelSketch.join(cur_parts), thresholds)
+    report = drift_report(ModelSketch.join(ref_parts), ModelSketch.join(cur_parts), thresholds, new)
     if by:
         report["slices"] = slice_report(join_slices(ref_slices), join_slices(cur_slices), thresholds)
     return report
+
+
+def new_columns(reference: Iterable[str], current: Iterable[str], spec: TableSpec) -> list[str]:
+    """The current file's columns the reference file does not have (an event's identity fields
+    and excluded columns aside): features new in the current data, for the report's schema.new."""
+    known = {*reference, *spec.exclude, *IDENTITY_FIELDS}
+    return [c for c in current if c not in known]
 
 
 def _load_kernels() -> None:

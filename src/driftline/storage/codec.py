@@ -203,8 +203,10 @@ def metric_rows(
         p: float | None = None,
         status: str = "ok",
         explain: tuple[dict[str, Any], ...] = (),
+        counts: tuple[int, int] | None = None,
     ) -> None:
         if value is not None and math.isfinite(value):
+            n = counts or (n_ref, n_cur)
             rows.append(
                 MetricRow(
                     model_id,
@@ -215,8 +217,8 @@ def metric_rows(
                     metric,
                     float(value),
                     p,
-                    n_ref,
-                    n_cur,
+                    n[0],
+                    n[1],
                     status,
                     explain,
                 )
@@ -229,6 +231,10 @@ def metric_rows(
         # a feature's distribution metrics carry what moved it (model-level ones do not)
         why = tuple(f.get("explain") or ()) if name else ()
         add(name, f"{prefix}psi", f["psi"], status=status, explain=why)
+        if f["psi"] is not None and "psi_dof" in f:
+            # what a ``threshold: auto`` rule needs for the PSI's critical value: its degrees of
+            # freedom, with the feature's own non-missing counts as n_ref / n_cur
+            add(name, f"{prefix}psi_dof", f["psi_dof"], counts=(f["n_reference"], f["n"]))
         add(name, f"{prefix}js", f["js"], status=status, explain=why)
         add(name, f"{prefix}null_rate", f["null_rate"])
         if f["kind"] == "numeric":
@@ -252,6 +258,12 @@ def metric_rows(
     for q in ("p50", "p90", "p95", "p99", "max", "mean"):
         add("", f"latency_{q}", latency.get(q))
     add("", "events", float(n_cur))
+    dataset = report.get("dataset_drift") or {}
+    add("", "drifted_share", dataset.get("drifted_share"), status="drift" if dataset.get("drift") else "ok")
+    schema = report.get("schema") or {}
+    if schema:
+        add("", "missing_features", len(schema["missing"]))
+        add("", "new_features", len(schema["new"]))
     for attr, fair in report.get("fairness", {}).items():
         for metric in ("demographic_parity_difference", "disparate_impact", "equal_opportunity_difference"):
             add(attr, metric, fair[metric])
@@ -271,6 +283,9 @@ def model_settings(config: Mapping[str, Any]) -> ModelSettings:
             t.get("psi", default.thresholds.psi),
             t.get("ks", default.thresholds.ks),
             t.get("min_support", default.thresholds.min_support),
+            t.get("psi_alpha", default.thresholds.psi_alpha),
+            t.get("ks_alpha", default.thresholds.ks_alpha),
+            t.get("dataset_drift", default.thresholds.dataset_drift),
         ),
         config.get("positive_threshold", default.positive_threshold),
         config.get("positive_class", default.positive_class),

@@ -39,6 +39,15 @@ class ModelThresholds(BaseModel):
     psi: float = Field(0.2, gt=0, le=1e6, examples=[0.2])
     ks: float = Field(0.1, gt=0, le=1, examples=[0.1])
     min_support: int = Field(30, ge=1, le=1_000_000_000)
+    psi_alpha: float | None = Field(
+        None, gt=0, lt=1, description="Judge PSI by its critical value at this significance instead of psi."
+    )
+    ks_alpha: float | None = Field(
+        None, gt=0, lt=1, description="Judge KS by its BH-adjusted p-value below this instead of ks."
+    )
+    dataset_drift: float = Field(
+        0.5, gt=0, le=1, description="Share of drifted features at which the dataset drifted."
+    )
 
 
 SegmentName = Annotated[str, Field(min_length=1, max_length=256)]
