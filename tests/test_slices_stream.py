@@ -11,7 +11,7 @@ import pytest
 
 from driftline.alerting.config import Rule
 from driftline.cli import main
-from driftline.detectors.slices import parse_slice_id, slice_id
+from driftline.detectors.slice_ids import parse_slice_id, slice_id
 from driftline.ingest.files import replay_messages
 from driftline.service import Service
 from driftline.settings import load_settings

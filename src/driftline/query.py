@@ -13,7 +13,8 @@ from typing import Any
 
 from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
-from driftline.detectors.slices import parse_slice_id, slice_report
+from driftline.detectors.slice_ids import parse_slice_id
+from driftline.detectors.slices import slice_report
 from driftline.storage.codec import merge_rows, reference_from_rows, reference_id
 from driftline.storage.rows import PaneRow
 from driftline.storage.store import Store

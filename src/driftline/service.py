@@ -112,14 +112,16 @@ class Service:
             self.store, self.references, self.windows, self.model_settings, self._on_window
         )
         self.http_ingest = self._push_ingest("http", settings.http_max_future_ms)
-        # labels over HTTP: joined in the pushed path's evaluator (the ticker evaluates what is due)
-        self.http_labels = (
+        # the one label joiner of the process (label topic and HTTP labels): the pushed path's
+        # evaluator, and the stream's once the consumers start
+        self.label_joiner = (
             LabelJoiner(
                 self.store, self.references, [self.evaluator], settings.pane_ms, settings.label_horizon_ms
             )
-            if settings.http_labels
+            if settings.http_labels or settings.label_topic
             else None
         )
+        self.http_labels = self.label_joiner if settings.http_labels else None
         self.consumers: list[StreamConsumer] = []
         self.stream_evaluator: WindowEvaluator | None = None
         self.labels: LabelConsumer | None = None
@@ -187,8 +189,8 @@ class Service:
                 self.store, self.references, self.windows, self.model_settings, self._on_window
             )
             self.stream_evaluator = shared
-            if self.http_labels is not None:  # labels over HTTP for predictions from Kafka too
-                self.http_labels.evaluators.append(shared)
+            if self.label_joiner is not None:  # labels for predictions from Kafka too
+                self.label_joiner.evaluators.append(shared)
             self.consumers = [
                 StreamConsumer(
                     config, self.store, self.references, self.clock, self._on_window, f"consumer-{i}", shared
@@ -213,8 +215,9 @@ class Service:
                     s.batch_size,
                     kafka=dict(s.kafka),
                 )
-                self.labels = LabelConsumer(labels, self.store, self.references, shared, self.clock)
-                self.labels.joiner.evaluators.append(self.evaluator)  # predictions pushed over HTTP too
+                self.labels = LabelConsumer(
+                    labels, self.store, self.references, shared, self.clock, self.label_joiner
+                )
                 self._threads.append(
                     threading.Thread(
                         target=self.labels.run, args=(self._stop, idle_exit_s), name="labels", daemon=True
@@ -276,7 +279,7 @@ class Service:
         while not self._stop.wait(1.0):
             try:
                 self.http_ingest.tick()
-                if self.http_labels is not None:
+                if self.http_labels is not None and self.labels is None:  # else the consumer sweeps
                     self.http_labels.sweep()
             except Exception:
                 log.exception("http ingest tick failed")

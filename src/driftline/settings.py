@@ -130,10 +130,10 @@ class Settings(BaseSettings):
         '{reason="attribute"}).',
     )
     psi_threshold: float = Field(
-        0.2, gt=0, description="PSI at or above it is drift, for models not registered (PUT /v1/models/{id})."
+        0.2, gt=0, description="PSI above it is drift, for models not registered (PUT /v1/models/{id})."
     )
     ks_threshold: float = Field(
-        0.1, gt=0, le=1, description="KS statistic at or above it is drift, for models not registered."
+        0.1, gt=0, le=1, description="KS statistic above it is drift, for models not registered."
     )
     min_support: int = Field(
         DEFAULT_MIN_SUPPORT,

@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from driftline.detectors.defaults import PERFORMANCE_METRICS
+from driftline.detectors.slice_ids import parse_slice_id
 
 Severity = Literal["critical", "error", "warning", "info"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
@@ -326,11 +327,11 @@ class Rule(Strict):
 
     def matches(self, model: str, feature: str) -> bool:
         """A whole model's metric, or (with ``by``) a slice's, ``model[attribute=value]``."""
-        parent, bracket, inner = model.partition("[")
-        if bracket:
-            if inner.partition("=")[0] not in self.by:
+        parsed = parse_slice_id(model)
+        if parsed is not None:
+            if parsed[1] not in self.by:
                 return False
-            model = parent
+            model = parsed[0]
         elif self.by:
             return False
         return fnmatch.fnmatchcase(model, self.model) and fnmatch.fnmatchcase(feature, self.features)

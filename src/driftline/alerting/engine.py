@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from driftline.alerting.config import MODEL_THRESHOLDS, P_VALUE_METRICS, AlertingConfig, Rule
 from driftline.detectors.profile import ModelRegistry, ModelSettings
+from driftline.detectors.slice_ids import parse_slice_id
 from driftline.detectors.stats import benjamini_hochberg, psi_critical
 
 State = Literal["inactive", "pending", "firing"]
@@ -360,11 +361,11 @@ class AlertEngine:
 
 def _slice_labels(model: str) -> dict[str, str]:
     """A slice's alert carries it: ``slice: region=south`` and ``region: south`` (silences match them)."""
-    parent, bracket, inner = model.removesuffix("]").partition("[")
-    if not bracket:
+    parsed = parse_slice_id(model)
+    if parsed is None:
         return {}
-    attr, _, value = inner.partition("=")
-    return {"slice": inner, attr: value, "parent_model": parent}
+    parent, attr, value = parsed
+    return {"slice": f"{attr}={value}", attr: value, "parent_model": parent}
 
 
 def _render(template: str, fields: Mapping[str, Any]) -> str:

@@ -36,6 +36,7 @@ from driftline.detectors.fairness import (
 from driftline.detectors.latency import LatencySketch
 from driftline.detectors.numeric import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS, NumericBins, NumericSketch
 from driftline.detectors.performance import PerformanceSketch, PerformanceSpec, performance_report
+from driftline.detectors.slice_ids import parse_slice_id
 
 Kind = Literal["numeric", "categorical"]
 FeatureSketch = NumericSketch | CategoricalSketch
@@ -93,12 +94,16 @@ class ModelRegistry(dict[str, ModelSettings]):
         self.limits = limits
 
     def __missing__(self, model: str) -> ModelSettings:
-        # a slice (``churn[region=south]``) is judged as its model is
-        parent, bracket, _ = model.partition("[")
-        return self[parent] if bracket and parent else self.default
+        parsed = parse_slice_id(model)  # a slice (``churn[region=south]``) is judged as its model is
+        return self[parsed[0]] if parsed else self.default
 
     def segment_plan(self, model: str, binning: Binning) -> dict[str, frozenset[str]]:
-        return binning.segment_plan(self[model].segments, self.limits)
+        """The model's folded segments; its slice attributes come first (a slice needs its values)."""
+        settings = self[model]
+        if not settings.slices:
+            return binning.segment_plan(settings.segments, self.limits)
+        chosen = settings.segments or tuple(sorted(binning.segments))
+        return binning.segment_plan(tuple(dict.fromkeys([*settings.slices, *chosen])), self.limits)
 
 
 @dataclass

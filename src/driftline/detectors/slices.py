@@ -140,20 +140,6 @@ def slice_report(
     return out
 
 
-def slice_id(model: str, attribute: str, value: str) -> str:
-    """The id a slice's sketches and window metrics are stored under: ``churn[region=south]``."""
-    return f"{model}[{attribute}={value}]"
-
-
-def parse_slice_id(model: str) -> tuple[str, str, str] | None:
-    """``(model, attribute, value)`` of a slice id; None for a model's own id."""
-    if not model.endswith("]") or "[" not in model:
-        return None
-    parent, _, inner = model[:-1].partition("[")
-    attribute, eq, value = inner.partition("=")
-    return (parent, attribute, value) if eq and parent else None
-
-
 def batch_columns(batch: Batch, attributes: Sequence[str]) -> dict[str, Column]:
     """The by-columns of a batch: a segment attribute's or a feature's column; none: all missing."""
     missing: Column = ([None], np.zeros(batch.n, np.int64))

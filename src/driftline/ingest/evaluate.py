@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from driftline import telemetry as prom
 from driftline.detectors.profile import ModelRegistry, ModelSketch, drift_report
-from driftline.detectors.slices import parse_slice_id
+from driftline.detectors.slice_ids import parse_slice_id
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
 from driftline.storage.errors import StoreError

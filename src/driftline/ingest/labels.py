@@ -66,7 +66,9 @@ def prediction_rows(
     """Per partition, the accepted predictions of models whose reference has labels (only those
     can be judged on late labels): what the label join needs of each."""
     s = decoded.scanned
-    joinable = {m for m, r in references.items() if r.binning.performance is not None}
+    joinable = {
+        m: reference_id(r.binning) for m, r in references.items() if r.binning.performance is not None
+    }
     out: dict[tuple[str, int], list[PredictionRow]] = {}
     for key, rows in decoded.by_partition.items():
         kept = [int(i) for i in rows.tolist() if s.strings[int(s.model[i])] in joinable]
@@ -101,6 +103,7 @@ def prediction_rows(
                     text,
                     has_label,
                     orjson.dumps(segments).decode(),
+                    joinable[s.strings[int(s.model[i])]],
                 )
             )
     return out
@@ -114,15 +117,17 @@ def event_prediction_rows(
 ) -> list[PredictionRow]:
     """:func:`prediction_rows` of decoded events (pushed ingest)."""
     rows = []
+    ids = {m: reference_id(r.binning) for m, r in references.items() if r.binning.performance is not None}
     for e in events:
-        if references[e.model_id].binning.performance is None:
+        if e.model_id not in ids:
             continue
         text = as_category(e.prediction) or ""
         pane = e.ts_ms - e.ts_ms % pane_ms
         segments = orjson.dumps(e.segments).decode()
         score, labelled = number(e.prediction), e.label is not None
+        ref = ids[e.model_id]
         rows.append(
-            PredictionRow(e.model_id, e.event_id, e.model_version, pane, score, text, labelled, segments)
+            PredictionRow(e.model_id, e.event_id, e.model_version, pane, score, text, labelled, segments, ref)
         )
     return rows
 
@@ -131,7 +136,7 @@ def event_id_of(raw: bytes) -> str:
     """The event_id of a message the scanner accepted: found in the bytes (no escapes in it, the
     common case), else by decoding the message."""
     at = raw.find(_ID)
-    if at >= 0:
+    if at >= 0 and raw.count(_ID) == 1:  # a feature or segment named event_id: decode instead
         start = at + len(_ID)
         end = raw.find(b'"', start)
         if end > start and b"\\" not in raw[start:end]:
@@ -161,7 +166,10 @@ def joined_sketches(
     numeric = not np.isnan(scores).all()
     threshold, positive_class = settings.positive_threshold, settings.positive_class
     positive = to_outcome(scores if numeric else classes, threshold, positive_class)
-    outcome = to_outcome(numbers if numeric else texts, threshold, positive_class)
+    # a label is judged by what it is: a number against the threshold, else its text (true, a class)
+    outcome = np.where(
+        np.isfinite(numbers), to_outcome(numbers, threshold), to_outcome(texts, threshold, positive_class)
+    ).astype(np.int8)
     values = [orjson.loads(r.segments) for r in rows]
     attrs = sorted({a for v in values for a in v if a in plan})
     columns = {a: dictionary_encode(np.array([v.get(a) for v in values], dtype=object)) for a in attrs}
@@ -192,6 +200,7 @@ class LabelJoiner:
         self.name = name
         self.stats: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
+        self._orphaned: set[str] = set()
 
     def add(self, events: Sequence[tuple[LabelEvent, str]]) -> None:
         """Store labels of known models (with where they came from), join what can be joined."""
@@ -224,7 +233,7 @@ class LabelJoiner:
         """Join the waiting labels whose predictions arrived since; count the orphans."""
         with self._lock:
             by_model: dict[str, list[LabelRow]] = defaultdict(list)
-            for w in self.labels.waiting():
+            for w in self.labels.waiting(self.horizon_ms):
                 by_model[w.model_id].append(w)
             for model, items in sorted(by_model.items()):
                 if model not in self.references:
@@ -232,13 +241,17 @@ class LabelJoiner:
                 known = self.labels.predictions(model, [w.event_id for w in items])
                 found = [_joined(w, *known[w.event_id][:2]) for w in items if w.event_id in known]
                 if found:
+                    # the panes first (they join by event_id), then the labels leave the waiting ones:
+                    # a crash in between sweeps them again, which writes the same sketches
+                    self._recompute(model, sorted({r.pane_start for r in found}))
                     self.labels.write_labels(found)
                     self.stats["joined"] += len(found)
                     prom.LABELS.labels(model, "joined").inc(len(found))
-                    self._recompute(model, sorted({r.pane_start for r in found}))
-            for model, n in self.labels.orphans(self.horizon_ms).items():
-                prom.ORPHAN_LABELS.labels(model).set(n)
-                self.stats["orphan_labels"] = n
+            orphans = self.labels.orphans(self.horizon_ms)
+            for model in {*orphans, *self._orphaned}:  # a model's gauge goes back to 0 too
+                prom.ORPHAN_LABELS.labels(model).set(orphans.get(model, 0))
+            self._orphaned = set(orphans)
+            self.stats["orphan_labels"] = sum(orphans.values())
 
     def _recompute(self, model: str, panes: Sequence[int]) -> None:
         """The touched panes' joined sketches, anew from the stored predictions and labels."""
@@ -247,7 +260,7 @@ class LabelJoiner:
             return
         binning = reference.binning
         grouped: dict[tuple[str, int], list[JoinedRow]] = defaultdict(list)
-        for r in self.labels.joined(model, panes):
+        for r in self.labels.joined(model, panes, reference_id(binning)):
             grouped[(r.model_version, r.pane_start)].append(r)
         ref_id = reference_id(binning)
         models = self.evaluators[0].models
@@ -281,10 +294,11 @@ class LabelConsumer:
         references: Mapping[str, ModelSketch],
         evaluator: WindowEvaluator,
         clock: Callable[[], float] = time.time,
-        name: str = "labels",
+        joiner: LabelJoiner | None = None,
     ) -> None:
+        """``joiner``: the process's one (labels over HTTP go through it too); by default its own."""
         self.config = config
-        self.joiner = LabelJoiner(store, references, [evaluator], config.pane_ms, config.horizon_ms, name)
+        self.joiner = joiner or LabelJoiner(store, references, [evaluator], config.pane_ms, config.horizon_ms)
         self.references = references
         self.evaluator = evaluator
         self.clock = clock

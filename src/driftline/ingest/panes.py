@@ -21,7 +21,8 @@ import numpy as np
 from driftline import telemetry as prom
 from driftline.detectors.fairness import OVERFLOW_ATTRIBUTE
 from driftline.detectors.profile import Batch, Binning, ModelRegistry, ModelSketch
-from driftline.detectors.slices import Slicer, batch_columns, parse_slice_id, slice_id
+from driftline.detectors.slice_ids import parse_slice_id, slice_id
+from driftline.detectors.slices import Slicer, batch_columns
 from driftline.detectors.windows import Watermark, late_mask, pane_starts
 from driftline.ingest.decode import AnyEvent, to_batch
 from driftline.ingest.scan import OK, ScannedBatch

@@ -138,11 +138,10 @@ class PushIngest:
             try:
                 folder.fold(events, producer)
                 rows, panes = folder.take_rows(producer)
-                if self.keep_predictions_ms:  # an upsert: a retried request writes them again, no harm
-                    kept = event_prediction_rows(events, self.references, self.spec.pane_ms)
-                    LabelStore(self.store).write_predictions(kept, self.keep_predictions_ms)
                 with prom.STORE_WRITE_SECONDS.time():
                     self.store.write_flush(self.source, rows, None, token=token)
+                if self.keep_predictions_ms:
+                    self._keep_predictions(events)
             except Exception as exc:
                 folder.state.pop(producer, None)
                 folder.watermark, folder.late_events, folder.pending_events = saved
@@ -162,6 +161,17 @@ class PushIngest:
         if result.late:
             prom.EVENTS.labels("", "late").inc(result.late)
         return result
+
+    def _keep_predictions(self, events: Sequence[AnyEvent]) -> None:
+        """After the panes: a prediction is never joined unless its event was counted. The events
+        are stored and acknowledged either way: should this write fail, their labels will not
+        join (they end as orphans, counted) rather than the request being retried and counted twice."""
+        kept = event_prediction_rows(events, self.references, self.spec.pane_ms)
+        try:
+            LabelStore(self.store).write_predictions(kept, self.keep_predictions_ms or 0)
+        except StoreError as exc:
+            prom.STORE_ERRORS.labels("predictions").inc()
+            log.error("%d predictions not kept for their labels: %s", len(kept), exc)
 
     def finish(self) -> None:
         """Evaluate every window now (the end of a backfill: no later events will come)."""

@@ -21,7 +21,7 @@ from driftline.detectors.profile import (
     bins_from_bytes,
     sketch_from_bytes,
 )
-from driftline.detectors.slices import slice_id
+from driftline.detectors.slice_ids import slice_id
 from driftline.storage.models import ModelStore
 from driftline.storage.rows import MetricRow, PaneRow, ReferenceRow
 from driftline.storage.store import Store
@@ -30,16 +30,13 @@ OUTPUTS = ("prediction", "label")  # row kinds of a model's outputs; the bytes s
 
 
 def reference_id(binning: Binning) -> str:
-    """Names the binning panes were folded on. A reference without outputs keeps the id it had
-    before outputs were folded, so panes stored then still merge."""
+    """Names the features' binning panes were folded on. The prediction's and label's bins and the
+    performance spec are not part of it (their sketches say theirs: one of other bins is left out
+    when merging), so a reference refitted with outputs keeps the panes stored before."""
     h = hashlib.sha256()
     for name in binning.features:
         bins = binning.numeric.get(name) or binning.categorical[name]
         h.update(name.encode() + b"\x00" + bins.digest)
-    for role, bins in sorted(binning.outputs.items()):
-        h.update(b"\x01" + role.encode() + b"\x00" + bins.digest)
-    if binning.performance is not None:
-        h.update(b"\x02" + binning.performance.digest)
     return h.hexdigest()[:16]
 
 
@@ -92,13 +89,19 @@ def merge_rows(binning: Binning, rows: Iterable[PaneRow]) -> ModelSketch:
                     other = CategoricalSketch.from_bytes(r.sketch, vocab)
                     out.features[r.feature] = out.features[r.feature].merge(other)  # type: ignore[arg-type]
             case "prediction" | "label" if r.kind in out.outputs:
-                other = sketch_from_bytes(r.sketch, binning.outputs[r.kind])
+                try:
+                    other = sketch_from_bytes(r.sketch, binning.outputs[r.kind])
+                except ValueError:  # folded on another reference's bins
+                    continue
                 out.outputs[r.kind] = out.outputs[r.kind].merge(other)  # type: ignore[arg-type]
             case "segment" if r.feature in out.mix:
                 mix = CategoricalSketch.from_bytes(r.sketch, binning.mix_vocabulary(r.feature))
                 out.mix[r.feature] = out.mix[r.feature].merge(mix)
             case "performance" if out.performance is not None and binning.performance is not None:
-                other_perf = PerformanceSketch.from_bytes(r.sketch, binning.performance)
+                try:
+                    other_perf = PerformanceSketch.from_bytes(r.sketch, binning.performance)
+                except ValueError:  # another reference's spec
+                    continue
                 out.performance = out.performance.merge(other_perf)
             case "latency":
                 out.latency = out.latency.merge(LatencySketch.from_bytes(r.sketch))

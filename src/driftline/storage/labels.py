@@ -22,6 +22,7 @@ class PredictionRow:
     label_class: str  # the prediction as category text
     labelled: bool  # carried its label inline: already counted at prediction time
     segments: str = "{}"  # JSON of the event's segments
+    reference_id: str = ""  # the bins its event was folded on: its label joins only on those
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class JoinedRow:
     segments: str = "{}"
 
 
+LOOKUP_CHUNK = 1000  # event ids per lookup query
+
+
 class LabelStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -58,11 +62,11 @@ class LabelStore:
         expires = (now + timedelta(milliseconds=horizon_ms)).replace(microsecond=0)
         data = [
             [r.model_id, r.event_id, r.model_version, r.pane_start, r.score, r.label_class, int(r.labelled),
-             r.segments, expires, now]
+             r.segments, r.reference_id, expires, now]
             for r in rows
         ]  # fmt: skip
         cols = ("model_id", "event_id", "model_version", "pane_start", "score", "class", "labelled",
-                "segments", "expires_at", "inserted_at")  # fmt: skip
+                "segments", "reference_id", "expires_at", "inserted_at")  # fmt: skip
         if data:
             self.store._insert("predictions", data, cols)
 
@@ -80,21 +84,26 @@ class LabelStore:
 
     def predictions(self, model_id: str, event_ids: Sequence[str]) -> dict[str, tuple[str, int, bool]]:
         """event_id -> (model version, pane start, labelled inline) of the stored predictions."""
-        if not event_ids:
-            return {}
-        rows = self.store._query(
-            f"SELECT event_id, model_version, pane_start, labelled FROM {self.store.database}.predictions "
-            "FINAL WHERE model_id = %(m)s AND event_id IN %(ids)s AND expires_at > now()",
-            {"m": model_id, "ids": tuple(event_ids)},
-        )
-        return {e: (v, int(p), bool(labelled)) for e, v, p, labelled in rows}
+        found: dict[str, tuple[str, int, bool]] = {}
+        for i in range(0, len(event_ids), LOOKUP_CHUNK):  # a query's text is bounded (max_query_size)
+            rows = self.store._query(
+                "SELECT event_id, model_version, pane_start, labelled "
+                f"FROM {self.store.database}.predictions FINAL "
+                "WHERE model_id = %(m)s AND event_id IN %(ids)s AND expires_at > now()",
+                {"m": model_id, "ids": tuple(event_ids[i : i + LOOKUP_CHUNK])},
+            )
+            found |= {e: (v, int(p), bool(labelled)) for e, v, p, labelled in rows}
+        return found
 
-    def waiting(self, limit: int = 100_000) -> list[LabelRow]:
-        """Labels whose prediction was not known when they arrived (oldest first)."""
+    def waiting(self, horizon_ms: int, limit: int = 100_000) -> list[LabelRow]:
+        """Labels whose prediction was not known when they arrived, within the horizon (older
+        ones are orphans), oldest first."""
         rows = self.store._query(
             "SELECT model_id, event_id, label_num, label_text, label_ts, source "
             f"FROM {self.store.database}.labels FINAL WHERE pane_start = -1 "
-            f"ORDER BY inserted_at LIMIT {int(limit)}"
+            "AND inserted_at >= now64(3) - toIntervalMillisecond(%(h)s) "
+            f"ORDER BY inserted_at LIMIT {int(limit)}",
+            {"h": horizon_ms},
         )
         return [LabelRow(m, e, float(n), t, int(ts), source=s) for m, e, n, t, ts, s in rows]
 
@@ -107,8 +116,9 @@ class LabelStore:
         )
         return {m: int(n) for m, n in rows}
 
-    def joined(self, model_id: str, panes: Sequence[int]) -> list[JoinedRow]:
-        """Every prediction of these panes that has a label (and did not carry it inline)."""
+    def joined(self, model_id: str, panes: Sequence[int], reference_id: str) -> list[JoinedRow]:
+        """Every prediction of these panes folded on ``reference_id`` that has a label (and did not
+        carry it inline): a prediction counted on other bins is left out, as its pane is."""
         if not panes:
             return []
         db = self.store.database
@@ -116,11 +126,14 @@ class LabelStore:
             "SELECT p.model_version, p.pane_start, p.score, p.class, l.label_num, l.label_text, "
             "p.segments FROM (SELECT event_id, model_version, pane_start, score, class, segments "
             f"FROM {db}.predictions FINAL "
-            " WHERE model_id = %(m)s AND pane_start IN %(panes)s AND labelled = 0) AS p "
+            " WHERE model_id = %(m)s AND pane_start IN %(panes)s AND labelled = 0"
+            " AND reference_id = %(r)s) AS p "
             f"INNER JOIN (SELECT event_id, label_num, label_text FROM {db}.labels FINAL "
-            " WHERE model_id = %(m)s AND pane_start IN %(panes)s) AS l USING (event_id) "
+            " WHERE model_id = %(m)s"
+            f" AND event_id IN (SELECT event_id FROM {db}.predictions WHERE model_id = %(m)s "
+            "  AND pane_start IN %(panes)s)) AS l USING (event_id) "
             "ORDER BY p.model_version, p.pane_start, event_id",
-            {"m": model_id, "panes": tuple(panes)},
+            {"m": model_id, "panes": tuple(panes), "r": reference_id},
         )
         return [JoinedRow(v, int(p), float(s), c, float(n), t, g) for v, p, s, c, n, t, g in rows]
 

@@ -161,6 +161,8 @@ async def post_labels(
         )
     try:
         await run_in_threadpool(joiner.add, labels)
-    except StoreError as exc:
-        raise Problem(503, f"the store refused the write, nothing was stored; retry: {exc}") from None
+    except StoreError as exc:  # labels are upserts: sending them again is safe
+        raise Problem(
+            503, f"the store refused a write (some labels may be stored); send them again: {exc}"
+        ) from None
     return {"accepted": len(labels), "rejected": len(errors), "errors": errors}

@@ -17,7 +17,7 @@ from driftline.api.deps import TimeRange, body_chunks, require, service
 from driftline.api.problems import Problem
 from driftline.contract import format_ts
 from driftline.detectors.profile import ModelSketch
-from driftline.detectors.slices import parse_slice_id
+from driftline.detectors.slice_ids import parse_slice_id
 from driftline.ingest.files import TableError, TableSpec, load_reference
 from driftline.service import Service
 from driftline.storage.codec import model_settings, reference_id, reference_rows

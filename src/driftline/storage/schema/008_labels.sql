@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS {database}.predictions
     class         String,                       -- the prediction as category text
     labelled      UInt8,                        -- the event carried its label: already counted
     segments      String,                       -- JSON: its segments (fairness of late labels)
+    reference_id  String,                       -- the bins its event was folded on
     expires_at    DateTime('UTC'),              -- written + the label horizon
     inserted_at   DateTime64(3, 'UTC')
 )
@@ -19,7 +20,8 @@ ENGINE = ReplacingMergeTree(inserted_at)
 ORDER BY (model_id, event_id)
 TTL expires_at;
 
--- Every label event, joined or not; a second label for an event replaces the first (counted once).
+-- Every label event, joined or not; a later label (by its time) for an event replaces the earlier
+-- (counted once), however the two arrived.
 CREATE TABLE IF NOT EXISTS {database}.labels
 (
     model_id      String,
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS {database}.labels
     source        String,                       -- topic[partition]@offset
     inserted_at   DateTime64(3, 'UTC')
 )
-ENGINE = ReplacingMergeTree(inserted_at)
+ENGINE = ReplacingMergeTree(label_ts)
 ORDER BY (model_id, event_id)
 TTL toDateTime(inserted_at) + INTERVAL {ttl_days} DAY;
 
