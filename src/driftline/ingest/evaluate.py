@@ -161,6 +161,13 @@ class WindowEvaluator:
             self._wake.notify()
 
     @property
+    def active(self) -> bool:
+        """Members are attached, or some producer (an HTTP client) told it what is final: it will
+        compute what it is given (an evaluator of no traffic would only pile it up)."""
+        with self._wake:
+            return self._members > 0 or bool(self._finals or self._departed) or self._closed
+
+    @property
     def due(self) -> int:
         """Queued windows that are final already (the others wait for event time to pass them)."""
         with self._wake:

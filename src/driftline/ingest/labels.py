@@ -279,8 +279,11 @@ class LabelJoiner:
                 fairness = sketch.fairness.to_bytes()
                 out.append(("fairness", model, version, pane, self.pane_ms, n, fairness, ref_id))
         self.labels.write_joined(out)
-        for evaluator in self.evaluators:
-            evaluator.changed([(model, version, pane, True) for version, pane in grouped], None, self.name)
+        for evaluator in self.evaluators:  # the ones with producers: the others hold nothing of it
+            if evaluator.active:
+                evaluator.changed(
+                    [(model, version, pane, True) for version, pane in grouped], None, self.name
+                )
 
 
 class LabelConsumer:
@@ -357,8 +360,13 @@ class LabelConsumer:
                 self.stats["rejected"] += 1
                 prom.LABELS.labels("", "rejected").inc()
                 continue
-            if label.model_id not in self.references:
+            reference = self.references.get(label.model_id)
+            if reference is None or reference.binning.performance is None:
                 reason = f"model_id: no reference registered for model {label.model_id!r}"
+                if reference is not None:
+                    reason = (
+                        f"model_id: the reference of {label.model_id!r} has no labels (build it with them)"
+                    )
                 self.dlq.route(Rejected(value, reason, topic, partition or 0, offset or 0, m.key()))
                 self.stats["rejected"] += 1
                 prom.LABELS.labels("", "rejected").inc()

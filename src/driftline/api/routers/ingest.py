@@ -149,8 +149,11 @@ async def post_labels(
     for i, raw in enumerate(_split(body, request.headers.get("content-type", ""))):
         try:
             label = parse_label(raw)
-            if label.model_id not in svc.references:
+            reference = svc.references.get(label.model_id)
+            if reference is None:
                 raise InvalidEvent("model_id", f"no reference registered for model {label.model_id!r}")
+            if reference.binning.performance is None:
+                raise InvalidEvent("model_id", f"the reference of {label.model_id!r} has no labels")
         except InvalidEvent as exc:
             errors.append({"index": i, "field": exc.field, "reason": exc.reason})
             continue
