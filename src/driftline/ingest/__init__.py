@@ -1,1 +1,1 @@
-"""Reading events into columnar batches: files (Parquet/CSV/NDJSON) now; Kafka consumer next."""
+"""The edges that read events: Kafka consumers (predictions, labels), pushed batches (HTTP, replay), files."""

@@ -1,1 +1,1 @@
-"""ClickHouse storage: schema files and the Store seam (the only module that writes SQL)."""
+"""ClickHouse storage: the schema files and the store, the only package that writes SQL."""
