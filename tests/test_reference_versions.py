@@ -87,3 +87,66 @@ def test_api_lists_references(tmp_path: Path) -> None:
             assert missing.status_code == 404
     finally:
         service.stop()
+
+
+def test_rolling_references_equal_a_reference_built_from_that_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``stats --against previous|trailing|seasonal`` merges the stored panes of that range on the
+    model's bins: the same numbers as a reference built from the range (``reference build --from``)."""
+    ref = tmp_path / "ref.parquet"
+    generate(Traffic(n=5000, seed=3)).drop(FILE_DROP).write_parquet(ref)
+    traffic = Traffic(
+        n=2400, seed=5, start_ms=1_767_225_600_000, rate=10.0, drift_at=0.5, drift_features=["plan"]
+    )
+    generate(traffic).write_parquet(tmp_path / "events.parquet")  # 4 minutes; plan drifts at minute 2
+    dsn = f"chdb://{tmp_path / 'store'}"
+    build_reference(dsn, ref)
+    assert (
+        main(["replay", "--store", dsn, "--file", str(tmp_path / "events.parquet"), "--segments", SEGMENTS])
+        == 0
+    )
+    window = ["--from", "2026-01-01T00:02:00Z", "--to", "2026-01-01T00:04:00Z"]
+    stats = ["stats", "--store", dsn, "--model", "churn", "--json", *window]
+    rolling = {
+        kind: run_json(capsys, *stats, "--against", kind)[0]
+        for kind in ("previous", "trailing:2m", "seasonal:2m")
+    }
+    assert rolling["previous"]["reference"]["from"] == "2026-01-01T00:00:00.000Z"
+    assert main(["reference", "build", "--store", dsn, "--model", "churn",
+                 "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T00:02:00Z"]) == 0  # fmt: skip
+    fixed = run_json(capsys, *stats)[0]
+    assert fixed["n_reference"] == 1200 and "plan" in fixed["drifted_features"]
+    for kind, report in rolling.items():
+        assert report["n_reference"] == fixed["n_reference"], kind
+        for name, f in fixed["features"].items():
+            assert report["features"][name]["psi"] == pytest.approx(f["psi"], rel=1e-12, abs=1e-15), (
+                kind,
+                name,
+            )
+        assert report["prediction"]["psi"] == pytest.approx(fixed["prediction"]["psi"], rel=1e-12)
+        assert report["performance"] == fixed["performance"], kind
+    assert main([*stats, "--against", "yesterday"]) == 2
+    from fastapi.testclient import TestClient
+
+    from driftline.api.app import create_app
+    from driftline.service import Service
+    from driftline.settings import load_settings
+
+    service = Service(load_settings(store=dsn, api_keys={"k": ["read"]}))
+    try:
+        with TestClient(create_app(service)) as client:
+            params = {"from": "2026-01-01T00:02:00Z", "to": "2026-01-01T00:04:00Z", "against": "previous"}
+            api = client.get("/v1/models/churn/drift", params=params, headers={"authorization": "Bearer k"})
+            assert api.status_code == 200
+            assert api.json()["features"]["plan"]["psi"] == pytest.approx(
+                rolling["previous"]["features"]["plan"]["psi"]
+            )
+            bad = client.get(
+                "/v1/models/churn/drift",
+                params={**params, "against": "soon"},
+                headers={"authorization": "Bearer k"},
+            )
+            assert bad.status_code == 400 and "against" in bad.json()["detail"]
+    finally:
+        service.stop()

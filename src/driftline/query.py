@@ -36,11 +36,37 @@ def load_references(store: Store) -> References:
 
 
 def range_sketch(
-    store: Store, reference: ModelSketch, model: str, start: int | None, end: int | None
+    store: Store,
+    reference: ModelSketch,
+    model: str,
+    start: int | None,
+    end: int | None,
+    version: str | None = None,
 ) -> ModelSketch:
     """The stored panes of ``[start, end)`` merged into one sketch on the reference's binning."""
-    chunks = store.pane_row_chunks(model, start, end)
+    chunks = store.pane_row_chunks(model, start, end, version)
     return merge_rows(reference.binning, itertools.chain.from_iterable(chunks))
+
+
+class ReferenceKindError(ValueError):
+    """A rolling reference that cannot be had: unknown kind, or no range to roll from."""
+
+
+def rolling_range(against: str, start: int | None, end: int | None) -> tuple[int, int]:
+    """The range a rolling reference merges, for a report over ``[start, end)``:
+    ``previous`` (the range of the same length just before), ``trailing:D`` (the D before the
+    start) or ``seasonal:P`` (the same range P earlier); D and P as ``7d``, ``24h``, ``30m``."""
+    if start is None or end is None:
+        raise ReferenceKindError("a rolling reference needs the report's from and to")
+    kind, _, span = against.partition(":")
+    if kind == "previous" and not span:
+        return start - (end - start), start
+    if kind in ("trailing", "seasonal") and span:
+        units = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+        if span[:-1].isdigit() and span[-1] in units and int(span[:-1]) > 0:
+            ms = int(span[:-1]) * units[span[-1]]
+            return (start - ms, start) if kind == "trailing" else (start - ms, end - ms)
+    raise ReferenceKindError(f"{against!r}: expected previous, trailing:7d or seasonal:1w (m, h, d, w)")
 
 
 def range_report(
@@ -51,13 +77,20 @@ def range_report(
     end: int | None,
     version: str | None = None,
     thresholds: Thresholds | None = None,
+    against: str | None = None,
 ) -> dict[str, object]:
     """Any time range: merge the stored panes (late ones included) and compare with the reference.
 
     The same JSON document as ``driftline compare``, plus ``late_events`` and the range. The panes
     are read and merged a piece at a time (:meth:`Store.pane_row_chunks`): bounded memory, and the
-    store stays free for flushes between pieces.
+    store stays free for flushes between pieces. ``against`` compares with a rolling reference
+    instead (:func:`rolling_range`): the stored panes of that range, on the model's bins (no rescan).
     """
+    used = reference_used(store, model, reference)
+    if against is not None:
+        lo, hi = rolling_range(against, start, end)
+        reference = range_sketch(store, reference, model, lo, hi, version)
+        used = {"kind": against, "from": format_ts(lo), "to": format_ts(hi), "bins": used["reference_id"]}
     panes: set[int] = set()
     late = 0
 
@@ -72,7 +105,7 @@ def range_report(
     merged = merge_rows(reference.binning, rows())
     report: dict[str, object] = drift_report(reference, merged, thresholds or Thresholds())
     report["late_events"] = late
-    report["reference"] = reference_used(store, model, reference)
+    report["reference"] = used
     report["range"] = {
         "from": None if start is None else format_ts(start),
         "to": None if end is None else format_ts(end),

@@ -67,6 +67,13 @@ def register(command: Command) -> None:
     t.add_argument("--from", dest="start", default=None, help="RFC 3339 or epoch ms (default: beginning)")
     t.add_argument("--to", dest="end", default=None, help="RFC 3339 or epoch ms, exclusive (default: now)")
     t.add_argument(
+        "--against",
+        default=None,
+        metavar="KIND",
+        help="compare with the stored traffic instead of the reference: previous (the range as long just"
+        " before), trailing:7d (the 7 days before), seasonal:1w (the same range a week earlier)",
+    )
+    t.add_argument(
         "--by",
         type=csv,
         default=[],
@@ -120,9 +127,12 @@ def run_stats(args: argparse.Namespace) -> int:
             raise UsageError(f"model {args.model!r} has no reference in {args.store}")
         model = registered(store).get(args.model)
         limits = thresholds(args, model.thresholds if model else None)
-        report = query.range_report(
-            store, references[args.model], args.model, start, end, args.version, limits
-        )
+        try:
+            report = query.range_report(
+                store, references[args.model], args.model, start, end, args.version, limits, args.against
+            )
+        except query.ReferenceKindError as exc:
+            raise UsageError(f"--against {exc}") from None
         if args.by:
             try:
                 report["slices"] = query.slice_reports(

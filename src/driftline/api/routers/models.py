@@ -306,11 +306,23 @@ def drift(
     by: Annotated[
         str, Query(max_length=1000, examples=["region"], description="also each slice of these attributes")
     ] = "",
+    against: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            examples=["previous", "trailing:7d", "seasonal:1w"],
+            description="compare with stored traffic instead of the reference: the range before, the "
+            "D before, or the same range P earlier",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     ref = _reference(svc, model_id)
     start, end = _read_range(svc, model_id, window, version)
     limits = svc.model_settings[model_id].thresholds
-    report = query.range_report(svc.store, ref, model_id, start, end, version, limits)
+    try:
+        report = query.range_report(svc.store, ref, model_id, start, end, version, limits, against)
+    except query.ReferenceKindError as exc:
+        raise Problem(400, f"against: {exc}") from None
     attrs = [a for a in by.split(",") if a]
     if attrs:
         try:
