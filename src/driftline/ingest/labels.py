@@ -260,9 +260,9 @@ class LabelJoiner:
             return
         binning = reference.binning
         grouped: dict[tuple[str, int], list[JoinedRow]] = defaultdict(list)
-        for r in self.labels.joined(model, panes, reference_id(binning)):
-            grouped[(r.model_version, r.pane_start)].append(r)
         ref_id = reference_id(binning)
+        for r in self.labels.joined(model, panes, ref_id):
+            grouped[(r.model_version, r.pane_start)].append(r)
         models = self.evaluators[0].models
         settings, plan = models[model], models.segment_plan(model, binning)
         out = []

@@ -11,6 +11,7 @@ segments); segment entries that are not folded as sent are counted in
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -119,7 +120,7 @@ class PaneFolder:
         by = self.models[model].slices
         if not by:
             return
-        slicer = Slicer.of(self.references[model].binning, by)
+        slicer = _slicer(self.references[model].binning, by)
         for attr, by_value in slicer.rows(batch_columns(batch, list(slicer.values))).items():
             for value, rows in by_value.items():
                 sid = slice_id(model, attr, value)
@@ -194,6 +195,11 @@ class PaneFolder:
         else:
             panes = self.state.pop(partition, {})
             self.pending_events -= _events(panes)
+
+
+@functools.lru_cache(maxsize=256)  # per reference binning and slice attributes, not per batch
+def _slicer(binning: Binning, by: tuple[str, ...]) -> Slicer:
+    return Slicer.of(binning, by)
 
 
 def _events(panes: Mapping[PaneKey, ModelSketch]) -> int:

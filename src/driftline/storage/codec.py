@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from driftline.storage.store import Store
 OUTPUTS = ("prediction", "label")  # row kinds of a model's outputs; the bytes say numeric or categorical
 
 
+@functools.lru_cache(maxsize=1024)  # per binning object (frozen, hashed by identity): every flush asks
 def reference_id(binning: Binning) -> str:
     """Names the features' binning panes were folded on. The prediction's and label's bins and the
     performance spec are not part of it (their sketches say theirs: one of other bins is left out
