@@ -8,7 +8,9 @@ production, the labels through ``POST /v1/labels``, two hours later in event tim
 windows as they close and every notification the sink receives, and exits 0 only if the expected
 alerts fired (the accuracy drop once the labels are in) and the retraining webhook arrived
 exactly once.
-A temporary working directory is removed at exit unless asked to keep it.
+It ends by writing the HTML report of the traffic and printing its path (in the working
+directory when kept, else in the system's temporary directory). A temporary working directory is
+removed at exit unless asked to keep it.
 """
 
 from __future__ import annotations
@@ -273,7 +275,12 @@ def _write_report(service: Service, fed: tuple[int, int], root: Path | None) -> 
     """The HTML report of the traffic fed (``stats --html``): in the kept working directory, else
     beside it in the temporary directory (the working directory is removed at exit)."""
     comparison = query.compare_range(
-        service.store, service.references["churn"], "churn", *fed, None, service.model_settings["churn"].thresholds
+        service.store,
+        service.references["churn"],
+        "churn",
+        *fed,
+        None,
+        service.model_settings["churn"].thresholds,
     )
     page = render_report(comparison, "Drift report: churn (driftline demo)", [("model", "churn")])
     if root is None:

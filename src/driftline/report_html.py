@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ CDF_POINTS = 50  # points per CDF line, evenly spaced in reference mass: 2% step
 BAR_ROWS = 12  # categories drawn per categorical feature; the rest as one "others" row
 FAIRNESS_ROWS = 20  # groups drawn per segment attribute
 FOUR_FIFTHS = 0.8
-W, H = 320, 150  # viewBox of a feature picture
+W, H = 320, 136  # viewBox of a feature picture
 SCALE = 1.5  # its size on the page, in CSS pixels per viewBox unit
 LEFT, RIGHT, TOP, BOTTOM = 34, 312, 12, 118  # its plot area
 
@@ -53,7 +53,9 @@ def output_id(role: str, view: int = 0) -> str:
     return ("" if view == 0 else f"v{view}-") + f"output-{role}"
 
 
-def render_report(comparison: Comparison, title: str = "Drift report", facts: Sequence[tuple[str, str]] = ()) -> str:
+def render_report(
+    comparison: Comparison, title: str = "Drift report", facts: Sequence[tuple[str, str]] = ()
+) -> str:
     """The page. ``facts``: lines for the summary (what was compared: files, model, store)."""
     report = comparison.report
     views: list[tuple[str, Mapping[str, Any], ModelSketch | None, ModelSketch | None]] = [
@@ -69,7 +71,9 @@ def render_report(comparison: Comparison, title: str = "Drift report", facts: Se
             f'<option value="view-{i}"{" selected" if i == 0 else ""}>{esc(label)}</option>'
             for i, (label, *_) in enumerate(views)
         )
-        selector = f'<p class="selector"><label for="view">Slice</label> <select id="view">{options}</select></p>'
+        selector = (
+            f'<p class="selector"><label for="view">Slice</label> <select id="view">{options}</select></p>'
+        )
     body = "".join(
         _view(i, label, r, ref, cur, facts if i == 0 else ()) for i, (label, r, ref, cur) in enumerate(views)
     )
@@ -104,7 +108,7 @@ def _view(
         _table(i, report),
         _performance(report.get("performance")),
         _fairness(report.get("fairness") or {}),
-        _latency(report.get("latency")),
+        _latency(i, report.get("latency")),
         "<h2>Each feature</h2>",
         LEGEND,
     ]
@@ -156,7 +160,9 @@ def _summary(report: Mapping[str, Any], facts: Sequence[tuple[str, str]]) -> str
         rows.append(("judged", "yes" if report["judged"] else "no: too few rows (statistics only)"))
     rng = report.get("range")
     if rng:
-        rows.append(("time range", f"{rng['from'] or 'beginning'} – {rng['to'] or 'now'} ({rng['panes']} panes)"))
+        rows.append(
+            ("time range", f"{rng['from'] or 'beginning'} – {rng['to'] or 'now'} ({rng['panes']} panes)")
+        )
     used = report.get("reference")
     if used:
         rows.append(("reference used", ", ".join(f"{k} {v}" for k, v in used.items() if v is not None)))
@@ -279,7 +285,11 @@ def _fairness(fairness: Mapping[str, Any]) -> str:
     parts = []
     for attr, fair in fairness.items():
         groups = fair["groups"]
-        compared = [g["positive_rate"] for g in groups.values() if not g["excluded"] and g["positive_rate"] is not None]
+        compared = [
+            g["positive_rate"]
+            for g in groups.values()
+            if not g["excluded"] and g["positive_rate"] is not None
+        ]
         line = FOUR_FIFTHS * max(compared) if compared else None
         rows = []
         for name, g in groups.items():
@@ -291,8 +301,8 @@ def _fairness(fairness: Mapping[str, Any]) -> str:
             else:
                 verdict = "ok"
             rows.append(
-                f'<tr><th scope="row">{esc(name)}</th>{_num_cell(g["n"])}{_num_cell(rate)}{_num_cell(g["tpr"])}'
-                f"<td>{verdict}</td></tr>"
+                f'<tr><th scope="row">{esc(name)}</th>{_num_cell(g["n"])}{_num_cell(rate)}'
+                f"{_num_cell(g['tpr'])}<td>{verdict}</td></tr>"
             )
         di = fair["disparate_impact"]
         di_text = "–" if di is None else f"{di:.3g} ({'BELOW' if di < FOUR_FIFTHS else 'at or above'} 0.8)"
@@ -321,8 +331,9 @@ def _fairness_svg(attr: str, groups: Mapping[str, Mapping[str, Any]], line: floa
         width = bar_w * rate / top
         cls = "ref" if g["excluded"] else "cur"
         out.append(
-            f'<g><title>{esc(name)}: {_pct(g["positive_rate"])}{" (small, not compared)" if g["excluded"] else ""}'
-            f'</title><text x="{label_w - 4}" y="{y + 11}" text-anchor="end">{esc(_short(name))}</text>'
+            f"<g><title>{esc(name)}: {_pct(g['positive_rate'])}"
+            f"{' (small, not compared)' if g['excluded'] else ''}</title>"
+            f'<text x="{label_w - 4}" y="{y + 11}" text-anchor="end">{esc(_short(name))}</text>'
             f'<rect class="{cls}" x="{label_w}" y="{y + 2}" width="{width:.1f}" height="{row - 5}"/>'
             f'<text x="{label_w + bar_w + 4}" y="{y + 11}">{_pct(g["positive_rate"])}</text></g>'
         )
@@ -335,7 +346,7 @@ def _fairness_svg(attr: str, groups: Mapping[str, Mapping[str, Any]], line: floa
     return "".join(out) + "</svg>"
 
 
-def _latency(latency: Mapping[str, Any] | None) -> str:
+def _latency(i: int, latency: Mapping[str, Any] | None) -> str:
     if not latency:
         return ""
     ref = latency.get("reference") or {}
@@ -345,8 +356,9 @@ def _latency(latency: Mapping[str, Any] | None) -> str:
     )
     return (
         "<h2>Latency <small>ms</small></h2>"
-        '<table class="plain" id="latency"><thead><tr><th scope="col">quantile</th>'
-        f'<th scope="col">reference</th><th scope="col">current</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<table class="plain" id="latency-{i}"><thead><tr><th scope="col">quantile</th>'
+        '<th scope="col">reference</th><th scope="col">current</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
@@ -361,7 +373,9 @@ def _feature(
     role: str = "",
 ) -> str:
     verdict = '<strong class="drift">DRIFT</strong>' if f["drift"] else '<span class="ok">ok</span>'
-    kind = f["kind"] + (" · segment mix" if f.get("role") == "segment" else "") + (f" · {role}" if role else "")
+    kind = (
+        f["kind"] + (" · segment mix" if f.get("role") == "segment" else "") + (f" · {role}" if role else "")
+    )
     ks, chi2 = f.get("ks") or {}, f.get("chi2") or {}
     numbers = [f"PSI {_fmt(f['psi'])} (threshold {_fmt(f.get('psi_threshold'))})"]
     if f["kind"] == "numeric":
@@ -401,7 +415,8 @@ def _pictures(
 
 def _svg_open(width: int, height: int, label: str, extra: str = "") -> str:
     return (
-        f'<svg viewBox="0 0 {width} {height}" width="{width * SCALE:.0f}" height="{height * SCALE:.0f}" role="img" '
+        f'<svg viewBox="0 0 {width} {height}" width="{width * SCALE:.0f}" height="{height * SCALE:.0f}" '
+        'role="img" '
         f'aria-label="{esc(label)}"{extra}>'
     )
 
@@ -413,7 +428,10 @@ def _psi_bars(name: str, ref: FeatureSketch, cur: FeatureSketch) -> str:
     top = max(max(t["reference_share"], t["current_share"]) for t in terms) or 1.0
     slot = (RIGHT - LEFT) / len(terms)
     y = lambda share: BOTTOM - (BOTTOM - TOP) * share / top  # noqa: E731
-    out = [_svg_open(W, H, f"{name}: reference and current share of each PSI bin", ' class="psi"'), '<g class="cur">']
+    out = [
+        _svg_open(W, H, f"{name}: reference and current share of each PSI bin", ' class="psi"'),
+        '<g class="cur">',
+    ]
     outline, last = [f"M{LEFT},{BOTTOM}"], ""
     for k, t in enumerate(terms):
         x, top_y = LEFT + k * slot, y(t["current_share"])
@@ -428,7 +446,10 @@ def _psi_bars(name: str, ref: FeatureSketch, cur: FeatureSketch) -> str:
     labels = edge_labels(ref.bins.psi_edges) if isinstance(ref, NumericSketch) else []
     step = 1 if len(labels) <= 5 else 2
     for k in range(0, len(labels), step):
-        out.append(f'<text x="{LEFT + (k + 1) * slot:.0f}" y="{BOTTOM + 11}" text-anchor="middle">{esc(labels[k])}</text>')
+        out.append(
+            f'<text x="{LEFT + (k + 1) * slot:.0f}" y="{BOTTOM + 11}" text-anchor="middle">'
+            f"{esc(labels[k])}</text>"
+        )
     out.append(_axis(f"{top:.0%}"))
     return "".join(out) + "</svg>"
 
@@ -458,7 +479,7 @@ def _cdfs(name: str, ref: NumericSketch, cur: NumericSketch, f: Mapping[str, Any
         lines.append(f'<polyline class="{cls} line" points="{points}"/>')
     gaps = np.abs(np.stack([lt1 - lt2, le1 - le2]))
     side, at = np.unravel_index(int(np.argmax(gaps)), gaps.shape)
-    a, b = ((lt1, lt2) if side == 0 else (le1, le2))
+    a, b = (lt1, lt2) if side == 0 else (le1, le2)
     d = float(gaps[side, at])
     x = px(float(edges[at]))
     ks = (f.get("ks") or {}).get("statistic")
@@ -469,7 +490,8 @@ def _cdfs(name: str, ref: NumericSketch, cur: NumericSketch, f: Mapping[str, Any
         _svg_open(W, H, f"{name}: cumulative distributions, {label}",
                   f' class="cdf" data-ks-gap="{d!r}" data-ks-at="{float(edges[at])!r}"')
         + "".join(lines)
-        + f'<line class="gap" x1="{x:.1f}" x2="{x:.1f}" y1="{py(float(a[at])):.1f}" y2="{py(float(b[at])):.1f}"/>'
+        + f'<line class="gap" x1="{x:.1f}" x2="{x:.1f}" y1="{py(float(a[at])):.1f}" '
+        + f'y2="{py(float(b[at])):.1f}"/>'
         + f'<text x="{x + shift:.1f}" y="{TOP + 10}" text-anchor="{anchor_side}">{esc(label)}</text>'
         + _axis("1")
         + f'<text x="{LEFT}" y="{BOTTOM + 11}">{esc(edge_labels(edges[:1])[0])}</text>'
@@ -491,7 +513,9 @@ def _category_bars(name: str, ref: FeatureSketch, cur: FeatureSketch) -> str:
     order; the rest as one line of text."""
     terms = psi_contributions(ref, cur)
     by_psi = sorted(range(len(terms)), key=lambda k: -terms[k]["psi"])[: BAR_ROWS // 2]
-    by_share = sorted(range(len(terms)), key=lambda k: -max(terms[k]["reference_share"], terms[k]["current_share"]))
+    by_share = sorted(
+        range(len(terms)), key=lambda k: -max(terms[k]["reference_share"], terms[k]["current_share"])
+    )
     keep = sorted(list(dict.fromkeys([*by_psi, *by_share]))[:BAR_ROWS])
     rest = [t for k, t in enumerate(terms) if k not in keep]
     rows = [(terms[k]["bin"], terms[k]["reference_share"], terms[k]["current_share"]) for k in keep]
@@ -510,7 +534,9 @@ def _category_bars(name: str, ref: FeatureSketch, cur: FeatureSketch) -> str:
         )
     if rest:
         r, c = sum(t["reference_share"] for t in rest), sum(t["current_share"] for t in rest)
-        out.append(f'<text x="{label_w}" y="{2 + len(rows) * row + 12}">{len(rest)} others: {r:.1%} → {c:.1%}</text>')
+        out.append(
+            f'<text x="{label_w}" y="{2 + len(rows) * row + 12}">{len(rest)} others: {r:.1%} → {c:.1%}</text>'
+        )
     return "".join(out) + "</svg>"
 
 
@@ -518,31 +544,30 @@ def _short(text: str, limit: int = 16) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def feature_names(report: Mapping[str, Any]) -> Iterable[str]:
-    """Every section's name of the whole report: features (segment mixes too), then outputs."""
-    yield from report["features"]
-    yield from (r for r in ("prediction", "label") if report.get(r))
-
-
 CSS = """
-:root{--fg:#1b1f24;--bg:#fff;--muted:#59636e;--line:#d1d9e0;--cur:#0969da;--ref:#1b1f24;--drift:#b3261e;
---ok:#1a7f37;--row:#f6f8fa;font:14px/1.45 system-ui,sans-serif;color:var(--fg);background:var(--bg)}
+:root{--fg:#1b1f24;--bg:#fff;--muted:#59636e;--line:#d1d9e0;--cur:#0969da;--ref:#1b1f24;
+--drift:#b3261e;--ok:#1a7f37;--row:#f6f8fa;font:14px/1.45 system-ui,sans-serif;color:var(--fg);
+background:var(--bg)}
 @media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--bg:#0d1117;--muted:#9198a1;--line:#3d444d;
 --cur:#4493f8;--ref:#e6edf3;--drift:#ff7b72;--ok:#3fb950;--row:#151b23}}
-body{margin:0 auto;max-width:1200px;padding:0 16px 48px}h1{font-size:1.5em}h2{margin-top:1.6em;font-size:1.2em}
-small,.hint{color:var(--muted);font-weight:normal}
+body{margin:0 auto;max-width:1200px;padding:0 16px 48px}h1{font-size:1.5em}
+h2{margin-top:1.6em;font-size:1.2em}small,.hint{color:var(--muted);font-weight:normal}
 .summary{display:grid;grid-template-columns:max-content auto;gap:2px 16px}.summary dt{color:var(--muted)}
-.summary dd{margin:0}.scroll{overflow-x:auto}table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+.summary dd{margin:0}.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th[scope=row],thead th:first-child{text-align:left}tbody tr:nth-child(even){background:var(--row)}
-thead th button{font:inherit;font-weight:600;color:inherit;background:none;border:0;padding:2px;cursor:pointer}
-thead th button:focus-visible,select:focus-visible,a:focus-visible{outline:2px solid var(--cur);outline-offset:1px}
+thead th button{font:inherit;font-weight:600;color:inherit;background:none;border:0;padding:2px;
+cursor:pointer}
+thead th button:focus-visible,select:focus-visible,a:focus-visible{outline:2px solid var(--cur);
+outline-offset:1px}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
 .drift{color:var(--drift);font-weight:700}.ok{color:var(--ok)}a{color:var(--cur)}
-.feature{border-top:1px solid var(--line);padding-top:4px;}
+.feature{border-top:1px solid var(--line);padding-top:4px}
 .feature h3{margin:.4em 0 .2em}.feature p{margin:.2em 0}.pictures{display:flex;flex-wrap:wrap;gap:12px}
 svg{max-width:100%;height:auto;font-size:9px;fill:var(--fg);overflow:visible}
-svg .cur{fill:var(--cur);fill-opacity:.55;stroke:none}svg .ref{fill:none;stroke:var(--ref);stroke-dasharray:4 2}
+svg .cur{fill:var(--cur);fill-opacity:.55;stroke:none}
+svg .ref{fill:none;stroke:var(--ref);stroke-dasharray:4 2}
 svg .line{fill:none;stroke-width:1.5}svg .line.cur{stroke:var(--cur);fill:none}svg .axis{stroke:var(--muted)}
 svg .gap{stroke:var(--drift);stroke-width:2;stroke-dasharray:2 2}
 """

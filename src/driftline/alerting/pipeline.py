@@ -130,7 +130,9 @@ class Sender:
             if cfg.slack is not None:
                 self._next_slot[e.receiver] = now + cfg.slack.min_interval
             try:
-                result = deliver(cfg, build_requests(cfg, e.id, e.kind, e.payload, now, self.public_url), self.transport)
+                result = deliver(
+                    cfg, build_requests(cfg, e.id, e.kind, e.payload, now, self.public_url), self.transport
+                )
             except Exception as exc:  # a malformed entry must not block everything queued behind it
                 log.exception("notification %s to %s cannot be built", e.id, e.receiver)
                 result = Result(False, False, None, f"cannot build the request: {type(exc).__name__}: {exc}")

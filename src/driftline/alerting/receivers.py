@@ -15,8 +15,7 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -284,13 +283,17 @@ def build_requests(
         event = pagerduty_event(cfg.pagerduty.routing_key.get_secret_value(), alert)
         return Request(cfg.pagerduty.url, orjson.dumps(event), {"content-type": "application/json"})
     if cfg.slack is not None:
-        msg = slack_message([with_report_url(a, public_url) for a in payload["alerts"]], cfg.slack.grafana_url)
+        msg = slack_message(
+            [with_report_url(a, public_url) for a in payload["alerts"]], cfg.slack.grafana_url
+        )
         return Request(
             cfg.slack.webhook_url.get_secret_value(), orjson.dumps(msg), {"content-type": "application/json"}
         )
     assert cfg.webhook is not None
     if "alert" in payload:
-        return webhook_request(cfg.webhook, entry_id, kind, with_report_url(payload["alert"], public_url), now)
+        return webhook_request(
+            cfg.webhook, entry_id, kind, with_report_url(payload["alert"], public_url), now
+        )
     alerts = [with_report_url(a, public_url) for a in payload["alerts"]]  # a group: one CloudEvent of all
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     head = alerts[0]

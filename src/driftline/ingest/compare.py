@@ -191,11 +191,11 @@ def compare_tables(
     whole_ref, whole_cur = ModelSketch.join(ref_parts), ModelSketch.join(cur_parts)
     comparison = Comparison(drift_report(whole_ref, whole_cur, thresholds, new), whole_ref, whole_cur)
     if by:
-        ref_by, cur_by = join_slices(ref_slices), join_slices(cur_slices)
-        comparison.report["slices"] = slice_report(ref_by, cur_by, thresholds)
+        ref_cut, cur_cut = join_slices(ref_slices), join_slices(cur_slices)
+        comparison.report["slices"] = slice_report(ref_cut, cur_cut, thresholds)
         comparison.slices = {
-            attr: {value: (ref, cur_by[attr][value]) for value, ref in by_value.items()}
-            for attr, by_value in ref_by.items()
+            attr: {value: (ref, cur_cut[attr][value]) for value, ref in by_value.items()}
+            for attr, by_value in ref_cut.items()
         }
     return comparison
 

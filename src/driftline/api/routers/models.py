@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
 from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -354,7 +354,7 @@ def drift(
     "/{model_id}/report",
     dependencies=read,
     summary="Drift over a range as one self-contained HTML page (`driftline stats --html`)",
-    description=RANGE_NOTE + " The page embeds the JSON of `/drift` (`<script id=\"report-data\">`).",
+    description=RANGE_NOTE + ' The page embeds the JSON of `/drift` (`<script id="report-data">`).',
     response_class=HTMLResponse,
     responses={**NOT_FOUND, 200: {"content": {"text/html": {}}, "description": "the page"}},
 )
