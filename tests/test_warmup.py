@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.api.app import create_app
+from driftline.cli import main
 from driftline.detectors.profile import ModelRegistry, ModelSettings
 from driftline.ingest.decode import decode
 from driftline.ingest.files import fit_events_reference, load_event_reference
@@ -189,3 +190,55 @@ def test_the_api_registers_a_warmup_and_lists_models_warming_up(tmp_path: Path) 
             assert service.model_settings["churn"].against == "seasonal:1w"
     finally:
         service.stop()
+
+
+def test_pushed_events_of_a_new_model_warm_up_and_count_once(tmp_path: Path) -> None:
+    """Over HTTP: staged in the request's insert (a retried request once), fitted and folded by
+    the ticker, later events folded at once."""
+    settings = load_settings(store=f"chdb://{tmp_path / 'store'}", api_keys={"k": ["ingest"]},
+                             warmup_events=300, pane_ms=60_000, window_ms=300_000, lateness_ms=0)  # fmt: skip
+    service = Service(settings)
+    evs = list(events(generate(Traffic(n=500, seed=8, start_ms=START_MS, rate=5.0))))
+    try:
+        with TestClient(create_app(service)) as client:
+            h = {"authorization": "Bearer k", "idempotency-key": "first"}
+            first = client.post("/v1/events", headers=h, json=evs[:200]).json()
+            assert first == {"accepted": 200, "rejected": 0, "late": 0, "staged": 200, "errors": []}
+            assert client.post("/v1/events", headers=h, json=evs[:200]).json() == first  # a retry
+            h["idempotency-key"] = "second"
+            assert client.post("/v1/events", headers=h, json=evs[200:450]).json()["staged"] == 250
+            service.http_ingest.tick()  # 450 staged: the first 300 fit the reference, all 450 fold
+            assert "churn" in service.references
+            h["idempotency-key"] = "third"
+            assert client.post("/v1/events", headers=h, json=evs[450:]).json()["staged"] == 0
+        store = service.store
+        assert sum(r.n for r in store.pane_rows("churn", kinds=["events"])) == 500
+        assert WarmupStore(store).staged_counts() == {}
+        (version,) = store.reference_versions("churn")
+        assert version["events"] == 300 and version["source"].startswith("bootstrap: first 300 events")
+    finally:
+        service.stop()
+
+
+def test_replay_of_a_new_model_bootstraps_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "fraud.ndjson"
+    evs = events(generate(Traffic(n=1_200, seed=9, start_ms=START_MS, rate=20.0, model_id="fraud")))
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in evs))
+    dsn = f"chdb://{tmp_path / 'store'}"
+    assert main(["replay", "--store", dsn, "--file", str(path), "--warmup-events", "1000", "--json"]) == 0
+    totals = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert totals["accepted"] == 1_200 and totals["rejected"] == 0
+    store = Store.open(dsn)
+    try:
+        assert sum(r.n for r in store.pane_rows("fraud", kinds=["events"])) == 1_200
+        (version,) = store.reference_versions("fraud")
+        assert version["events"] == 1_000
+        assert WarmupStore(store).staged_counts() == {}
+    finally:
+        store.close()
+    # with warm-up off, the events of a model without a reference are rejected, none stored
+    other = tmp_path / "other.ndjson"
+    other.write_bytes(path.read_bytes().replace(b'"model_id":"fraud"', b'"model_id":"other"'))
+    assert main(["replay", "--store", dsn, "--file", str(other), "--warmup-events", "0", "--json"]) == 0
+    refused = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (refused["accepted"], refused["rejected"]) == (0, 1_200)

@@ -149,6 +149,7 @@ class Service:
             self.clock,
             max_future_ms=max_future_ms,
             keep_predictions_ms=self.keep_predictions_ms,
+            bootstrapper=self.bootstrapper,
         )
 
     @property
@@ -287,6 +288,8 @@ class Service:
             totals["accepted"] += result.accepted
             totals["rejected"] += len(result.errors)
             totals["late"] += result.late
+            if result.staged:  # a model warming up: fit its reference as soon as it has enough
+                ingest.warm_up()
             progress(len(batch))
         ingest.finish()
         if self.alerting:
