@@ -269,3 +269,26 @@ def assert_close(a: object, b: object, path: str = "$") -> None:
         assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
     else:
         assert a == b, path
+
+
+def test_bins_from_the_reference_itself_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--bins-from`` fits the bins on another file; given the reference file, the report is the
+    one without it. Given another file, counts stay and PSI moves with the bins."""
+    ref, cur, other = (tmp_path / f"{n}.parquet" for n in ("ref", "cur", "other"))
+    generate(Traffic(n=3000, seed=1)).drop(FILE_DROP).write_parquet(ref)
+    generate(Traffic(n=2000, seed=2, drift_at=0.0, drift_features=["f00_normal"])).drop(
+        FILE_DROP
+    ).write_parquet(cur)
+    generate(Traffic(n=500, seed=3)).drop(FILE_DROP).write_parquet(other)
+    args = ["compare", "--reference", str(ref), "--current", str(cur), *ROLES, "--json"]
+    reports = []
+    for extra in ([], ["--bins-from", str(ref)], ["--bins-from", str(other)]):
+        capsys.readouterr()
+        assert main([*args, *extra]) == 0
+        reports.append(orjson.loads(capsys.readouterr().out))
+    assert_close(reports[0], reports[1])
+    assert reports[2]["n_reference"] == 3000 and reports[2]["n_current"] == 2000
+    assert reports[2]["features"]["f00_normal"]["psi"] != reports[0]["features"]["f00_normal"]["psi"]
+    assert main([*args, "--bins-from", str(tmp_path / "missing.parquet")]) == 2

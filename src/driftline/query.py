@@ -15,9 +15,11 @@ from driftline.contract import format_ts
 from driftline.detectors.profile import Comparison, ModelSketch, SlicePairs, Thresholds, drift_report
 from driftline.detectors.slice_ids import parse_slice_id
 from driftline.detectors.slices import slice_report
+from driftline.detectors.windows import rolling_range
 from driftline.storage.codec import merge_rows, reference_from_rows, reference_id
 from driftline.storage.rows import PaneRow
 from driftline.storage.store import Store
+from driftline.storage.warmup import WarmupStore
 
 
 class References(dict[str, ModelSketch]):
@@ -27,6 +29,22 @@ class References(dict[str, ModelSketch]):
         rows = store.references()
         fresh = {m: reference_from_rows(list(g)) for m, g in groupby(rows, key=lambda r: r.model_id)}
         self.update(fresh)
+
+
+def warming_up(store: Store) -> dict[str, int]:
+    """Models without a reference yet -> their events kept until one is fitted (warm-up)."""
+    return WarmupStore(store).staged_counts()
+
+
+def no_reference(store: Store, model: str) -> str:
+    """Why a model has nothing to compare with: never seen, or warming up (with how far)."""
+    staged = warming_up(store).get(model)
+    if staged is None:
+        return f"model {model!r} has no reference"
+    return (
+        f"model {model!r} has no reference yet: it is warming up, {staged} events kept so far; "
+        "its reference is fitted on its first events once it has enough (warmup_events)"
+    )
 
 
 def load_references(store: Store) -> References:
@@ -46,27 +64,6 @@ def range_sketch(
     """The stored panes of ``[start, end)`` merged into one sketch on the reference's binning."""
     chunks = store.pane_row_chunks(model, start, end, version)
     return merge_rows(reference.binning, itertools.chain.from_iterable(chunks))
-
-
-class ReferenceKindError(ValueError):
-    """A rolling reference that cannot be had: unknown kind, or no range to roll from."""
-
-
-def rolling_range(against: str, start: int | None, end: int | None) -> tuple[int, int]:
-    """The range a rolling reference merges, for a report over ``[start, end)``:
-    ``previous`` (the range of the same length just before), ``trailing:D`` (the D before the
-    start) or ``seasonal:P`` (the same range P earlier); D and P as ``7d``, ``24h``, ``30m``."""
-    if start is None or end is None:
-        raise ReferenceKindError("a rolling reference needs the report's from and to")
-    kind, _, span = against.partition(":")
-    if kind == "previous" and not span:
-        return start - (end - start), start
-    if kind in ("trailing", "seasonal") and span:
-        units = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
-        if span[:-1].isdigit() and span[-1] in units and int(span[:-1]) > 0:
-            ms = int(span[:-1]) * units[span[-1]]
-            return (start - ms, start) if kind == "trailing" else (start - ms, end - ms)
-    raise ReferenceKindError(f"{against!r}: expected previous, trailing:7d or seasonal:1w (m, h, d, w)")
 
 
 def range_report(

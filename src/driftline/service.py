@@ -27,6 +27,7 @@ from driftline.ingest.files import load_event_reference
 from driftline.ingest.labels import LabelConfig, LabelConsumer, LabelJoiner
 from driftline.ingest.panes import WindowSpec
 from driftline.ingest.push import PushIngest
+from driftline.ingest.warmup import Bootstrapper
 from driftline.query import References
 from driftline.settings import Settings
 from driftline.storage.alerts import AlertStore
@@ -45,7 +46,7 @@ def open_store(dsn: str) -> Store:
 
 
 class NoReference(Exception):
-    """Nothing to compare with: no model has a reference."""
+    """Nothing to compare with: no model has a reference, and none warms up (``warmup_events=0``)."""
 
 
 class Service:
@@ -75,6 +76,7 @@ class Service:
             ModelSettings(
                 Thresholds(settings.psi_threshold, settings.ks_threshold, settings.min_support),
                 slices=tuple(settings.slices),
+                against=settings.against,
             ),
             SegmentLimits(settings.segment_values, settings.segment_attributes),
         )
@@ -91,6 +93,15 @@ class Service:
             self.store.save_reference(reference_rows(model, reference, source=path))
         self.references = References()
         self.references.reload(self.store)
+        # models seen without a reference get one fitted on their first events (ingest/warmup.py)
+        self.bootstrapper = Bootstrapper(
+            self.store,
+            self.references,
+            self.model_settings,
+            lambda: self.references.reload(self.store),
+            settings.warmup_events,
+            tuple(settings.segments),
+        )
         self.rules = self._rules()
         self.windows = WindowSpec(
             settings.pane_ms, settings.window_ms, settings.lateness_ms, settings.idle_ms
@@ -139,6 +150,7 @@ class Service:
             self.clock,
             max_future_ms=max_future_ms,
             keep_predictions_ms=self.keep_predictions_ms,
+            bootstrapper=self.bootstrapper,
         )
 
     @property
@@ -194,7 +206,14 @@ class Service:
                 self.label_joiner.evaluators.append(shared)
             self.consumers = [
                 StreamConsumer(
-                    config, self.store, self.references, self.clock, self._on_window, f"consumer-{i}", shared
+                    config,
+                    self.store,
+                    self.references,
+                    self.clock,
+                    self._on_window,
+                    f"consumer-{i}",
+                    shared,
+                    bootstrapper=self.bootstrapper,
                 )
                 for i in range(s.workers)
             ]
@@ -239,9 +258,10 @@ class Service:
     def consume(self, idle_exit_s: float | None = None) -> dict[str, int]:
         """``driftline consume``: run the consumers until :meth:`request_stop` (or idle exit), then
         shut down gracefully; returns the stream's totals."""
-        if not self.references:
+        if not self.references and not self.settings.warmup_events:
             raise NoReference(
-                "no model has a reference: pass --reference MODEL=PATH or run 'driftline reference build'"
+                "no model has a reference and warm-up is off (--warmup-events 0): pass --reference "
+                "MODEL=PATH, run 'driftline reference build', or let models warm up"
             )
         self.start(idle_exit_s)
         members = [t for t in self._threads if t.name.startswith("consumer-") or t.name == "labels"]
@@ -269,6 +289,8 @@ class Service:
             totals["accepted"] += result.accepted
             totals["rejected"] += len(result.errors)
             totals["late"] += result.late
+            if result.staged:  # a model warming up: fit its reference as soon as it has enough
+                ingest.warm_up()
             progress(len(batch))
         ingest.finish()
         if self.alerting:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.alerting.config import AlertingConfig, ConfigError, _line, substitute_references
@@ -35,6 +35,7 @@ from driftline.detectors.defaults import (
     DEFAULT_SEGMENT_VALUES,
     SEGMENT_VOCABULARY,
 )
+from driftline.detectors.windows import ReferenceKindError, rolling_range
 
 Scope = Literal["ingest", "read", "admin"]
 KafkaValue = str | int | float | bool
@@ -101,6 +102,31 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Model -> reference file (Parquet/CSV of its training data), fitted and stored at "
         "start; PUT /v1/models/{id}/reference uploads one instead.",
+    )
+    against: str | None = Field(
+        None,
+        description="What the stream's windows are compared with, for models not registered with their "
+        "own: none, the reference; previous (the window before), trailing:7d (the 7 days before) or "
+        "seasonal:1w (the same window a week earlier), merged from stored panes on the reference's bins.",
+        examples=["seasonal:1w"],
+    )
+
+    @field_validator("against")
+    @classmethod
+    def _against(cls, against: str | None) -> str | None:
+        if against is not None:
+            try:
+                rolling_range(against, 0, 1)
+            except ReferenceKindError as exc:
+                raise ValueError(str(exc)) from None
+        return against
+
+    warmup_events: int = Field(
+        10_000,
+        ge=0,
+        description="A model seen without a reference gets one fitted on its first this many events "
+        "(by event time; kept in the store until then, none dead-lettered); 0: its events are "
+        "dead-lettered instead. A model registered with warmup (PUT /v1/models/{id}) uses its own.",
     )
     segments: list[str] = Field(
         default_factory=list,

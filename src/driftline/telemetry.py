@@ -13,7 +13,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 EVENTS = Counter(
     "driftline_events_total",
-    "Events received, by model and outcome (accepted, rejected, late).",
+    "Events received, by model and outcome (accepted, rejected, late; staged: awaiting a reference).",
     ["model", "outcome"],
 )
 DECODE_SECONDS = Histogram(
@@ -55,6 +55,9 @@ WATERMARK_LAG = Gauge(
 )
 WINDOWS_PENDING = Gauge(
     "driftline_windows_pending", "Windows waiting for evaluation (not final yet, or queued).", ["consumer"]
+)
+REFERENCES_BOOTSTRAPPED = Counter(
+    "driftline_references_bootstrapped_total", "References fitted on a model's first events (warm-up)."
 )
 PANES_FLUSHED = Counter("driftline_panes_flushed_total", "Pane sketch rows written to the store.")
 STORE_WRITE_SECONDS = Histogram(

@@ -34,6 +34,13 @@ def register(command: Command) -> None:
     )
     c.add_argument("--reference", required=True, help="reference data (.parquet, .csv, .tsv, .ndjson)")
     c.add_argument("--current", required=True, help="current data, same columns")
+    c.add_argument(
+        "--bins-from",
+        default=None,
+        metavar="FILE",
+        help="fit the bins on this file (e.g. the model's reference) instead of --reference: two "
+        "exported ranges compared as the stream compares them",
+    )
     add_table_args(c)
     c.add_argument(
         "--by",
@@ -103,6 +110,7 @@ def run_compare(args: argparse.Namespace) -> int:
             thresholds(args),
             by=args.by,
             slice_values=args.slice_values,
+            bins_from=args.bins_from,
         )
     except (TableError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -116,6 +124,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
     from driftline import query
     from driftline.contract import InvalidEvent, parse_ts
+    from driftline.detectors.windows import ReferenceKindError
     from driftline.storage.codec import registered
 
     try:
@@ -127,14 +136,14 @@ def run_stats(args: argparse.Namespace) -> int:
     try:
         references = query.load_references(store)
         if args.model not in references:
-            raise UsageError(f"model {args.model!r} has no reference in {args.store}")
+            raise UsageError(f"{query.no_reference(store, args.model)} in {args.store}")
         model = registered(store).get(args.model)
         limits = thresholds(args, model.thresholds if model else None)
         try:
             comparison = query.compare_range(
                 store, references[args.model], args.model, start, end, args.version, limits, args.against
             )
-        except query.ReferenceKindError as exc:
+        except ReferenceKindError as exc:
             raise UsageError(f"--against {exc}") from None
         if args.by:
             try:

@@ -61,15 +61,16 @@ def run_reference(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from driftline import query
     from driftline.contract import format_ts
 
     store = open_store(args.store)
     try:
         versions = store.reference_versions(args.model)
+        if not versions:
+            raise UsageError(f"{query.no_reference(store, args.model)} in {args.store}")
     finally:
         store.close()
-    if not versions:
-        raise UsageError(f"model {args.model!r} has no reference in {args.store}")
     for v in versions:
         until = v["applied_until"]
         shown = v | {

@@ -70,6 +70,13 @@ def register(command: Command) -> None:
     rp.add_argument(
         "--model", default=None, help="model_id of every event (Parquet/CSV; default: its model_id column)"
     )
+    rp.add_argument(
+        "--warmup-events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a model without a reference gets one fitted on its first N events (default 10000; 0: reject)",
+    )
     rp.add_argument("--pane", type=duration, default=60_000)
     rp.add_argument("--window", type=duration, default=3_600_000)
     rp.add_argument("--rules", default=None, help="alerting rules: evaluate windows as they close")
@@ -181,7 +188,13 @@ def run_replay(args: argparse.Namespace) -> int:
         messages = replay_messages(args.file, args.segments, args.model)
     except TableError as exc:
         raise UsageError(str(exc)) from None
-    config = settings(store=args.store, rules=args.rules, pane_ms=args.pane, window_ms=args.window)
+    config = settings(
+        store=args.store,
+        rules=args.rules,
+        pane_ms=args.pane,
+        window_ms=args.window,
+        warmup_events=args.warmup_events,
+    )
     svc = service(config)
     # on a terminal's stderr and gone when done: stdout carries only the totals
     bar = Console(stderr=True)

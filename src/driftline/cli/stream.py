@@ -51,6 +51,21 @@ def register(command: Command) -> None:
         help="build and store MODEL's reference from PATH before consuming (repeatable)",
     )
     k.add_argument(
+        "--against",
+        default=None,
+        metavar="KIND",
+        help="compare each window with: previous, trailing:7d or seasonal:1w (stored panes on the "
+        "reference's bins) instead of the reference (models not registered with their own)",
+    )
+    k.add_argument(
+        "--warmup-events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a model without a reference gets one fitted on its first N events (default 10000; "
+        "0: dead-letter its events instead)",
+    )
+    k.add_argument(
         "--segments",
         type=csv,
         default=[],
@@ -120,6 +135,8 @@ def run_consume(args: argparse.Namespace) -> int:
         dlq_suffix=args.dlq_suffix,
         instance_id=args.instance_id,
         references=references,
+        warmup_events=args.warmup_events,
+        against=args.against,
         segments=args.segments,
         slices=args.slices,
         segment_values=args.segment_values,

@@ -80,6 +80,13 @@ class ModelSettings:
     positive_class: str = "1"  # a class prediction equal to it (or true) is positive
     segments: tuple[str, ...] = ()  # the segment attributes folded; none: the reference's
     slices: tuple[str, ...] = ()  # attributes whose values are monitored as slices in the stream
+    # without a reference, one is fitted on its first ``warmup_events`` events (None: the
+    # service's setting; 0: never) or, with ``warmup_range``, on its events of that event-time range
+    warmup_events: int | None = None
+    warmup_range: tuple[int, int] | None = None
+    # what the stream's windows are compared with: None, the reference; or a rolling reference
+    # merged from the model's stored panes (``previous``, ``trailing:7d``, ``seasonal:1w``)
+    against: str | None = None
 
 
 class ModelRegistry(dict[str, ModelSettings]):

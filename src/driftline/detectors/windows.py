@@ -135,3 +135,24 @@ class Watermark:
         if self._emitted is None or value > self._emitted:
             self._emitted = value
         return self._emitted
+
+
+class ReferenceKindError(ValueError):
+    """A rolling reference that cannot be had: unknown kind, or no range to roll from."""
+
+
+def rolling_range(against: str, start: int | None, end: int | None) -> tuple[int, int]:
+    """The range a rolling reference merges, for a report over ``[start, end)``:
+    ``previous`` (the range of the same length just before), ``trailing:D`` (the D before the
+    start) or ``seasonal:P`` (the same range P earlier); D and P as ``7d``, ``24h``, ``30m``."""
+    if start is None or end is None:
+        raise ReferenceKindError("a rolling reference needs the report's from and to")
+    kind, _, span = against.partition(":")
+    if kind == "previous" and not span:
+        return start - (end - start), start
+    if kind in ("trailing", "seasonal") and span:
+        units = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+        if span[:-1].isdigit() and span[-1] in units and int(span[:-1]) > 0:
+            ms = int(span[:-1]) * units[span[-1]]
+            return (start - ms, start) if kind == "trailing" else (start - ms, end - ms)
+    raise ReferenceKindError(f"{against!r}: expected previous, trailing:7d or seasonal:1w (m, h, d, w)")

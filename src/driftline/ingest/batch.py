@@ -33,6 +33,13 @@ class Decoded:
     rejected: list[Rejected] = field(default_factory=list)
     per_model: Counter[str] = field(default_factory=Counter)
     values: list[bytes] = field(default_factory=list)  # the messages, for what the scan does not keep
+    # rows of models without a reference that warm up, per partition and model, in offset order
+    staged: dict[Partition, dict[str, np.ndarray]] = field(default_factory=dict)
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def n_staged(self) -> int:
+        return sum(len(r) for by_model in self.staged.values() for r in by_model.values())
 
     @property
     def accepted(self) -> int:
@@ -46,8 +53,12 @@ class BatchDecoder:
         max_bytes: int,
         max_future_ms: int | None,
         clock: Callable[[], float] = time.time,
+        warmup: Callable[[str], bool] | None = None,
     ) -> None:
+        """``warmup``: whether a model without a reference warms up (its events are staged, see
+        ``ingest/warmup.py``) rather than having them dead-lettered."""
         self.references = references
+        self.warmup = warmup
         self.max_bytes = max_bytes
         self.max_future_ms = max_future_ms
         self.clock = clock
@@ -102,9 +113,13 @@ class BatchDecoder:
         accepted[list(events)] = True
         accepted[list(reasons)] = False
         known = np.array([s in self.references for s in scanned.strings] or [False])
+        staged = np.zeros(n, bool)
         for i in np.flatnonzero(accepted & ~known[np.where(accepted, scanned.model, 0)]).tolist():
             model = scanned.strings[int(scanned.model[i])]
-            reasons[i] = f"model_id: no reference registered for model {model!r}"
+            if self.warmup is not None and self.warmup(model):
+                staged[i] = True
+            else:
+                reasons[i] = f"model_id: no reference registered for model {model!r}"
             accepted[i] = False
             events.pop(i, None)
         rejected = [
@@ -112,6 +127,7 @@ class BatchDecoder:
             for i in sorted(reasons)
         ]
         by_partition: dict[Partition, np.ndarray] = {}
+        staging: dict[Partition, dict[str, np.ndarray]] = {}
         ranges: dict[Partition, tuple[int, int]] = {}
         for t in sorted(set(topics)):
             in_topic = np.array([x == t for x in topics]) if len(set(topics)) > 1 else np.ones(n, bool)
@@ -119,6 +135,12 @@ class BatchDecoder:
                 mine = in_topic & (partitions == p)
                 ranges[(t, p)] = (int(offsets[mine][0]), int(offsets[mine][-1]))
                 by_partition[(t, p)] = np.flatnonzero(mine & accepted)
+                if staged.any():
+                    by_model: dict[str, list[int]] = {}
+                    for i in np.flatnonzero(mine & staged).tolist():
+                        by_model.setdefault(scanned.strings[int(scanned.model[i])], []).append(i)
+                    if by_model:
+                        staging[(t, p)] = {m: np.asarray(r, np.int64) for m, r in by_model.items()}
         models = np.bincount(scanned.model[accepted], minlength=len(scanned.strings))
         per_model = Counter({scanned.strings[k]: int(c) for k, c in enumerate(models.tolist()) if c})
-        return Decoded(scanned, by_partition, events, ranges, rejected, per_model, values)
+        return Decoded(scanned, by_partition, events, ranges, rejected, per_model, values, staging, offsets)

@@ -69,6 +69,7 @@ def compare_files(
     group_bytes: int = GROUP_BYTES,
     by: Sequence[str] = (),
     slice_values: int = DEFAULT_SLICE_VALUES,
+    bins_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """The report of :func:`compare_tables` (same arguments): what ``driftline compare`` prints."""
     return compare_tables(
@@ -82,6 +83,7 @@ def compare_files(
         group_bytes=group_bytes,
         by=by,
         slice_values=slice_values,
+        bins_from=bins_from,
     ).report
 
 
@@ -97,6 +99,7 @@ def compare_tables(
     group_bytes: int = GROUP_BYTES,
     by: Sequence[str] = (),
     slice_values: int = DEFAULT_SLICE_VALUES,
+    bins_from: str | Path | None = None,
 ) -> Comparison:
     """The :func:`drift_report` of ``current`` against ``reference`` with the sketches it compared
     (for ``--html``); the same document as fitting and folding the whole tables at once.
@@ -106,6 +109,10 @@ def compare_tables(
     ``<other>``, each slice folded on the bins of the whole (see :mod:`driftline.detectors.slices`).
     The columns are read with the role columns; each feature group is folded once for the whole
     and once per slice, so slicing multiplies the sketches, not the data in memory.
+
+    ``bins_from``: fit the bins (and the segment values) on this file instead of ``reference``, as
+    the stream folds every range on its model's reference bins: two exported ranges compared on
+    the reference file's bins give the numbers of ``stats --against`` and of rolling references.
 
     Raises :class:`TableError` naming the file (and columns) for a missing or unreadable file,
     one without rows, a missing role, feature or ``by`` column, or a feature the bins cannot be
@@ -119,6 +126,10 @@ def compare_tables(
     ref = ColumnReader.open(reference)
     spec.check(ref.empty(), reference)
     kinds = spec.feature_kinds(ref.empty())
+    fit = ColumnReader.open(bins_from) if bins_from is not None else ref
+    fit_path = bins_from if bins_from is not None else reference
+    if bins_from is not None:
+        spec.check(fit.empty(), bins_from)
     cur = ColumnReader.open(current)
     # the current file needs the roles; a feature it lacks is folded as missing values and
     # listed in the report's schema.missing, a column the reference lacks in schema.new
@@ -148,17 +159,18 @@ def compare_tables(
         ref_roles, cur_roles = to_batch(ref_frame, spec, {}), to_batch(cur_frame, spec, {})
         del ref_frame, cur_frame
     if roles:
+        fit_roles = to_batch(fit.read(roles), spec, {}) if bins_from is not None else ref_roles
         try:
             no_features = Binning.fit(
                 {},
                 {},
-                segments=ref_roles.segments,
-                outputs=ref_roles.outputs,
+                segments=fit_roles.segments,
+                outputs=fit_roles.outputs,
                 positive_threshold=spec.positive_threshold,
                 positive_class=spec.positive_class,
             )
         except ValueError as exc:
-            raise TableError(f"{reference}: {spec.prediction} / {spec.label}: {exc}") from None
+            raise TableError(f"{fit_path}: {spec.prediction} / {spec.label}: {exc}") from None
         plan = no_features.segment_plan(spec.segments)  # the groups `driftline stats` would keep
         for batch, rows, parts, slices in (
             (ref_roles, ref_rows, ref_parts, ref_slices),
@@ -176,10 +188,12 @@ def compare_tables(
         warn_stray_text(columns, group, spec, reference)
         batch = to_batch(columns, features_only, group)
         del columns
+        fit_batch = batch if bins_from is None else to_batch(fit.read(list(group)), features_only, group)
         try:
-            binning = Binning.fit(batch.features, group, fine_bins, psi_bins, threads=n)
+            binning = Binning.fit(fit_batch.features, group, fine_bins, psi_bins, threads=n)
         except ValueError as exc:
-            raise TableError(f"{reference}: {exc}") from None
+            raise TableError(f"{fit_path}: {exc}") from None
+        del fit_batch
         ref_parts.append(ModelSketch(binning).update(batch, threads=n))
         ref_slices.append(fold_slices(batch, ref_rows, binning, n))
         del batch  # before the current file's columns are read

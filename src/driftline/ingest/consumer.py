@@ -37,6 +37,7 @@ from driftline.ingest.kafka import client_config, connect_admin, log_error
 from driftline.ingest.labels import prediction_rows
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
 from driftline.ingest.source import KafkaSource, Partition
+from driftline.ingest.warmup import Bootstrapper, Staging
 from driftline.storage.errors import StoreError, Superseded
 from driftline.storage.labels import LabelStore, PredictionRow
 from driftline.storage.rows import OffsetRange, PaneRow
@@ -103,6 +104,8 @@ class FlushWriter:
         # the partition's pane rows, so every prediction whose offsets are stored can be joined
         self.predictions: dict[Partition, list[PredictionRow]] = defaultdict(list)
         self.ranges: dict[Partition, _Range] = {}  # read and folded, not yet stored
+        # rows that are not the folder's for a partition's next flush (staged events, drains)
+        self.extra: dict[Partition, tuple[list[PaneRow], list[PaneKey]]] = {}
         self._taken: dict[Partition, tuple[list[PaneRow], list[PaneKey], OffsetRange]] = {}
         # what a write that failed part-way did store, reported by the next one that completes
         self._panes: list[PaneKey] = []
@@ -124,6 +127,8 @@ class FlushWriter:
         for key in sorted(self.ranges):
             if key not in self._taken:
                 rows, keys = self.folder.take_rows(key)
+                more_rows, more_keys = self.extra.pop(key, ([], []))
+                rows, keys = rows + more_rows, keys + more_keys
                 r = self.ranges[key]
                 mark = self.folder.watermark.max_event(key) or 0
                 self._taken[key] = (rows, keys, OffsetRange(key[0], key[1], r.start, r.end, mark))
@@ -152,10 +157,12 @@ class FlushWriter:
             self.ranges.clear()
             self._taken.clear()
             self.predictions.clear()
+            self.extra.clear()
         else:
             self.ranges.pop(key, None)
             self._taken.pop(key, None)
             self.predictions.pop(key, None)
+            self.extra.pop(key, None)
 
     @property
     def holding(self) -> bool:
@@ -174,11 +181,13 @@ class StreamConsumer:
         name: str = "consumer-0",
         evaluator: WindowEvaluator | None = None,
         models: ModelRegistry | None = None,
+        bootstrapper: Bootstrapper | None = None,
     ) -> None:
         """``evaluator``: shared by the members of one process, so each window is computed once,
         when every member has stored its events; by default the member has its own, judging by
         ``models`` (the registered settings; none: the defaults). Events are folded with the
-        evaluator's models."""
+        evaluator's models. ``bootstrapper``: models without a reference warm up (their events
+        are staged until it fits one); none: their events are dead-lettered."""
         self.config = config
         self.store = store
         self.references = references
@@ -188,8 +197,23 @@ class StreamConsumer:
             store, references, config.windows, ModelRegistry() if models is None else models, on_window, name
         )
         self.folder = PaneFolder(references, config.windows, self.evaluator.models)
-        self.decoder = BatchDecoder(references, config.max_message_bytes, config.max_future_ms, clock)
+        self.bootstrapper = bootstrapper
+        self.decoder = BatchDecoder(
+            references,
+            config.max_message_bytes,
+            config.max_future_ms,
+            clock,
+            bootstrapper.enabled if bootstrapper else None,
+        )
         self.writer = FlushWriter(store, config.group, self.folder, config.keep_predictions_ms)
+        self.staging = (
+            Staging(store, config.group, references, config.windows, self.evaluator.models,
+                    config.keep_predictions_ms)
+            if bootstrapper
+            else None
+        )  # fmt: skip
+        self._draining: dict[Partition, set[str]] = {}  # drains in a flush not stored yet
+        self._fit_checked = 0.0
         self.dlq = DeadLetterRouter(self._client_config(), config.dlq_suffix, config.dlq_spill)
         self.source = KafkaSource(self._consumer_config(), config.windows.idle_ms)
         self.assigned: set[Partition] = set()
@@ -280,6 +304,8 @@ class StreamConsumer:
             self.flush()
         elif not self.writer.ranges:
             self._signal_watermark()  # nothing unstored: idle partitions may move event time on
+        if self.staging is not None and self.clock() - self._fit_checked >= self.config.flush_interval_s:
+            self._fit()
         mark = self.folder.watermark.current()
         if mark is not None:
             prom.WATERMARK_LAG.labels(self.name).set(max(0.0, self.clock() - mark / 1000))
@@ -301,6 +327,8 @@ class StreamConsumer:
         late_before = self.folder.late_events
         for key, rows in decoded.by_partition.items():
             self.folder.fold_scanned(key, decoded.scanned, rows, decoded.events)
+        if decoded.staged and self.staging is not None:
+            self._stage(decoded)
         self.writer.note(decoded)
         if self.config.keep_predictions_ms:
             kept = prediction_rows(decoded, decoded.values, self.references, self.config.windows.pane_ms)
@@ -315,6 +343,56 @@ class StreamConsumer:
         prom.FOLD_SECONDS.observe(time.perf_counter() - decode_done)
         return {key: last for key, (_, last) in decoded.ranges.items()}
 
+    def _stage(self, decoded: Decoded) -> None:
+        """Keep the events of models warming up for the partition's next flush; their event time
+        moves the partition's watermark as folded events do (a warm-up range ends by it)."""
+        assert self.staging is not None
+        ts_ms = decoded.scanned.ts_ms
+        for key, by_model in decoded.staged.items():
+            for model, rows in by_model.items():
+                values = [decoded.values[i] for i in rows.tolist()]
+                self.staging.stage(key, model, ts_ms[rows], decoded.offsets[rows], values)
+            self.folder.watermark.observe(key, max(int(ts_ms[r].max()) for r in by_model.values()))
+        self.stats["staged"] += decoded.n_staged
+        self.stats["accepted"] += decoded.n_staged
+        prom.EVENTS.labels("", "staged").inc(decoded.n_staged)
+
+    def _fit(self) -> None:
+        """Fit the references of the models whose warm-up is over (a fitted one is drained next)."""
+        assert self.staging is not None and self.bootstrapper is not None
+        self._fit_checked = self.clock()
+        if self.staging.waiting():
+            try:
+                self.bootstrapper.fit_ready(self.config.group, self.folder.watermark.current())
+            except StoreError as exc:  # the staged events stay; the next check tries again
+                log.warning("warm-up check failed: %s", exc)
+            except Exception:  # never stop consuming over one model's fit: its events stay staged
+                log.exception("fitting a reference on a model's first events failed")
+
+    def _drains(self) -> None:
+        """Before a flush: fold the staged events of partitions whose model has a reference now
+        (a partition with nothing new read gets an empty, fenced range), and add the events staged
+        since the last flush."""
+        assert self.staging is not None
+        for key in self.staging.drainable():
+            if key not in self.assigned or key in self._draining:
+                continue
+            if key not in self.writer.ranges:
+                stored = self.store.stored_offsets(self.config.group, key[0]).get(key[1])
+                if stored is None:
+                    continue
+                self.writer.ranges[key] = _Range(stored[0] + 1, stored[0])
+            drain = self.staging.drain(key)
+            rows, panes = self.writer.extra.setdefault(key, ([], []))
+            rows += drain.rows
+            panes += drain.panes
+            if drain.predictions:
+                self.writer.predictions[key] += drain.predictions
+            self._draining[key] = drain.models
+        for key in list(self.staging.unstored):
+            if key in self.writer.ranges:
+                self.writer.extra.setdefault(key, ([], []))[0].extend(self.staging.take(key))
+
     def _rewind(self, msgs: list[Message]) -> None:
         """Seek back so these messages are fetched again after the store recovers."""
         first: dict[Partition, int] = {}
@@ -324,6 +402,12 @@ class StreamConsumer:
             self.source.seek(topic, partition, offset)
 
     def _due(self) -> bool:
+        if (
+            self.staging is not None
+            and not self.writer.holding
+            and any(key in self.assigned and key not in self._draining for key in self.staging.drainable())
+        ):
+            return True  # a model's reference was fitted: fold its staged events now
         if not self.writer.ranges:
             return False
         if self.writer.holding:
@@ -337,6 +421,13 @@ class StreamConsumer:
 
     def flush(self) -> bool:
         """Store everything folded so far, then commit its offsets. False if the store refused."""
+        if self.staging is not None and not self.writer.holding:
+            try:
+                self._drains()
+            except StoreError as exc:
+                prom.STORE_ERRORS.labels("flush").inc()
+                self._backoff(exc)
+                return False
         if not self.writer.ranges:
             self._last_flush = self.clock()
             return True
@@ -348,6 +439,12 @@ class StreamConsumer:
             self._backoff(exc)
             return False
         self._failures = 0
+        if self.staging is not None:
+            for o in stored:
+                if (o.topic, o.partition) in self._draining:
+                    self.staging.drained((o.topic, o.partition), self._draining.pop((o.topic, o.partition)))
+            for key in superseded:
+                self._draining.pop(key, None)
         self.source.commit([(o.topic, o.partition, o.end + 1) for o in stored])
         self._last_flush = self.clock()
         self.stats["flushes"] += 1
@@ -359,6 +456,8 @@ class StreamConsumer:
             log.info("store is back; partitions resumed")
         self.evaluator.changed(panes, None)
         self._signal_watermark()
+        if self.staging is not None and self.staging.waiting():
+            self._fit()
         return True
 
     def _signal_watermark(self) -> None:
@@ -397,6 +496,7 @@ class StreamConsumer:
         for key in list(partitions):
             self.folder.discard(key)
             self.writer.drop(key)
+            self._forget_staged([key], stored=False)
         self.source.resume()
         for topic in {t for t, _ in partitions}:
             stored = self._stored_offsets(topic)
@@ -409,6 +509,14 @@ class StreamConsumer:
                     committed = self.source.committed([TopicPartition(t, p)])[0].offset
                     self.source.seek(t, p, committed if committed >= 0 else OFFSET_BEGINNING)
         self._recover -= partitions
+
+    def _forget_staged(self, keys: list[Partition], stored: bool = True) -> None:
+        """What was staged and not stored is staged again by whoever reads it next; with
+        ``stored``, the partitions left: their new owner folds what is stored."""
+        if self.staging is not None:
+            self.staging.forget(keys, stored)
+            for key in keys:
+                self._draining.pop(key, None)
 
     def _on_assign(self, partitions: list[TopicPartition]) -> None:
         stored: dict[str, dict[int, tuple[int, int]]] = {}
@@ -432,6 +540,9 @@ class StreamConsumer:
                 log.info("committed offsets not available yet (%s)", exc)
         self.source.assign(partitions)
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        if self.staging is not None:  # staged events of an earlier owner, to fold once fitted
+            for topic in stored:
+                self.staging.load(topic, [tp.partition for tp in partitions if tp.topic == topic])
         self.evaluator.request_catch_up()
         self.first_assignment.set()
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])
@@ -452,6 +563,7 @@ class StreamConsumer:
         self.folder.forget_partitions(keys)
         for key in keys:
             self.writer.drop(key)
+        self._forget_staged(keys)
         self.source.forget(partitions)
         self.assigned -= set(keys)
         self._recover -= set(keys)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from driftline import telemetry as prom
 from driftline.detectors.profile import ModelRegistry, ModelSketch, drift_report
 from driftline.detectors.slice_ids import parse_slice_id
+from driftline.detectors.windows import rolling_range
 from driftline.ingest.panes import WindowSpec
 from driftline.storage.codec import merge_rows, metric_rows
 from driftline.storage.errors import StoreError
@@ -244,11 +245,17 @@ class WindowEvaluator:
         begin = end - self.spec.window_ms
         read_at = datetime.now(UTC)
         rows = self.store.pane_rows(model, begin, end, model_version=version)
-        thresholds = self.models[model].thresholds
+        settings = self.models[model]
+        thresholds = settings.thresholds
+        if settings.against is not None:  # a rolling reference: stored panes on the same bins
+            lo, hi = rolling_range(settings.against, begin, end)
+            earlier = self.store.pane_rows(model, lo, hi, model_version=version)
+            reference = merge_rows(reference.binning, earlier)
         report = drift_report(reference, merge_rows(reference.binning, rows), thresholds)
         window = metric_rows(report, model, version, begin, end)
-        # a slice with too few events on either side is stored but not judged (nor alerted on)
-        judged = parse_slice_id(model) is None or (
+        # a slice (or a rolling reference) with too few events on either side is stored but not
+        # judged (nor alerted on): the first windows of a model have no previous one
+        judged = (parse_slice_id(model) is None and settings.against is None) or (
             min(report["n_reference"], report["n_current"]) >= thresholds.min_support
         )
         if not judged:

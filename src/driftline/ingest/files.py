@@ -6,12 +6,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import polars as pl
 
 from driftline.contract import IDENTITY_FIELDS, InvalidEvent, parse_ts
+from driftline.detectors.categorical import as_category
 from driftline.detectors.defaults import DEFAULT_FINE_BINS, DEFAULT_PSI_BINS
 from driftline.detectors.fairness import to_outcome
 from driftline.detectors.profile import Batch, Binning, Column, Kind, ModelSketch
@@ -280,6 +282,71 @@ def load_event_reference(
         positive_class=positive_class,
     )
     return _fit_reference(df, spec, path, fine_bins, psi_bins, by)[0]
+
+
+def fit_events_reference(
+    events: Sequence[Any],
+    segments: Sequence[str],
+    positive_threshold: float = 0.5,
+    positive_class: str = "1",
+    by: Sequence[str] = (),
+    source: str = "events",
+) -> ModelSketch:
+    """A reference fitted on decoded events (a model's first events, see ``ingest/warmup.py``): a
+    feature whose values are all numbers is numeric, any other categorical; the segment attributes
+    are ``segments``, or every attribute the events carry; a slice attribute the events do not
+    have is left out (with a warning) rather than failing the fit."""
+    names = sorted({f for e in events for f in e.features})
+    attributes = list(segments) or sorted({a for e in events for a in e.segments} - set(names))
+    columns: dict[str, pl.Series] = {}
+    for name in names:
+        values = [e.features.get(name) for e in events]
+        numeric = all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values)
+        columns[name] = (
+            pl.Series(name, values, pl.Float64)
+            if numeric
+            else pl.Series(name, [as_category(v) for v in values])
+        )
+    for attr in attributes:
+        columns.setdefault(attr, pl.Series(attr, [e.segments.get(attr) for e in events], pl.String))
+    # the outputs' columns are named apart from any feature (an event may have a feature "label")
+    roles = {r: f"__driftline_{r}__" for r in ("prediction", "label", "latency")}
+    outputs = {"prediction": [e.prediction for e in events], "label": [e.label for e in events],
+               "latency": [e.latency_ms for e in events]}  # fmt: skip
+    for role, values in outputs.items():
+        if any(v is not None for v in values):
+            columns[roles[role]] = _typed(roles[role], values)
+    df = pl.DataFrame(list(columns.values()))
+    spec = TableSpec(
+        features=names,
+        segments=[a for a in attributes if a not in names],
+        prediction=roles["prediction"] if roles["prediction"] in columns else None,
+        label=roles["label"] if roles["label"] in columns else None,
+        latency=roles["latency"] if roles["latency"] in columns else None,
+        positive_threshold=positive_threshold,
+        positive_class=positive_class,
+    )
+    kinds = spec.feature_kinds(df)
+    sliceable = set(spec.segments) | {n for n, k in kinds.items() if k == "categorical"}
+    missing = [a for a in by if a not in sliceable]
+    if missing:
+        log.warning("%s: no slices by %s: the events have no such attribute", source, ", ".join(missing))
+    return _fit_reference(
+        df, spec, source, DEFAULT_FINE_BINS, DEFAULT_PSI_BINS, [a for a in by if a in sliceable]
+    )[0]
+
+
+def _typed(name: str, values: Sequence[object]) -> pl.Series:
+    """Values as a file reader would type them: so an output is judged as it would be from a file
+    (integers are classes, floats scores, see :func:`output_kinds`)."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pl.Series(name, values, pl.Boolean)
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pl.Series(name, values, pl.Int64)
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pl.Series(name, values, pl.Float64)
+    return pl.Series(name, [as_category(v) for v in values], pl.String)
 
 
 def _fit_reference(

@@ -38,9 +38,12 @@ from driftline.ingest.decode import AnyEvent, decode
 from driftline.ingest.evaluate import WindowEvaluator
 from driftline.ingest.labels import event_prediction_rows
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
+from driftline.ingest.warmup import Bootstrapper, Staging
 from driftline.storage.errors import StoreError
 from driftline.storage.labels import LabelStore
+from driftline.storage.rows import PaneRow
 from driftline.storage.store import Store
+from driftline.storage.warmup import staged_row
 
 log = logging.getLogger("driftline.ingest")
 IDEMPOTENCY_TTL_S = 86_400.0
@@ -51,6 +54,7 @@ IDEMPOTENCY_MAX_KEYS = 100_000
 class IngestResult:
     accepted: int = 0
     late: int = 0
+    staged: int = 0  # of the accepted: of models warming up, kept until their reference is fitted
     errors: list[dict[str, object]] = field(default_factory=list)  # {"index", "field", "reason"}
 
 
@@ -77,9 +81,11 @@ class PushIngest:
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_future_ms: int | None = 86_400_000,
         keep_predictions_ms: int | None = None,
+        bootstrapper: Bootstrapper | None = None,
     ) -> None:
         """``keep_predictions_ms``: labels are joined later (label topic, ``POST /v1/labels``):
-        keep each prediction this long."""
+        keep each prediction this long. ``bootstrapper``: events of a model without a reference are
+        kept (staged in the request's insert) until it fits one; none: they are rejected."""
         self.store = store
         # live views: newly stored references and registrations apply
         self.references = references
@@ -95,6 +101,8 @@ class PushIngest:
         self._final: int | None = None  # event time up to here is final for every active producer
         self._replies: OrderedDict[tuple[str, tuple[str, ...], str], _Reply] = OrderedDict()
         self._lock = threading.Lock()
+        self.bootstrapper = bootstrapper
+        self._warming = bootstrapper is not None  # staged events may wait (from an earlier run too)
 
     def ingest(
         self, messages: Sequence[bytes], idempotency_key: str | None = None, producer: str | None = None
@@ -104,20 +112,24 @@ class PushIngest:
         producer = producer or self.source
         result = IngestResult()
         events: list[AnyEvent] = []
+        staged: dict[str, list[tuple[AnyEvent, bytes]]] = {}  # models warming up
         horizon = None if self.max_future_ms is None else int(self.clock() * 1000) + self.max_future_ms
         for i, raw in enumerate(messages):
             try:
                 e = decode(raw, self.max_event_bytes, horizon)
-                if e.model_id not in self.references:
+                if e.model_id in self.references:
+                    events.append(e)
+                elif self.bootstrapper is not None and self.bootstrapper.enabled(e.model_id):
+                    staged.setdefault(e.model_id, []).append((e, raw))
+                else:
                     raise InvalidEvent("model_id", f"no reference registered for model {e.model_id!r}")
-                events.append(e)
             except InvalidEvent as exc:
                 result.errors.append({"index": i, "field": exc.field, "reason": exc.reason})
         if result.errors:
             prom.EVENTS.labels("", "rejected").inc(len(result.errors))
-        if not events:
+        if not events and not staged:
             return result
-        models = tuple(sorted({e.model_id for e in events}))
+        models = tuple(sorted({e.model_id for e in events} | set(staged)))
         digest = _digest(messages)
         scope = None if idempotency_key is None else (producer, models, idempotency_key)
         with self._lock:
@@ -138,6 +150,10 @@ class PushIngest:
             try:
                 folder.fold(events, producer)
                 rows, panes = folder.take_rows(producer)
+                rows += _staged_rows(token, staged)
+                if staged:  # their event time moves the producer on (a warm-up range ends by it)
+                    newest = max(e.ts_ms for pairs in staged.values() for e, _ in pairs)
+                    folder.watermark.observe(producer, newest)
                 with prom.STORE_WRITE_SECONDS.time():
                     self.store.write_flush(self.source, rows, None, token=token)
                 if self.keep_predictions_ms:
@@ -150,7 +166,9 @@ class PushIngest:
                 raise
             self._heard[producer] = now
             prom.PANES_FLUSHED.inc(len(rows))
-            result.accepted = len(events)
+            result.staged = sum(map(len, staged.values()))
+            result.accepted = len(events) + result.staged
+            self._warming |= bool(staged)
             result.late = folder.late_events - saved[1]
             self.evaluator.changed(_for_evaluation(panes, final_before, self.spec), self._final_ms(now))
             if scope is not None:
@@ -158,6 +176,8 @@ class PushIngest:
             self._evaluate()
         for model, n in Counter(e.model_id for e in events).items():
             prom.EVENTS.labels(model, "accepted").inc(n)
+        if result.staged:
+            prom.EVENTS.labels("", "staged").inc(result.staged)
         if result.late:
             prom.EVENTS.labels("", "late").inc(result.late)
         return result
@@ -175,16 +195,47 @@ class PushIngest:
 
     def finish(self) -> None:
         """Evaluate every window now (the end of a backfill: no later events will come)."""
+        self.warm_up()
         self.evaluator.close_all()
         self._evaluate()
 
     def tick(self) -> None:
-        """Let producers that went quiet stop holding windows back; evaluate what became due
-        (and windows a failed store write left queued)."""
+        """Let producers that went quiet stop holding windows back; fit the references of models
+        done warming up and fold their staged events; evaluate what became due (and windows a
+        failed store write left queued)."""
+        self.warm_up()
         with self._lock:
             final = self._final_ms(self.clock())
         self.evaluator.changed((), final)
         self._evaluate()
+
+    def warm_up(self) -> None:
+        """Fit what is due, then fold the staged events of models that have a reference, in one
+        insert with their markers (named by them: a retry is stored once)."""
+        if not self._warming or self.bootstrapper is None:
+            return
+        with self._lock:
+            try:
+                self.bootstrapper.fit_ready(self.source, self._final_ms(self.clock()))
+                staging = Staging(self.store, self.source, self.references, self.spec, self.evaluator.models,
+                                  self.keep_predictions_ms)  # fmt: skip
+                staging.load(PUSHED[0], [PUSHED[1]])
+                self._warming = bool(staging.pending)
+                if PUSHED not in staging.drainable():
+                    return
+                drain = staging.drain(PUSHED)
+                markers = "|".join(
+                    f"{r.model_id}:{r.offset_start}" for r in drain.rows if r.kind == "drained"
+                )
+                token = f"{self.source}:drain:{hashlib.sha256(markers.encode()).hexdigest()[:32]}"
+                self.store.write_flush(self.source, drain.rows, None, token=token)
+            except StoreError as exc:  # staged events stay; the next tick tries again
+                log.warning("warm-up of pushed events deferred (%s)", exc)
+                return
+            if drain.predictions:
+                LabelStore(self.store).write_predictions(drain.predictions, self.keep_predictions_ms or 0)
+            final = self._final_ms(self.clock())
+            self.evaluator.changed(_for_evaluation(drain.panes, final, self.spec), final)
 
     def _final_ms(self, now: float) -> int | None:
         """Event time final for evaluation: the min over the producers heard from within the idle
@@ -220,6 +271,19 @@ class PushIngest:
             self.evaluator.evaluate_due()
         except StoreError as exc:  # stays queued: the next call retries
             log.warning("window evaluation deferred (%s)", exc)
+
+
+PUSHED = ("", -1)  # the "partition" of staged pushed events (no Kafka offsets)
+
+
+def _staged_rows(token: str, staged: Mapping[str, list[tuple[AnyEvent, bytes]]]) -> list[PaneRow]:
+    """One staged row per model, named by the request's insert token (unique, and the same on a
+    retry of the same request, which is then stored once)."""
+    rows = []
+    for model, pairs in sorted(staged.items()):
+        ident = int(hashlib.sha256(f"{token}|{model}".encode()).hexdigest()[:15], 16)
+        rows.append(staged_row(model, min(e.ts_ms for e, _ in pairs), (ident, ident), [r for _, r in pairs]))
+    return rows
 
 
 def _digest(messages: Sequence[bytes]) -> str:

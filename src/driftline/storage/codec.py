@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from driftline.contract import parse_ts
 from driftline.detectors.categorical import CategoricalSketch, Vocabulary
 from driftline.detectors.defaults import PERFORMANCE_METRICS
 from driftline.detectors.fairness import FairnessSketch
@@ -283,6 +284,7 @@ def model_settings(config: Mapping[str, Any]) -> ModelSettings:
     what it leaves out keeps its default."""
     default = ModelSettings()
     t = config.get("thresholds") or {}
+    warmup = config.get("warmup") or {}
     return ModelSettings(
         Thresholds(
             t.get("psi", default.thresholds.psi),
@@ -296,6 +298,9 @@ def model_settings(config: Mapping[str, Any]) -> ModelSettings:
         config.get("positive_class", default.positive_class),
         tuple(config.get("segments") or ()),
         tuple(config.get("slices") or ()),
+        warmup.get("events"),
+        (parse_ts(warmup["from"]), parse_ts(warmup["to"])) if warmup.get("from") is not None else None,
+        config.get("against"),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from driftline.storage.connection import Connection, where_clause
-from driftline.storage.rows import MetricRow, PaneRow, ReferenceRow
+from driftline.storage.rows import BOOKKEEPING_KINDS, MetricRow, PaneRow, ReferenceRow
 
 
 class Reads(Connection):
@@ -61,7 +61,7 @@ class Reads(Connection):
         """Every stored partial (of ``kinds``; none: every kind of sketch) for panes starting in
         ``[start_ms, end_ms)``, late ones included."""
         where, params = where_clause(
-            ("kind != %(offset)s", "offset"),
+            ("kind NOT IN %(bookkeeping)s", BOOKKEEPING_KINDS),
             ("kind IN %(kinds)s", None if kinds is None else tuple(kinds)),
             ("model_id = %(m)s", model_id),
             ("pane_start >= %(s)s", start_ms),
@@ -101,9 +101,9 @@ class Reads(Connection):
             ("model_version = %(v)s", model_version),
         )
         counts = self._query(
-            f"SELECT pane_start, count() FROM {self.database}.pane_sketches WHERE kind != 'offset' AND "
-            f"{where} GROUP BY pane_start ORDER BY pane_start",
-            params,
+            f"SELECT pane_start, count() FROM {self.database}.pane_sketches "
+            f"WHERE kind NOT IN %(bookkeeping)s AND {where} GROUP BY pane_start ORDER BY pane_start",
+            params | {"bookkeeping": BOOKKEEPING_KINDS},
         )
         lo, rows = start_ms, 0
         for pane, n in counts:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from driftline.api.deps import read_body, require, service
@@ -41,6 +41,11 @@ class IngestResponse(BaseModel):
     accepted: int
     rejected: int
     late: int
+    staged: int = Field(
+        0,
+        description="Of the accepted: of models warming up (no reference yet), kept until their "
+        "reference is fitted on their first events, then counted.",
+    )
     errors: list[EventError]
 
 
@@ -90,6 +95,7 @@ async def post_events(
         "accepted": result.accepted,
         "rejected": len(result.errors),
         "late": result.late,
+        "staged": result.staged,
         "errors": result.errors,
     }
     if result.errors and not result.accepted:

@@ -10,15 +10,16 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from driftline import query
 from driftline.api.deps import TimeRange, body_chunks, require, service
 from driftline.api.problems import Problem
-from driftline.contract import format_ts
+from driftline.contract import InvalidEvent, format_ts, parse_ts
 from driftline.detectors.profile import Comparison, ModelSketch
 from driftline.detectors.slice_ids import parse_slice_id
+from driftline.detectors.windows import ReferenceKindError, rolling_range
 from driftline.ingest.files import TableError, TableSpec, load_reference
 from driftline.report_html import render_report
 from driftline.service import Service
@@ -55,6 +56,31 @@ class ModelThresholds(BaseModel):
 SegmentName = Annotated[str, Field(min_length=1, max_length=256)]
 
 
+class ModelWarmup(BaseModel):
+    """How the model's reference is fitted when it has none: on its first ``events`` events, or on
+    its events of the event-time range ``from`` .. ``to`` (once event time passed ``to``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+    events: int | None = Field(
+        None, ge=0, le=10_000_000, description="First events to fit on; 0: never (dead-letter them)."
+    )
+    from_: str | int | None = Field(None, alias="from", examples=["2026-01-01T00:00:00Z"])
+    to: str | int | None = Field(None, examples=["2026-01-02T00:00:00Z"])
+
+    @model_validator(mode="after")
+    def _range(self) -> ModelWarmup:
+        if (self.from_ is None) != (self.to is None):
+            raise ValueError("from and to go together")
+        if self.from_ is not None and self.to is not None:
+            try:
+                start, end = parse_ts(self.from_), parse_ts(self.to)
+            except InvalidEvent as exc:
+                raise ValueError(f"from/to: {exc.reason}") from None
+            if start >= end:
+                raise ValueError("from must be before to")
+        return self
+
+
 class ModelConfig(BaseModel):
     """A model's registration: who owns it and how it is judged. The stream folds its events with
     it, its windows are judged by it, alert rules without a threshold compare with it."""
@@ -81,6 +107,26 @@ class ModelConfig(BaseModel):
         "1", min_length=1, max_length=256, description="A class prediction equal to it (or true) is positive."
     )
     thresholds: ModelThresholds = ModelThresholds()
+    warmup: ModelWarmup | None = Field(
+        None, description="Without a reference: fit one on the first events (default: the service's)."
+    )
+    against: str | None = Field(
+        None,
+        description="What the stream's windows are compared with: none, the reference; previous (the "
+        "window before), trailing:7d (the 7 days before it) or seasonal:1w (the same window a week "
+        "earlier), merged from stored panes on the reference's bins.",
+        examples=["seasonal:1w"],
+    )
+
+    @field_validator("against")
+    @classmethod
+    def _against(cls, against: str | None) -> str | None:
+        if against is not None:
+            try:
+                rolling_range(against, 0, 1)
+            except ReferenceKindError as exc:
+                raise ValueError(str(exc)) from None
+        return against
 
     @field_validator("segments")
     @classmethod
@@ -102,15 +148,26 @@ class ReferenceRange(BaseModel):
 def _reference(svc: Service, model: str) -> ModelSketch:
     ref = svc.references.get(model)
     if ref is None:
-        raise Problem(404, f"model {model!r} has no reference; PUT /v1/models/{model}/reference first")
+        raise Problem(
+            404, f"{query.no_reference(svc.store, model)}; PUT /v1/models/{model}/reference to set one"
+        )
     return ref
 
 
-def _summary(svc: Service, model: str, config: dict[str, Any] | None) -> dict[str, Any]:
+def _summary(
+    svc: Service, model: str, config: dict[str, Any] | None, staged: dict[str, int] | None = None
+) -> dict[str, Any]:
     ref = svc.references.get(model)
+    warming = (
+        (staged if staged is not None else query.warming_up(svc.store)).get(model) if ref is None else None
+    )
     return {
         "model_id": model,
         "config": config or {},
+        # no reference yet: its events are kept until one is fitted on them (warm-up)
+        "warmup": None
+        if warming is None
+        else {"staged_events": warming, "needed_events": svc.bootstrapper.needed(model)},
         "reference": None
         if ref is None
         else {
@@ -126,8 +183,9 @@ def _summary(svc: Service, model: str, config: dict[str, Any] | None) -> dict[st
 @router.get("", dependencies=read, summary="List models (with a reference or a registration)")
 def list_models(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
     configs = svc.models.all()
-    models = set(configs) | {m for m in svc.references if parse_slice_id(m) is None}  # not the slices
-    return [_summary(svc, m, configs.get(m)) for m in sorted(models)]
+    staged = query.warming_up(svc.store)
+    models = set(configs) | set(staged) | {m for m in svc.references if parse_slice_id(m) is None}
+    return [_summary(svc, m, configs.get(m), staged) for m in sorted(models)]  # not the slices
 
 
 @router.get(
@@ -135,9 +193,10 @@ def list_models(svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any
 )
 def get_model(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> dict[str, Any]:
     configs = svc.models.all()
-    if model_id not in configs and model_id not in svc.references:
+    staged = query.warming_up(svc.store)
+    if model_id not in configs and model_id not in svc.references and model_id not in staged:
         raise Problem(404, f"unknown model {model_id!r}")
-    return _summary(svc, model_id, configs.get(model_id))
+    return _summary(svc, model_id, configs.get(model_id), staged)
 
 
 @router.put(
@@ -155,7 +214,7 @@ def put_model(
             400,
             f"segments: {len(config.segments)} attributes, above the limit of {limit} (segment_attributes)",
         )
-    registration = config.model_dump()
+    registration = config.model_dump(by_alias=True)
     svc.models.save(model_id, registration)
     svc.model_settings[model_id] = model_settings(registration)  # stored first: a restart reads the same
     return _summary(svc, model_id, registration)
@@ -258,7 +317,7 @@ def _set_reference(
 def list_references(model_id: ModelId, svc: Annotated[Service, Depends(service)]) -> list[dict[str, Any]]:
     versions = svc.store.reference_versions(model_id)
     if not versions:
-        raise Problem(404, f"model {model_id!r} never had a reference")
+        raise Problem(404, query.no_reference(svc.store, model_id))
     return [
         v
         | {
@@ -318,7 +377,7 @@ def _comparison(
     limits = svc.model_settings[model_id].thresholds
     try:
         comparison = query.compare_range(svc.store, ref, model_id, start, end, version, limits, against)
-    except query.ReferenceKindError as exc:
+    except ReferenceKindError as exc:
         raise Problem(400, f"against: {exc}") from None
     attrs = [a for a in by.split(",") if a]
     if attrs:

@@ -1,0 +1,113 @@
+"""Events of models without a reference, staged in ``pane_sketches`` until one is fitted.
+
+A staged row holds one flush's events of one model from one partition (``kind = 'staged'``, the
+messages packed in ``sketch``, their offsets in ``offset_start``/``offset_end``); it is written in
+the same insert as the flush's offsets, so staging is exactly-once as folding is. Once the model
+has a reference, the partition's owner folds the staged rows and writes their panes with one
+``drained`` marker per staged row, again in one fenced insert: a crash before it leaves the staged
+rows to fold, a crash after leaves nothing to fold twice.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from driftline.storage.rows import PaneRow
+from driftline.storage.store import Store
+
+_LEN = struct.Struct("<I")
+
+
+def pack(messages: Sequence[bytes]) -> bytes:
+    return b"".join(_LEN.pack(len(m)) + m for m in messages)
+
+
+def unpack(data: bytes) -> Iterator[bytes]:
+    pos = 0
+    while pos < len(data):
+        (n,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        yield data[pos : pos + n]
+        pos += n
+
+
+def staged_row(model: str, ts_ms: int, offsets: tuple[int, int], messages: Sequence[bytes]) -> PaneRow:
+    return PaneRow("staged", model, "", "", ts_ms, 0, False, len(messages), pack(messages), "",
+                   offsets[0], offsets[1])  # fmt: skip
+
+
+def drained_row(chunk: StagedChunk, reference_id: str) -> PaneRow:
+    return PaneRow("drained", chunk.model_id, "", "", chunk.ts_ms, 0, False, chunk.n, b"", reference_id,
+                   chunk.offset_start, chunk.offset_end)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StagedChunk:
+    model_id: str
+    topic: str
+    partition: int
+    offset_start: int
+    offset_end: int
+    ts_ms: int  # the oldest event time in it
+    n: int
+    data: bytes
+
+    def messages(self) -> Iterator[bytes]:
+        return unpack(self.data)
+
+
+class WarmupStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _undrained(self, where: str) -> str:
+        t = f"{self.store.database}.pane_sketches"
+        return (
+            f"kind = 'staged' AND {where} AND (model_id, source_topic, source_partition, offset_start) "
+            "NOT IN (SELECT model_id, source_topic, source_partition, offset_start "
+            f"FROM {t} WHERE kind = 'drained' AND {where})"
+        )
+
+    def staged_counts(self, group: str | None = None) -> dict[str, int]:
+        """Model -> events staged and not folded yet (of one consumer group; None: any)."""
+        where = "consumer_group = %(g)s" if group is not None else "1"
+        rows = self.store._query(
+            f"SELECT model_id, sum(n) FROM {self.store.database}.pane_sketches "
+            f"WHERE {self._undrained(where)} GROUP BY model_id ORDER BY model_id",
+            {"g": group},
+        )
+        return {m: int(n) for m, n in rows}
+
+    def pending(self, group: str, topic: str) -> dict[int, set[str]]:
+        """Partition -> the models with staged events not folded yet."""
+        where = "consumer_group = %(g)s AND source_topic = %(t)s"
+        rows = self.store._query(
+            f"SELECT DISTINCT source_partition, model_id FROM {self.store.database}.pane_sketches "
+            f"WHERE {self._undrained(where)}",
+            {"g": group, "t": topic},
+        )
+        out: dict[int, set[str]] = {}
+        for p, m in rows:
+            out.setdefault(int(p), set()).add(m)
+        return out
+
+    def chunks(
+        self, group: str, model: str, topic: str | None = None, partition: int | None = None
+    ) -> list[StagedChunk]:
+        """The model's staged rows not folded yet (of one partition, or all), oldest offsets first."""
+        where = "consumer_group = %(g)s AND model_id = %(m)s"
+        if topic is not None:
+            where += " AND source_topic = %(t)s AND source_partition = %(p)s"
+        rows = self.store._query(
+            "SELECT model_id, source_topic, source_partition, offset_start, offset_end, pane_start, n, "
+            f"sketch FROM {self.store.database}.pane_sketches WHERE {self._undrained(where)} "
+            "ORDER BY source_topic, source_partition, offset_start",
+            {"g": group, "m": model, "t": topic, "p": partition},
+            column_formats={"sketch": "bytes"},
+        )
+        return [
+            StagedChunk(m, t, int(p), int(s), int(e), int(ts), int(n), bytes(d))
+            for m, t, p, s, e, ts, n, d in rows
+        ]
