@@ -121,6 +121,12 @@ class Writes(Connection):
             for r in rows
         ]
         self._insert("references", data, REFERENCE_COLUMNS)
+        history = [
+            [r.model_id, r.reference_id, r.feature, r.kind, r.bins, r.sketch, r.n, r.source, now]
+            for r in rows
+        ]
+        cols = ("model_id", "reference_id", "feature", "kind", "bins", "sketch", "n", "source", "created_at")
+        self._insert("reference_history", history, cols)
         versions: dict[str, list[Any]] = {}
         for r in rows:
             v = versions.setdefault(r.model_id, [r.model_id, r.reference_id, r.source, 0, 0, now])
