@@ -94,6 +94,10 @@ class Service:
         self.references = References()
         self.references.reload(self.store)
         self._references_saved = self.store.references_saved()
+        self.rules = self._rules()
+        self.windows = WindowSpec(
+            settings.pane_ms, settings.window_ms, settings.lateness_ms, settings.idle_ms
+        )
         # models seen without a reference get one fitted on their first events (ingest/warmup.py)
         self.bootstrapper = Bootstrapper(
             self.store,
@@ -102,10 +106,8 @@ class Service:
             lambda: self.references.reload(self.store),
             settings.warmup_events,
             tuple(settings.segments),
-        )
-        self.rules = self._rules()
-        self.windows = WindowSpec(
-            settings.pane_ms, settings.window_ms, settings.lateness_ms, settings.idle_ms
+            self.windows,
+            self.keep_predictions_ms,
         )
         self.alerting = (
             AlertRunner(

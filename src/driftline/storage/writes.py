@@ -52,8 +52,7 @@ class Writes(Connection):
                 r.sketch,
                 r.reference_id,
                 group,
-                "" if offsets is None or r.offset_start < 0 else offsets.topic,
-                -1 if offsets is None or r.offset_start < 0 else offsets.partition,
+                *_source(r, offsets),
                 r.offset_start,
                 r.offset_end,
                 token,
@@ -160,3 +159,12 @@ class Writes(Connection):
         ]
         if data:
             self._insert("drift_metrics", data, METRIC_COLUMNS)
+
+
+def _source(row: PaneRow, offsets: OffsetRange | None) -> tuple[str, int]:
+    """The partition a bootstrap row names (staged rows: that of their flush); none for sketches."""
+    if row.source is not None:
+        return row.source
+    if offsets is None or row.offset_start < 0:
+        return "", -1
+    return offsets.topic, offsets.partition
