@@ -21,8 +21,7 @@ from driftline.cli import main
 from driftline.detectors.profile import ModelRegistry, ModelSettings
 from driftline.ingest.decode import decode
 from driftline.ingest.files import fit_events_reference, load_event_reference
-from driftline.ingest.panes import WindowSpec
-from driftline.ingest.warmup import Bootstrapper, Staging
+from driftline.ingest.warmup import Bootstrapper
 from driftline.query import References
 from driftline.service import Service
 from driftline.settings import load_settings
@@ -72,19 +71,8 @@ def wiring(store: Store, models: ModelRegistry, n: int) -> tuple[References, Boo
     return refs, Bootstrapper(store, refs, models, lambda: refs.reload(store), n, tuple(SEGMENTS))
 
 
-def drain_all(store: Store, refs: References, models: ModelRegistry) -> int:
-    """Each partition's owner folds its staged events (a flush with an empty range); returns the
-    events folded."""
-    staging = Staging(store, GROUP, refs, WindowSpec(), models)
-    staging.load("t", range(3))
-    folded = 0
-    for key in staging.drainable():
-        drain = staging.drain(key)
-        stored = store.stored_offsets(GROUP, key[0])[key[1]][0]
-        store.write_flush(GROUP, drain.rows, OffsetRange(key[0], key[1], stored + 1, stored, 0))
-        staging.drained(key, drain.models)
-        folded += sum(r.n for r in drain.rows if r.kind == "events")
-    return folded
+def folded(store: Store) -> int:
+    return sum(r.n for r in store.pane_rows("churn", kinds=["events"]))
 
 
 def test_the_reference_is_fitted_on_the_first_n_events_and_every_staged_event_is_folded_once(
@@ -94,10 +82,12 @@ def test_the_reference_is_fitted_on_the_first_n_events_and_every_staged_event_is
     models = ModelRegistry()
     refs, boot = wiring(store, models, 2_000)
     stage(store, df.head(1_500))
-    assert boot.fit_ready(GROUP, None) == [] and "churn" not in refs  # 1,500 of 2,000
+    assert boot.step(GROUP, None) == [] and "churn" not in refs  # 1,500 of 2,000
     assert WarmupStore(store).staged_counts() == {"churn": 1_500}
     stage(store, df.slice(1_500), chunk=300)  # new offsets: a later flush of each partition
-    assert boot.fit_ready(GROUP, None) == ["churn"]
+    boot.staged(GROUP)
+    panes = boot.step(GROUP, None)  # fitted, and every staged row folded
+    assert "churn" in refs and {p[2] for p in panes} == set(range(START_MS, START_MS + 60_000, 60_000))
     # the oracle: the same 2,000 events (by event time) as a file, fitted as `reference build` does
     first = df.sort("ts").head(2_000)
     assert first["ts"][1_999] < df.sort("ts")["ts"][2_000]
@@ -110,13 +100,14 @@ def test_the_reference_is_fitted_on_the_first_n_events_and_every_staged_event_is
     (version,) = store.reference_versions("churn")
     assert version["source"].startswith("bootstrap: first 2000 events, 2026-01-01T00:00:00")
 
-    assert drain_all(store, refs, models) == 3_000
+    assert folded(store) == 3_000
     assert WarmupStore(store).staged_counts() == {}
-    assert drain_all(store, refs, models) == 0  # a second owner (or a restart) finds nothing to fold
-    folded = merge_rows(refs["churn"].binning, store.pane_rows("churn"))
-    assert folded.n_events == 3_000
-    assert all(s.n + s.n_missing == 3_000 for s in folded.features.values())
-    assert boot.fit_ready(GROUP, None) == []  # fitted once
+    boot.staged(GROUP)
+    assert boot.step(GROUP, None) == []  # nothing left to fold, nothing fitted again
+    whole = merge_rows(refs["churn"].binning, store.pane_rows("churn"))
+    assert whole.n_events == 3_000
+    assert all(s.n + s.n_missing == 3_000 for s in whole.features.values())
+    assert len(store.reference_versions("churn")) == 1
 
 
 def test_a_warmup_range_waits_for_event_time_to_pass_it(store: Store) -> None:
@@ -126,13 +117,14 @@ def test_a_warmup_range_waits_for_event_time_to_pass_it(store: Store) -> None:
     models["churn"] = replace(ModelSettings(), warmup_range=(start, end))
     refs, boot = wiring(store, models, 10_000)
     stage(store, df)
-    assert boot.fit_ready(GROUP, end - 1) == []  # event time has not passed the range yet
-    assert boot.fit_ready(GROUP, end) == ["churn"]
+    assert boot.step(GROUP, end - 1) == [] and "churn" not in refs  # event time is not past it yet
+    boot.staged(GROUP)
+    assert boot.step(GROUP, end) and "churn" in refs
     in_range = df.filter((pl.col("ts") >= start) & (pl.col("ts") < end)).height
     assert refs["churn"].n_events == in_range > 0
     (version,) = store.reference_versions("churn")
     assert version["source"] == "bootstrap: events 2026-01-01T00:00:50.000Z .. 2026-01-01T00:02:30.000Z"
-    assert drain_all(store, refs, models) == 2_000
+    assert folded(store) == 2_000
 
 
 def test_a_model_with_warmup_off_is_not_staged() -> None:
@@ -242,3 +234,29 @@ def test_replay_of_a_new_model_bootstraps_it(tmp_path: Path, capsys: pytest.Capt
     assert main(["replay", "--store", dsn, "--file", str(other), "--warmup-events", "0", "--json"]) == 0
     refused = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (refused["accepted"], refused["rejected"]) == (0, 1_200)
+
+
+def test_two_processes_folding_the_same_staged_rows_store_them_once(store: Store) -> None:
+    """Each staged row is folded in an insert named by it (and the reference): a second process
+    that read the same rows before the first one's markers landed writes the same inserts, which
+    ClickHouse drops as duplicates."""
+    models = ModelRegistry()
+    refs, first = wiring(store, models, 500)
+    stage(store, generate(Traffic(n=900, seed=10, start_ms=START_MS, rate=50)), chunk=100)
+    stale = WarmupStore(store).chunks(GROUP, "churn")  # read by the second, before the first folds
+    first.step(GROUP, None)
+    assert folded(store) == 900
+    second = Bootstrapper(store, refs, models, lambda: None, 500, tuple(SEGMENTS))
+    second.staging.chunks = lambda group, model: stale  # type: ignore[method-assign]
+    assert len(second._drain(GROUP, "churn")) > 0  # it did fold and write them again
+    assert folded(store) == 900
+
+
+def test_a_feature_without_values_in_the_first_events_does_not_block_the_fit() -> None:
+    evs = [
+        decode(orjson.dumps({"event_id": str(i), "model_id": "m", "ts": START_MS + i,
+                             "features": {"x": float(i), "never": None}, "prediction": 0.5}), 1 << 20)
+        for i in range(100)
+    ]  # fmt: skip
+    ref = fit_events_reference(evs, ())
+    assert ref.binning.features == ["x"] and ref.n_events == 100

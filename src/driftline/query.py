@@ -16,7 +16,13 @@ from driftline.detectors.profile import Comparison, ModelSketch, SlicePairs, Thr
 from driftline.detectors.slice_ids import parse_slice_id
 from driftline.detectors.slices import slice_report
 from driftline.detectors.windows import rolling_range
-from driftline.storage.codec import merge_rows, reference_from_rows, reference_id
+from driftline.storage.codec import (
+    merge_rows,
+    pick_reference,
+    reference_from_rows,
+    reference_id,
+    stored_reference,
+)
 from driftline.storage.rows import PaneRow
 from driftline.storage.store import Store
 from driftline.storage.warmup import WarmupStore
@@ -98,6 +104,8 @@ def compare_range(
     store stays free for flushes between pieces. ``against`` compares with a rolling reference
     instead (:func:`rolling_range`): the stored panes of that range, on the model's bins (no rescan).
     """
+    counts = store.reference_events(model, start, end, version)
+    reference, other_bins = pick_reference(reference, counts, lambda r: stored_reference(store, model, r))
     used = reference_used(store, model, reference)
     if against is not None:
         lo, hi = rolling_range(against, start, end)
@@ -118,6 +126,9 @@ def compare_range(
     report = drift_report(reference, merged, thresholds or Thresholds())
     report["late_events"] = late
     report["reference"] = used
+    # events of the range folded on the bins of another reference (replaced within the range): they
+    # cannot be merged with the rest, so they are left out, and said
+    report["other_reference_events"] = other_bins
     report["range"] = {
         "from": None if start is None else format_ts(start),
         "to": None if end is None else format_ts(end),

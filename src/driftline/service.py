@@ -93,6 +93,11 @@ class Service:
             self.store.save_reference(reference_rows(model, reference, source=path))
         self.references = References()
         self.references.reload(self.store)
+        self._references_saved = self.store.references_saved()
+        self.rules = self._rules()
+        self.windows = WindowSpec(
+            settings.pane_ms, settings.window_ms, settings.lateness_ms, settings.idle_ms
+        )
         # models seen without a reference get one fitted on their first events (ingest/warmup.py)
         self.bootstrapper = Bootstrapper(
             self.store,
@@ -101,10 +106,8 @@ class Service:
             lambda: self.references.reload(self.store),
             settings.warmup_events,
             tuple(settings.segments),
-        )
-        self.rules = self._rules()
-        self.windows = WindowSpec(
-            settings.pane_ms, settings.window_ms, settings.lateness_ms, settings.idle_ms
+            self.windows,
+            self.keep_predictions_ms,
         )
         self.alerting = (
             AlertRunner(
@@ -301,11 +304,21 @@ class Service:
     def _ticker(self) -> None:
         while not self._stop.wait(1.0):
             try:
+                self.reload_references()
                 self.http_ingest.tick()
                 if self.http_labels is not None and self.labels is None:  # else the consumer sweeps
                     self.http_labels.sweep()
             except Exception:
                 log.exception("http ingest tick failed")
+
+    def reload_references(self) -> None:
+        """A reference saved by another process (``reference build``, another replica's API) applies
+        here too: events from now on are folded on its bins."""
+        saved = self.store.references_saved()
+        if saved > self._references_saved:
+            self._references_saved = saved
+            self.references.reload(self.store)
+            log.info("references reloaded: a reference was saved at %d", saved)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Graceful: consumers flush and commit, alerting drains its outbox, then the store closes."""

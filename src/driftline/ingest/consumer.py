@@ -32,12 +32,12 @@ from driftline.contract import MAX_EVENT_BYTES
 from driftline.detectors.profile import ModelRegistry, ModelSketch
 from driftline.ingest.batch import BatchDecoder, Decoded
 from driftline.ingest.deadletter import DeadLetterRouter, ensure_dead_letter_topics
-from driftline.ingest.evaluate import OnWindow, WindowEvaluator
+from driftline.ingest.evaluate import NEVER, OnWindow, WindowEvaluator
 from driftline.ingest.kafka import client_config, connect_admin, log_error
 from driftline.ingest.labels import prediction_rows
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
 from driftline.ingest.source import KafkaSource, Partition
-from driftline.ingest.warmup import Bootstrapper, Staging
+from driftline.ingest.warmup import Bootstrapper, Staging, warm_up
 from driftline.storage.errors import StoreError, Superseded
 from driftline.storage.labels import LabelStore, PredictionRow
 from driftline.storage.rows import OffsetRange, PaneRow
@@ -206,14 +206,9 @@ class StreamConsumer:
             bootstrapper.enabled if bootstrapper else None,
         )
         self.writer = FlushWriter(store, config.group, self.folder, config.keep_predictions_ms)
-        self.staging = (
-            Staging(store, config.group, references, config.windows, self.evaluator.models,
-                    config.keep_predictions_ms)
-            if bootstrapper
-            else None
-        )  # fmt: skip
-        self._draining: dict[Partition, set[str]] = {}  # drains in a flush not stored yet
-        self._fit_checked = 0.0
+        self.staging = Staging() if bootstrapper else None
+        self._warmed_at = 0.0
+        self._staged_unstored = False  # staged rows are in the flush being written
         self.dlq = DeadLetterRouter(self._client_config(), config.dlq_suffix, config.dlq_spill)
         self.source = KafkaSource(self._consumer_config(), config.windows.idle_ms)
         self.assigned: set[Partition] = set()
@@ -304,8 +299,8 @@ class StreamConsumer:
             self.flush()
         elif not self.writer.ranges:
             self._signal_watermark()  # nothing unstored: idle partitions may move event time on
-        if self.staging is not None and self.clock() - self._fit_checked >= self.config.flush_interval_s:
-            self._fit()
+        if self.bootstrapper is not None and self.clock() - self._warmed_at >= self.config.flush_interval_s:
+            self._warm_up()
         mark = self.folder.watermark.current()
         if mark is not None:
             prom.WATERMARK_LAG.labels(self.name).set(max(0.0, self.clock() - mark / 1000))
@@ -357,41 +352,15 @@ class StreamConsumer:
         self.stats["accepted"] += decoded.n_staged
         prom.EVENTS.labels("", "staged").inc(decoded.n_staged)
 
-    def _fit(self) -> None:
-        """Fit the references of the models whose warm-up is over (a fitted one is drained next)."""
-        assert self.staging is not None and self.bootstrapper is not None
-        self._fit_checked = self.clock()
-        if self.staging.waiting():
-            try:
-                self.bootstrapper.fit_ready(self.config.group, self.folder.watermark.current())
-            except StoreError as exc:  # the staged events stay; the next check tries again
-                log.warning("warm-up check failed: %s", exc)
-            except Exception:  # never stop consuming over one model's fit: its events stay staged
-                log.exception("fitting a reference on a model's first events failed")
-
-    def _drains(self) -> None:
-        """Before a flush: fold the staged events of partitions whose model has a reference now
-        (a partition with nothing new read gets an empty, fenced range), and add the events staged
-        since the last flush."""
-        assert self.staging is not None
-        for key in self.staging.drainable():
-            if key not in self.assigned or key in self._draining:
-                continue
-            if key not in self.writer.ranges:
-                stored = self.store.stored_offsets(self.config.group, key[0]).get(key[1])
-                if stored is None:
-                    continue
-                self.writer.ranges[key] = _Range(stored[0] + 1, stored[0])
-            drain = self.staging.drain(key)
-            rows, panes = self.writer.extra.setdefault(key, ([], []))
-            rows += drain.rows
-            panes += drain.panes
-            if drain.predictions:
-                self.writer.predictions[key] += drain.predictions
-            self._draining[key] = drain.models
-        for key in list(self.staging.unstored):
-            if key in self.writer.ranges:
-                self.writer.extra.setdefault(key, ([], []))[0].extend(self.staging.take(key))
+    def _warm_up(self) -> None:
+        """Fit the references of models done warming up, fold the staged events of models that
+        have one (event time final for every member ends a warm-up range)."""
+        assert self.bootstrapper is not None
+        self._warmed_at = self.clock()
+        final = self.evaluator.final_ms
+        panes = warm_up(self.bootstrapper, self.config.group, None if final == NEVER else final)
+        if panes:
+            self.evaluator.changed(panes, None)
 
     def _rewind(self, msgs: list[Message]) -> None:
         """Seek back so these messages are fetched again after the store recovers."""
@@ -402,12 +371,6 @@ class StreamConsumer:
             self.source.seek(topic, partition, offset)
 
     def _due(self) -> bool:
-        if (
-            self.staging is not None
-            and not self.writer.holding
-            and any(key in self.assigned and key not in self._draining for key in self.staging.drainable())
-        ):
-            return True  # a model's reference was fitted: fold its staged events now
         if not self.writer.ranges:
             return False
         if self.writer.holding:
@@ -422,12 +385,10 @@ class StreamConsumer:
     def flush(self) -> bool:
         """Store everything folded so far, then commit its offsets. False if the store refused."""
         if self.staging is not None and not self.writer.holding:
-            try:
-                self._drains()
-            except StoreError as exc:
-                prom.STORE_ERRORS.labels("flush").inc()
-                self._backoff(exc)
-                return False
+            for key in list(self.staging.unstored):  # staged events go in their partition's insert
+                if key in self.writer.ranges:
+                    self.writer.extra.setdefault(key, ([], []))[0].extend(self.staging.take(key))
+                    self._staged_unstored = True
         if not self.writer.ranges:
             self._last_flush = self.clock()
             return True
@@ -439,12 +400,9 @@ class StreamConsumer:
             self._backoff(exc)
             return False
         self._failures = 0
-        if self.staging is not None:
-            for o in stored:
-                if (o.topic, o.partition) in self._draining:
-                    self.staging.drained((o.topic, o.partition), self._draining.pop((o.topic, o.partition)))
-            for key in superseded:
-                self._draining.pop(key, None)
+        if self._staged_unstored and self.bootstrapper is not None:
+            self._staged_unstored = False
+            self.bootstrapper.staged(self.config.group)
         self.source.commit([(o.topic, o.partition, o.end + 1) for o in stored])
         self._last_flush = self.clock()
         self.stats["flushes"] += 1
@@ -456,8 +414,6 @@ class StreamConsumer:
             log.info("store is back; partitions resumed")
         self.evaluator.changed(panes, None)
         self._signal_watermark()
-        if self.staging is not None and self.staging.waiting():
-            self._fit()
         return True
 
     def _signal_watermark(self) -> None:
@@ -496,7 +452,7 @@ class StreamConsumer:
         for key in list(partitions):
             self.folder.discard(key)
             self.writer.drop(key)
-            self._forget_staged([key], stored=False)
+            self._forget_staged([key])
         self.source.resume()
         for topic in {t for t, _ in partitions}:
             stored = self._stored_offsets(topic)
@@ -510,13 +466,10 @@ class StreamConsumer:
                     self.source.seek(t, p, committed if committed >= 0 else OFFSET_BEGINNING)
         self._recover -= partitions
 
-    def _forget_staged(self, keys: list[Partition], stored: bool = True) -> None:
-        """What was staged and not stored is staged again by whoever reads it next; with
-        ``stored``, the partitions left: their new owner folds what is stored."""
+    def _forget_staged(self, keys: list[Partition]) -> None:
+        """What was staged and not stored is staged again by whoever reads it next."""
         if self.staging is not None:
-            self.staging.forget(keys, stored)
-            for key in keys:
-                self._draining.pop(key, None)
+            self.staging.forget(keys)
 
     def _on_assign(self, partitions: list[TopicPartition]) -> None:
         stored: dict[str, dict[int, tuple[int, int]]] = {}
@@ -540,9 +493,6 @@ class StreamConsumer:
                 log.info("committed offsets not available yet (%s)", exc)
         self.source.assign(partitions)
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
-        if self.staging is not None:  # staged events of an earlier owner, to fold once fitted
-            for topic in stored:
-                self.staging.load(topic, [tp.partition for tp in partitions if tp.topic == topic])
         self.evaluator.request_catch_up()
         self.first_assignment.set()
         log.info("assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in partitions])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from driftline.detectors.profile import ModelRegistry, ModelSketch, drift_report
 from driftline.detectors.slice_ids import parse_slice_id
 from driftline.detectors.windows import rolling_range
 from driftline.ingest.panes import WindowSpec
-from driftline.storage.codec import merge_rows, metric_rows
+from driftline.storage.codec import merge_rows, metric_rows, pick_reference, stored_reference
 from driftline.storage.errors import StoreError
 from driftline.storage.rows import MetricRow
 from driftline.storage.store import Store
@@ -50,6 +50,7 @@ class WindowEvaluator:
         folders that feed this evaluator fold with it."""
         self.store = store
         self.references = references
+        self._versions: dict[tuple[str, str], ModelSketch | None] = {}  # replaced references, by id
         self.spec = spec
         self.models = models
         self.on_window = on_window
@@ -245,6 +246,11 @@ class WindowEvaluator:
         begin = end - self.spec.window_ms
         read_at = datetime.now(UTC)
         rows = self.store.pane_rows(model, begin, end, model_version=version)
+        counts: Counter[str] = Counter()
+        for r in rows:
+            if r.kind == "events":
+                counts[r.reference_id] += r.n
+        reference, _ = pick_reference(reference, counts, lambda r: self._version(model, r))
         settings = self.models[model]
         thresholds = settings.thresholds
         if settings.against is not None:  # a rolling reference: stored panes on the same bins
@@ -271,6 +277,13 @@ class WindowEvaluator:
                 self.on_window(model, version, begin, end, window)
             except Exception:  # the metrics are stored; alerting's own failure must not stop ingest
                 log.exception("window hook failed for %s [%d, %d)", model, begin, end)
+
+    def _version(self, model: str, ref_id: str) -> ModelSketch | None:
+        """A replaced reference of the model (its panes' bins), loaded once."""
+        key = (model, ref_id)
+        if key not in self._versions:
+            self._versions[key] = stored_reference(self.store, model, ref_id)
+        return self._versions[key]
 
 
 def _stale_windows(

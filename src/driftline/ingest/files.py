@@ -296,7 +296,11 @@ def fit_events_reference(
     feature whose values are all numbers is numeric, any other categorical; the segment attributes
     are ``segments``, or every attribute the events carry; a slice attribute the events do not
     have is left out (with a warning) rather than failing the fit."""
-    names = sorted({f for e in events for f in e.features})
+    seen = {f for e in events for f, v in e.features.items() if v is not None}
+    empty = sorted({f for e in events for f in e.features} - seen)
+    if empty:  # nothing to fit bins on: left out (a reference built later can have them)
+        log.warning("%s: no value of %s in these events: not monitored", source, ", ".join(empty))
+    names = sorted(seen)
     attributes = list(segments) or sorted({a for e in events for a in e.segments} - set(names))
     columns: dict[str, pl.Series] = {}
     for name in names:

@@ -38,7 +38,7 @@ from driftline.ingest.decode import AnyEvent, decode
 from driftline.ingest.evaluate import WindowEvaluator
 from driftline.ingest.labels import event_prediction_rows
 from driftline.ingest.panes import PaneFolder, PaneKey, WindowSpec
-from driftline.ingest.warmup import Bootstrapper, Staging
+from driftline.ingest.warmup import Bootstrapper, warm_up
 from driftline.storage.errors import StoreError
 from driftline.storage.labels import LabelStore
 from driftline.storage.rows import PaneRow
@@ -102,7 +102,6 @@ class PushIngest:
         self._replies: OrderedDict[tuple[str, tuple[str, ...], str], _Reply] = OrderedDict()
         self._lock = threading.Lock()
         self.bootstrapper = bootstrapper
-        self._warming = bootstrapper is not None  # staged events may wait (from an earlier run too)
 
     def ingest(
         self, messages: Sequence[bytes], idempotency_key: str | None = None, producer: str | None = None
@@ -168,7 +167,8 @@ class PushIngest:
             prom.PANES_FLUSHED.inc(len(rows))
             result.staged = sum(map(len, staged.values()))
             result.accepted = len(events) + result.staged
-            self._warming |= bool(staged)
+            if staged and self.bootstrapper is not None:
+                self.bootstrapper.staged(self.source)
             result.late = folder.late_events - saved[1]
             self.evaluator.changed(_for_evaluation(panes, final_before, self.spec), self._final_ms(now))
             if scope is not None:
@@ -210,32 +210,17 @@ class PushIngest:
         self._evaluate()
 
     def warm_up(self) -> None:
-        """Fit what is due, then fold the staged events of models that have a reference, in one
-        insert with their markers (named by them: a retry is stored once)."""
-        if not self._warming or self.bootstrapper is None:
+        """Fit the references of models done warming up and fold their staged events (each staged
+        row in its own insert, named by it: see ``ingest/warmup.py``)."""
+        if self.bootstrapper is None:
             return
         with self._lock:
-            try:
-                self.bootstrapper.fit_ready(self.source, self._final_ms(self.clock()))
-                staging = Staging(self.store, self.source, self.references, self.spec, self.evaluator.models,
-                                  self.keep_predictions_ms)  # fmt: skip
-                staging.load(PUSHED[0], [PUSHED[1]])
-                self._warming = bool(staging.pending)
-                if PUSHED not in staging.drainable():
-                    return
-                drain = staging.drain(PUSHED)
-                markers = "|".join(
-                    f"{r.model_id}:{r.offset_start}" for r in drain.rows if r.kind == "drained"
-                )
-                token = f"{self.source}:drain:{hashlib.sha256(markers.encode()).hexdigest()[:32]}"
-                self.store.write_flush(self.source, drain.rows, None, token=token)
-            except StoreError as exc:  # staged events stay; the next tick tries again
-                log.warning("warm-up of pushed events deferred (%s)", exc)
-                return
-            if drain.predictions:
-                LabelStore(self.store).write_predictions(drain.predictions, self.keep_predictions_ms or 0)
             final = self._final_ms(self.clock())
-            self.evaluator.changed(_for_evaluation(drain.panes, final, self.spec), final)
+        panes = warm_up(self.bootstrapper, self.source, final)
+        if panes:
+            with self._lock:
+                final = self._final_ms(self.clock())
+            self.evaluator.changed(_for_evaluation(panes, final, self.spec), final)
 
     def _final_ms(self, now: float) -> int | None:
         """Event time final for evaluation: the min over the producers heard from within the idle
@@ -271,9 +256,6 @@ class PushIngest:
             self.evaluator.evaluate_due()
         except StoreError as exc:  # stays queued: the next call retries
             log.warning("window evaluation deferred (%s)", exc)
-
-
-PUSHED = ("", -1)  # the "partition" of staged pushed events (no Kafka offsets)
 
 
 def _staged_rows(token: str, staged: Mapping[str, list[tuple[AnyEvent, bytes]]]) -> list[PaneRow]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from driftline.contract import parse_ts
@@ -193,6 +193,25 @@ def reference_from_rows(rows: Sequence[ReferenceRow]) -> ModelSketch:
             sketch.latency = LatencySketch.from_bytes(r.sketch)
             sketch.n_events = r.n
     return sketch
+
+
+def pick_reference(
+    current: ModelSketch, events: Mapping[str, int], load: Callable[[str], ModelSketch | None]
+) -> tuple[ModelSketch, int]:
+    """What a range is compared with: its model's reference or, when most of its events were folded
+    on the bins of a reference since replaced, that one (``load``: by id; None when it was saved
+    before references were kept). Also returns the range's events folded on other bins, which are
+    left out: sketches on different bins do not merge. ``events``: reference id -> events."""
+    ref_id = reference_id(current.binning)
+    best = max(events, key=lambda r: (events[r], r == ref_id), default=ref_id)
+    chosen = current if best == ref_id else (load(best) or current)
+    chosen_id = reference_id(chosen.binning)
+    return chosen, sum(n for r, n in events.items() if r != chosen_id)
+
+
+def stored_reference(store: Store, model: str, ref_id: str) -> ModelSketch | None:
+    rows = store.reference_by_id(model, ref_id)
+    return reference_from_rows(rows) if rows else None
 
 
 def metric_rows(

@@ -149,6 +149,46 @@ class Reads(Connection):
             if created == newest[m]
         ]
 
+    def reference_by_id(self, model_id: str, reference_id: str) -> list[ReferenceRow]:
+        """A reference of the model by its id, replaced or not (none: saved before the history)."""
+        rows = self._query(
+            "SELECT model_id, feature, kind, bins, sketch, n, reference_id, source, created_at "
+            f"FROM {self.database}.reference_history FINAL "
+            "WHERE model_id = %(m)s AND reference_id = %(r)s ORDER BY feature, kind",
+            {"m": model_id, "r": reference_id},
+            column_formats={"bins": "bytes", "sketch": "bytes"},
+        )
+        newest = max((r[-1] for r in rows), default=None)  # the rows of its newest save only
+        return [
+            ReferenceRow(m, f, k, bytes(b), bytes(sk), int(n), r, src)
+            for m, f, k, b, sk, n, r, src, created in rows
+            if created == newest
+        ]
+
+    def reference_events(
+        self, model_id: str, start_ms: int | None, end_ms: int | None, model_version: str | None = None
+    ) -> dict[str, int]:
+        """Reference id -> events of the model's panes in ``[start_ms, end_ms)`` folded on its bins."""
+        where, params = where_clause(
+            ("model_id = %(m)s", model_id),
+            ("pane_start >= %(s)s", start_ms),
+            ("pane_start < %(e)s", end_ms),
+            ("model_version = %(v)s", model_version),
+        )
+        rows = self._query(
+            f"SELECT reference_id, sum(n) FROM {self.database}.pane_sketches WHERE kind = 'events' AND "
+            f"{where} GROUP BY reference_id",
+            params,
+        )
+        return {r: int(n) for r, n in rows}
+
+    def references_saved(self) -> int:
+        """Epoch ms of the newest reference save (0: none): whether to reload them."""
+        ((at,),) = self._query(
+            f"SELECT toUnixTimestamp64Milli(max(created_at)) FROM {self.database}.reference_versions"
+        )
+        return int(at or 0)
+
     def reference_versions(self, model_id: str) -> list[dict[str, Any]]:
         """Every reference the model had, oldest first, with when each applied (until the next)."""
         rows = self._query(

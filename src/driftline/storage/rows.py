@@ -65,10 +65,11 @@ class PaneRow:
     n: int
     sketch: bytes
     reference_id: str
-    # the Kafka offsets a bootstrap row (staged events, or a marker that they were folded) covers
-    # in the partition of its flush
+    # the Kafka offsets a bootstrap row (staged events, or a marker that they were folded) covers,
+    # in ``source`` (topic, partition; None: the partition of the flush that writes it)
     offset_start: int = -1
     offset_end: int = -1
+    source: tuple[str, int] | None = None
 
 
 # Rows that are not sketches: a flush's offsets, events staged until their model has a reference,
@@ -122,8 +123,6 @@ def flush_token(group: str, offsets: OffsetRange | None, rows: Sequence[PaneRow]
     h = hashlib.sha256(group.encode())
     if offsets is not None:
         h.update(f"|{offsets.topic}:{offsets.partition}:{offsets.start}".encode())
-        if offsets.end < offsets.start:  # no new offsets: it only folds staged events, and must not
-            h.update(b"|drain")  # take the name of the flush that will start there
     else:
         for r in rows:
             h.update(f"|{r.kind}:{r.model_id}:{r.feature}:{r.pane_start}:{r.late}".encode())

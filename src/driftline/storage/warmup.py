@@ -3,13 +3,15 @@
 A staged row holds one flush's events of one model from one partition (``kind = 'staged'``, the
 messages packed in ``sketch``, their offsets in ``offset_start``/``offset_end``); it is written in
 the same insert as the flush's offsets, so staging is exactly-once as folding is. Once the model
-has a reference, the partition's owner folds the staged rows and writes their panes with one
-``drained`` marker per staged row, again in one fenced insert: a crash before it leaves the staged
-rows to fold, a crash after leaves nothing to fold twice.
+has a reference, each staged row is folded and its panes written with a ``drained`` marker for
+it, in one insert named by the staged row and the reference (:func:`drain_token`): a crash before
+it leaves the row to fold, a crash after leaves nothing to fold, and two processes folding the
+same row write the same insert, which ClickHouse keeps once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +42,12 @@ def staged_row(model: str, ts_ms: int, offsets: tuple[int, int], messages: Seque
 
 def drained_row(chunk: StagedChunk, reference_id: str) -> PaneRow:
     return PaneRow("drained", chunk.model_id, "", "", chunk.ts_ms, 0, False, chunk.n, b"", reference_id,
-                   chunk.offset_start, chunk.offset_end)  # fmt: skip
+                   chunk.offset_start, chunk.offset_end, (chunk.topic, chunk.partition))  # fmt: skip
+
+
+def drain_token(group: str, chunk: StagedChunk, reference_id: str) -> str:
+    key = f"{group}|{chunk.model_id}|{chunk.topic}|{chunk.partition}|{chunk.offset_start}|{reference_id}"
+    return f"drain:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 @dataclass(frozen=True)
@@ -80,31 +87,14 @@ class WarmupStore:
         )
         return {m: int(n) for m, n in rows}
 
-    def pending(self, group: str, topic: str) -> dict[int, set[str]]:
-        """Partition -> the models with staged events not folded yet."""
-        where = "consumer_group = %(g)s AND source_topic = %(t)s"
-        rows = self.store._query(
-            f"SELECT DISTINCT source_partition, model_id FROM {self.store.database}.pane_sketches "
-            f"WHERE {self._undrained(where)}",
-            {"g": group, "t": topic},
-        )
-        out: dict[int, set[str]] = {}
-        for p, m in rows:
-            out.setdefault(int(p), set()).add(m)
-        return out
-
-    def chunks(
-        self, group: str, model: str, topic: str | None = None, partition: int | None = None
-    ) -> list[StagedChunk]:
-        """The model's staged rows not folded yet (of one partition, or all), oldest offsets first."""
+    def chunks(self, group: str, model: str) -> list[StagedChunk]:
+        """The model's staged rows not folded yet, oldest offsets first."""
         where = "consumer_group = %(g)s AND model_id = %(m)s"
-        if topic is not None:
-            where += " AND source_topic = %(t)s AND source_partition = %(p)s"
         rows = self.store._query(
             "SELECT model_id, source_topic, source_partition, offset_start, offset_end, pane_start, n, "
             f"sketch FROM {self.store.database}.pane_sketches WHERE {self._undrained(where)} "
             "ORDER BY source_topic, source_partition, offset_start",
-            {"g": group, "m": model, "t": topic, "p": partition},
+            {"g": group, "m": model},
             column_formats={"sketch": "bytes"},
         )
         return [

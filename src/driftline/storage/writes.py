@@ -52,8 +52,7 @@ class Writes(Connection):
                 r.sketch,
                 r.reference_id,
                 group,
-                "" if offsets is None or r.offset_start < 0 else offsets.topic,
-                -1 if offsets is None or r.offset_start < 0 else offsets.partition,
+                *_source(r, offsets),
                 r.offset_start,
                 r.offset_end,
                 token,
@@ -121,6 +120,12 @@ class Writes(Connection):
             for r in rows
         ]
         self._insert("references", data, REFERENCE_COLUMNS)
+        history = [
+            [r.model_id, r.reference_id, r.feature, r.kind, r.bins, r.sketch, r.n, r.source, now]
+            for r in rows
+        ]
+        cols = ("model_id", "reference_id", "feature", "kind", "bins", "sketch", "n", "source", "created_at")
+        self._insert("reference_history", history, cols)
         versions: dict[str, list[Any]] = {}
         for r in rows:
             v = versions.setdefault(r.model_id, [r.model_id, r.reference_id, r.source, 0, 0, now])
@@ -154,3 +159,12 @@ class Writes(Connection):
         ]
         if data:
             self._insert("drift_metrics", data, METRIC_COLUMNS)
+
+
+def _source(row: PaneRow, offsets: OffsetRange | None) -> tuple[str, int]:
+    """The partition a bootstrap row names (staged rows: that of their flush); none for sketches."""
+    if row.source is not None:
+        return row.source
+    if offsets is None or row.offset_start < 0:
+        return "", -1
+    return offsets.topic, offsets.partition

@@ -154,6 +154,14 @@ def _reference(svc: Service, model: str) -> ModelSketch:
     return ref
 
 
+def _warmup_plan(svc: Service, model: str) -> dict[str, Any]:
+    """What ends the model's warm-up: a number of events, or event time passing a range."""
+    window = svc.model_settings[model].warmup_range
+    if window is None:
+        return {"needed_events": svc.bootstrapper.needed(model)}
+    return {"from": format_ts(window[0]), "to": format_ts(window[1])}
+
+
 def _summary(
     svc: Service, model: str, config: dict[str, Any] | None, staged: dict[str, int] | None = None
 ) -> dict[str, Any]:
@@ -165,9 +173,7 @@ def _summary(
         "model_id": model,
         "config": config or {},
         # no reference yet: its events are kept until one is fitted on them (warm-up)
-        "warmup": None
-        if warming is None
-        else {"staged_events": warming, "needed_events": svc.bootstrapper.needed(model)},
+        "warmup": None if warming is None else {"staged_events": warming, **_warmup_plan(svc, model)},
         "reference": None
         if ref is None
         else {
