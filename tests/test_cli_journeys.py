@@ -59,13 +59,18 @@ def test_simulated_files_go_through_reference_replay_stats_and_alerts(simulated:
     assert replayed.stdout.startswith(f"accepted={EVENTS}  rejected=0  late=0")
     assert cli("alerts", "--store", f"chdb://{root / 'store'}").stdout == "no alerts\n"
 
+    page = root / "stats.html"
     stats = cli(
-        "stats", "--store", f"chdb://{root / 'store'}", "--model", "churn", "--json", "--fail-on-drift"
-    )
+        "stats", "--store", f"chdb://{root / 'store'}", "--model", "churn", "--json", "--fail-on-drift",
+        "--html", str(page),
+    )  # fmt: skip
     assert stats.returncode == 1, stats.stderr  # the current file drifted
     report = orjson.loads(stats.stdout)
     assert report["n_current"] == EVENTS and "f00_normal" in report["drifted_features"]
     assert RFC3339.fullmatch(report["range"]["to"]) and report["range"]["from"] is None
+    html = page.read_text()  # the same report as a page (tests/test_report_html.py reads it closely)
+    assert orjson.loads(html.split('id="report-data">')[1].split("</script>")[0]) == report
+    assert 'id="feature-f00_normal"' in html and f"HTML report: {page}" in stats.stderr
 
     # the journey: replay with --model into a store with alerting rules
     (root / "rules.yaml").write_text(RULES)

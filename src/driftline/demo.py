@@ -8,7 +8,9 @@ production, the labels through ``POST /v1/labels``, two hours later in event tim
 windows as they close and every notification the sink receives, and exits 0 only if the expected
 alerts fired (the accuracy drop once the labels are in) and the retraining webhook arrived
 exactly once.
-A temporary working directory is removed at exit unless asked to keep it.
+It ends by writing the HTML report of the traffic and printing its path (in the working
+directory when kept, else in the system's temporary directory). A temporary working directory is
+removed at exit unless asked to keep it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -33,10 +36,12 @@ import httpx
 import orjson
 from rich.console import Console
 
+from driftline import query
 from driftline.api.server import server as api_server
 from driftline.contract import format_ts
 from driftline.ingest.kafka import client_config
 from driftline.ingest.producer import EventProducer
+from driftline.report_html import render_report
 from driftline.report_text import stdout_console
 from driftline.service import Service
 from driftline.settings import load_settings
@@ -191,6 +196,7 @@ def _run(root: Path, keep_running: bool, out: Console, kafka: bool, kept: bool) 
         lateness_ms=0,
         idle_ms=2000,
         http_labels=True,
+        public_base_url=f"http://127.0.0.1:{port}",  # notifications link the HTML report
     )
     windows: list[tuple[int, dict[str, float]]] = []
 
@@ -214,10 +220,12 @@ def _run(root: Path, keep_running: bool, out: Console, kafka: bool, kept: bool) 
     service.start()
     try:
         _wait_until(lambda: server.started, 30)
-        _feed(f"http://127.0.0.1:{port}", key, out, bootstrap)
+        fed = _feed(f"http://127.0.0.1:{port}", key, out, bootstrap)
         out.print("[dim]traffic done; waiting for the last windows and notifications…[/]")
         ok = _wait_until(lambda: not _expected(service, sink) and _drained(service), 90)
         _summary(out, service, sink, root if kept else None, port, key)
+        page = _write_report(service, fed, root if kept else None)
+        out.print(f"\n[bold]HTML report[/] {page}")
         problems = _expected(service, sink)
         for p in problems:
             out.print(f"[red]expected but missing:[/] {p}")
@@ -263,7 +271,30 @@ def _start_kafka(root: Path, out: Console) -> str:
     return bootstrap
 
 
-def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> None:
+def _write_report(service: Service, fed: tuple[int, int], root: Path | None) -> Path:
+    """The HTML report of the traffic fed (``stats --html``): in the kept working directory, else
+    beside it in the temporary directory (the working directory is removed at exit)."""
+    comparison = query.compare_range(
+        service.store,
+        service.references["churn"],
+        "churn",
+        *fed,
+        None,
+        service.model_settings["churn"].thresholds,
+    )
+    page = render_report(comparison, "Drift report: churn (driftline demo)", [("model", "churn")])
+    if root is None:
+        fd, name = tempfile.mkstemp(prefix="driftline-report-", suffix=".html")
+        os.close(fd)
+        path = Path(name)
+    else:
+        path = root / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> tuple[int, int]:
+    """Sends the traffic and its labels; the event-time range it covers."""
     n = EVENTS_PER_PANE * PANES
     start = (int(time.time()) // PANE_S - PANES - 1) * PANE_S * 1000
     traffic = Traffic(
@@ -297,7 +328,7 @@ def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> Non
                 )
         producer.flush()
         _send_labels(api, key, out, labels)
-        return
+        return start, start + PANES * PANE_S * 1000
     headers = {"authorization": f"Bearer {key}", "content-type": "application/x-ndjson"}
     with httpx.Client(timeout=30) as client:
         for i in range(0, n, EVENTS_PER_PANE):
@@ -309,6 +340,7 @@ def _feed(api: str, key: str, out: Console, bootstrap: str | None = None) -> Non
                     "[yellow]>>> drift starts: f00_normal, f01_lognormal shift; region=south scores drop[/]"
                 )
     _send_labels(api, key, out, labels)
+    return start, start + PANES * PANE_S * 1000
 
 
 def _send_labels(api: str, key: str, out: Console, labels: list[dict[str, Any]]) -> None:

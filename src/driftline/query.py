@@ -12,7 +12,7 @@ from itertools import groupby
 from typing import Any
 
 from driftline.contract import format_ts
-from driftline.detectors.profile import ModelSketch, Thresholds, drift_report
+from driftline.detectors.profile import Comparison, ModelSketch, SlicePairs, Thresholds, drift_report
 from driftline.detectors.slice_ids import parse_slice_id
 from driftline.detectors.slices import slice_report
 from driftline.detectors.windows import rolling_range
@@ -81,8 +81,23 @@ def range_report(
     version: str | None = None,
     thresholds: Thresholds | None = None,
     against: str | None = None,
-) -> dict[str, object]:
-    """Any time range: merge the stored panes (late ones included) and compare with the reference.
+) -> dict[str, Any]:
+    """The report of :func:`compare_range` (same arguments): what ``driftline stats`` prints."""
+    return compare_range(store, reference, model, start, end, version, thresholds, against).report
+
+
+def compare_range(
+    store: Store,
+    reference: ModelSketch,
+    model: str,
+    start: int | None,
+    end: int | None,
+    version: str | None = None,
+    thresholds: Thresholds | None = None,
+    against: str | None = None,
+) -> Comparison:
+    """Any time range: merge the stored panes (late ones included) and compare with the reference;
+    the report with the two sketches compared (for the HTML report's pictures).
 
     The same JSON document as ``driftline compare``, plus ``late_events`` and the range. The panes
     are read and merged a piece at a time (:meth:`Store.pane_row_chunks`): bounded memory, and the
@@ -108,7 +123,7 @@ def range_report(
                 yield r
 
     merged = merge_rows(reference.binning, rows())
-    report: dict[str, object] = drift_report(reference, merged, thresholds or Thresholds())
+    report = drift_report(reference, merged, thresholds or Thresholds())
     report["late_events"] = late
     report["reference"] = used
     # events of the range folded on the bins of another reference (replaced within the range): they
@@ -119,7 +134,7 @@ def range_report(
         "to": None if end is None else format_ts(end),
         "panes": len(panes),
     }
-    return report
+    return Comparison(report, reference, merged)
 
 
 def slice_reports(
@@ -135,6 +150,32 @@ def slice_reports(
     """``report["slices"]`` over stored panes: each stored reference slice of ``by`` compared with
     the stream's panes of that slice (the same document as ``compare --by``). Raises KeyError for
     an attribute the model's reference holds no slices of."""
+    return _slice_report(slice_pairs(store, references, model, by, start, end, version), thresholds)
+
+
+def add_slices(comparison: Comparison, pairs: SlicePairs, thresholds: Thresholds | None = None) -> None:
+    """``pairs`` (of :func:`slice_pairs`) and their ``report["slices"]`` into ``comparison``."""
+    comparison.slices = pairs
+    comparison.report["slices"] = _slice_report(pairs, thresholds)
+
+
+def _slice_report(pairs: SlicePairs, thresholds: Thresholds | None) -> dict[str, dict[str, dict[str, Any]]]:
+    reference = {a: {v: ref for v, (ref, _) in by_value.items()} for a, by_value in pairs.items()}
+    current = {a: {v: cur for v, (_, cur) in by_value.items()} for a, by_value in pairs.items()}
+    return slice_report(reference, current, thresholds or Thresholds())
+
+
+def slice_pairs(
+    store: Store,
+    references: Mapping[str, ModelSketch],
+    model: str,
+    by: Sequence[str],
+    start: int | None,
+    end: int | None,
+    version: str | None = None,
+) -> SlicePairs:
+    """Each stored reference slice of ``by`` with the stream's panes of that slice merged on its
+    bins: attribute -> value -> (reference, current). KeyError as :func:`slice_reports`."""
     reference: dict[str, dict[str, ModelSketch]] = {}
     current: dict[str, dict[str, ModelSketch]] = {}
     for sid, sketch in references.items():
@@ -150,7 +191,7 @@ def slice_reports(
     missing = [a for a in by if a not in reference]
     if missing:
         raise KeyError(", ".join(missing))
-    return slice_report(reference, current, thresholds or Thresholds())
+    return {a: {v: (ref, current[a][v]) for v, ref in by_value.items()} for a, by_value in reference.items()}
 
 
 def reference_used(store: Store, model: str, reference: ModelSketch) -> dict[str, Any]:

@@ -117,6 +117,7 @@ class Service:
                 transport,
                 clock,
                 self.model_settings,
+                settings.public_base_url,
             )
             if self.rules is not None
             else None

@@ -186,6 +186,14 @@ class Settings(BaseSettings):
         "references, silences; admin may do everything). Secret: better set DRIFTLINE_API_KEYS in the "
         "environment, which wins over this file.",
     )
+    public_base_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="The API's address as people reach it: Slack and PagerDuty notifications then link "
+        "each alert's HTML report (GET /v1/models/{id}/report over the alert's window) and webhooks carry "
+        "it as report_url.",
+        examples=["https://driftline.example.com"],
+    )
     open_mode: bool = Field(
         False, description="Serve the API without keys, on a trusted network only (serve --open)."
     )

@@ -104,6 +104,7 @@ class Sender:
     on_dead: Callable[[Entry, Attempt], None] = lambda entry, attempt: None
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     max_backoff_s: float = 300.0
+    public_url: str | None = None  # the API's public base URL: alerts link their HTML report
     _next_slot: dict[str, float] = field(default_factory=dict)  # receiver -> not before
 
     def tick(self, now: float) -> int:
@@ -129,7 +130,9 @@ class Sender:
             if cfg.slack is not None:
                 self._next_slot[e.receiver] = now + cfg.slack.min_interval
             try:
-                result = deliver(cfg, build_requests(cfg, e.id, e.kind, e.payload, now), self.transport)
+                result = deliver(
+                    cfg, build_requests(cfg, e.id, e.kind, e.payload, now, self.public_url), self.transport
+                )
             except Exception as exc:  # a malformed entry must not block everything queued behind it
                 log.exception("notification %s to %s cannot be built", e.id, e.receiver)
                 result = Result(False, False, None, f"cannot build the request: {type(exc).__name__}: {exc}")

@@ -15,10 +15,11 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -26,6 +27,8 @@ import orjson
 from driftline.alerting.config import ReceiverConfig, WebhookConfig
 from driftline.contract import format_ts
 from driftline.detectors.profile import format_movers
+from driftline.detectors.slice_ids import parse_slice_id
+from driftline.report_html import feature_id
 
 PD_SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
 
@@ -84,6 +87,26 @@ def _summary(alert: dict[str, Any]) -> str:
     return str(alert["annotations"].get("summary") or default)
 
 
+def report_url(base: str | None, alert: Mapping[str, Any]) -> str | None:
+    """The alert's HTML report (``GET /v1/models/{id}/report``) over its window, at the feature's
+    section; a slice's alert opens its model's report with the slices of its attribute. None
+    without a public base URL."""
+    if not base or alert.get("window_start") is None or alert.get("window_end") is None:
+        return None
+    model, params = alert["model"], {}
+    parsed = parse_slice_id(model)
+    if parsed:
+        model, params["by"] = parsed[0], parsed[1]
+    params = {"from": format_ts(alert["window_start"]), "to": format_ts(alert["window_end"])} | params
+    fragment = f"#{feature_id(alert['feature'])}" if alert.get("feature") else ""
+    return f"{base.rstrip('/')}/v1/models/{quote(model, safe='')}/report?{urlencode(params)}{fragment}"
+
+
+def with_report_url(alert: dict[str, Any], base: str | None) -> dict[str, Any]:
+    url = report_url(base, alert)
+    return alert if url is None else alert | {"report_url": url}
+
+
 def pagerduty_event(routing_key: str, alert: dict[str, Any]) -> dict[str, Any]:
     action = "trigger" if alert["status"] == "firing" else "resolve"
     event: dict[str, Any] = {
@@ -118,8 +141,11 @@ def pagerduty_event(routing_key: str, alert: dict[str, Any]) -> dict[str, Any]:
         }
         if explain := alert.get("explain"):  # what moved the feature: its top PSI contributors
             event["payload"]["custom_details"]["explain"] = explain
+        links = [{"href": alert["report_url"], "text": "drift report"}] if alert.get("report_url") else []
         if runbook := alert["annotations"].get("runbook"):
-            event["links"] = [{"href": runbook, "text": "runbook"}]
+            links.append({"href": runbook, "text": "runbook"})
+        if links:
+            event["links"] = links
     return event
 
 
@@ -152,7 +178,7 @@ def slack_message(alerts: list[dict[str, Any]], grafana_url: str | None) -> dict
                 "fields": [{"type": "mrkdwn", "text": f} for f in fields],
             }
         )
-        links = []
+        links = [f"<{a['report_url']}|report>"] if a.get("report_url") else []
         if grafana_url:
             links.append(
                 f"<{grafana_url}/d/driftline-feature-drift?var-model={a['model']}&var-feature={a['feature']}"
@@ -243,20 +269,32 @@ def webhook_request(
 
 
 def build_requests(
-    cfg: ReceiverConfig, entry_id: str, kind: str, payload: dict[str, Any], now: float
+    cfg: ReceiverConfig,
+    entry_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    now: float,
+    public_url: str | None = None,
 ) -> Request:
+    """The request of a queued notification; with ``public_url`` (the API's public base URL) each
+    alert carries ``report_url``, its HTML report, which Slack and PagerDuty link."""
     if cfg.pagerduty is not None:
-        event = pagerduty_event(cfg.pagerduty.routing_key.get_secret_value(), payload["alert"])
+        alert = with_report_url(payload["alert"], public_url)
+        event = pagerduty_event(cfg.pagerduty.routing_key.get_secret_value(), alert)
         return Request(cfg.pagerduty.url, orjson.dumps(event), {"content-type": "application/json"})
     if cfg.slack is not None:
-        msg = slack_message(payload["alerts"], cfg.slack.grafana_url)
+        msg = slack_message(
+            [with_report_url(a, public_url) for a in payload["alerts"]], cfg.slack.grafana_url
+        )
         return Request(
             cfg.slack.webhook_url.get_secret_value(), orjson.dumps(msg), {"content-type": "application/json"}
         )
     assert cfg.webhook is not None
     if "alert" in payload:
-        return webhook_request(cfg.webhook, entry_id, kind, payload["alert"], now)
-    alerts = payload["alerts"]  # a group: one CloudEvent carrying every alert of it
+        return webhook_request(
+            cfg.webhook, entry_id, kind, with_report_url(payload["alert"], public_url), now
+        )
+    alerts = [with_report_url(a, public_url) for a in payload["alerts"]]  # a group: one CloudEvent of all
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     head = alerts[0]
     group = {

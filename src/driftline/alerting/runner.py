@@ -40,8 +40,10 @@ class AlertRunner:
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
         models: ModelRegistry | None = None,
+        public_url: str | None = None,
     ) -> None:
-        """``models``: the registered settings whose thresholds rules without one compare with."""
+        """``models``: the registered settings whose thresholds rules without one compare with;
+        ``public_url``: the API's public base URL, for links to each alert's HTML report."""
         self.config = config
         self.alerts = alerts
         self.clock = clock
@@ -50,7 +52,12 @@ class AlertRunner:
         self.engine.restore()
         self.dispatcher = Dispatcher(config, self.outbox, silences=self._silences)
         self.sender = Sender(
-            config, self.outbox, transport or http_transport(), record=self._record, on_dead=self._dead
+            config,
+            self.outbox,
+            transport or http_transport(),
+            record=self._record,
+            on_dead=self._dead,
+            public_url=public_url,
         )
         self._lock = threading.Lock()
         self._last_staleness = 0.0

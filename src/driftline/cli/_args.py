@@ -207,11 +207,37 @@ def thresholds(args: argparse.Namespace, base: Any = None) -> Any:
 def add_report_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--json", action="store_true", help="print one JSON document")
     c.add_argument(
+        "--html",
+        default=None,
+        metavar="PATH",
+        help="also write the report as one self-contained HTML page (tables, a picture per feature,"
+        " a slice selector with --by; opens offline)",
+    )
+    c.add_argument(
         "--fail-on-drift",
         action="store_true",
         help="exit 1 when a feature, the prediction or the label drifted, also in a judged slice"
         " of --by (to gate a pipeline)",
     )
+
+
+def write_html(comparison: Any, args: argparse.Namespace, title: str, facts: list[tuple[str, str]]) -> None:
+    """``--html PATH``: the comparison's page, written whole (a reader never sees half a page)."""
+    if not args.html:
+        return
+    from pathlib import Path
+
+    from driftline.report_html import render_report
+
+    path = Path(args.html)
+    page = render_report(comparison, title, facts)
+    try:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"--html {args.html}: {exc.strerror}") from None
+    print(f"HTML report: {path}", file=sys.stderr)
 
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:

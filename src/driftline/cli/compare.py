@@ -15,6 +15,7 @@ from driftline.cli._args import (
     print_report,
     table_spec,
     thresholds,
+    write_html,
 )
 from driftline.detectors.defaults import DEFAULT_SLICE_VALUES
 
@@ -93,14 +94,14 @@ def register(command: Command) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from driftline.ingest.compare import compare_files
+    from driftline.ingest.compare import compare_tables
     from driftline.ingest.files import TableError
 
     spec = table_spec(args)
     if args.slice_values < 1:
         raise UsageError(f"--slice-values {args.slice_values}: need at least 1")
     try:
-        report = compare_files(
+        comparison = compare_tables(
             args.reference,
             args.current,
             spec,
@@ -113,7 +114,9 @@ def run_compare(args: argparse.Namespace) -> int:
         )
     except (TableError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    return print_report(report, args)
+    facts = [("reference file", args.reference), ("current file", args.current)]
+    write_html(comparison, args, "Drift report", facts)
+    return print_report(comparison.report, args)
 
 
 def run_stats(args: argparse.Namespace) -> int:
@@ -137,16 +140,15 @@ def run_stats(args: argparse.Namespace) -> int:
         model = registered(store).get(args.model)
         limits = thresholds(args, model.thresholds if model else None)
         try:
-            report = query.range_report(
+            comparison = query.compare_range(
                 store, references[args.model], args.model, start, end, args.version, limits, args.against
             )
         except ReferenceKindError as exc:
             raise UsageError(f"--against {exc}") from None
         if args.by:
             try:
-                report["slices"] = query.slice_reports(
-                    store, references, args.model, args.by, start, end, args.version, limits
-                )
+                pairs = query.slice_pairs(store, references, args.model, args.by, start, end, args.version)
+                query.add_slices(comparison, pairs, limits)
             except KeyError as exc:
                 raise UsageError(
                     f"model {args.model!r} has no slices by {exc.args[0]} in its reference: build it with "
@@ -154,4 +156,6 @@ def run_stats(args: argparse.Namespace) -> int:
                 ) from None
     finally:
         store.close()
-    return print_report(report, args)
+    facts = [("model", args.model + (f" version {args.version}" if args.version else ""))]
+    write_html(comparison, args, f"Drift report: {args.model}", facts)
+    return print_report(comparison.report, args)

@@ -413,6 +413,20 @@ class ModelSketch:
         return out
 
 
+SlicePairs = dict[str, dict[str, tuple[ModelSketch, ModelSketch]]]  # attribute -> value -> (ref, cur)
+
+
+@dataclass
+class Comparison:
+    """A drift report with the sketches it compared, the whole's and each slice's (``report["slices"]``):
+    what a picture of the report (``driftline.report_html``) is drawn from."""
+
+    report: dict[str, Any]
+    reference: ModelSketch
+    current: ModelSketch
+    slices: SlicePairs = field(default_factory=dict)
+
+
 def bins_from_bytes(data: bytes) -> NumericBins | Vocabulary:
     """Stored bins of either kind (the bytes say which)."""
     if _codec.sketch_kind(data) == _codec.KIND_NUMERIC:
@@ -463,7 +477,7 @@ def _psi_shares(ref: FeatureSketch, cur: FeatureSketch) -> tuple[np.ndarray, np.
     return stats.proportions(ref.counts[:-1]), stats.proportions(cur.counts[:-1])
 
 
-def _edge_labels(edges: np.ndarray) -> list[str]:
+def edge_labels(edges: np.ndarray) -> list[str]:
     """The edges as short numbers (12.3, 15.0, 1e-05): 4 significant digits, more where two
     different edges would read the same."""
     values = [float(x) for x in edges]
@@ -476,7 +490,7 @@ def _edge_labels(edges: np.ndarray) -> list[str]:
 
 def psi_bin_labels(bins: NumericBins) -> list[str]:
     """The value range of each PSI bin: ``< e0``, ``[e0, e1)``, ..., ``>= e_last``."""
-    edges = _edge_labels(bins.psi_edges)
+    edges = edge_labels(bins.psi_edges)
     if not edges:
         return ["all values"]
     inner = [f"[{a}, {b})" for a, b in pairwise(edges)]

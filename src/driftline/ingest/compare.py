@@ -24,6 +24,7 @@ from driftline.detectors.numeric import NumericBins, NumericSketch
 from driftline.detectors.profile import (
     Batch,
     Binning,
+    Comparison,
     Kind,
     ModelSketch,
     Thresholds,
@@ -70,8 +71,38 @@ def compare_files(
     slice_values: int = DEFAULT_SLICE_VALUES,
     bins_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The :func:`drift_report` of ``current`` against ``reference``, as ``driftline compare``
-    prints it; the same document as fitting and folding the whole tables at once.
+    """The report of :func:`compare_tables` (same arguments): what ``driftline compare`` prints."""
+    return compare_tables(
+        reference,
+        current,
+        spec,
+        fine_bins,
+        psi_bins,
+        thresholds,
+        threads=threads,
+        group_bytes=group_bytes,
+        by=by,
+        slice_values=slice_values,
+        bins_from=bins_from,
+    ).report
+
+
+def compare_tables(
+    reference: str | Path,
+    current: str | Path,
+    spec: TableSpec,
+    fine_bins: int = DEFAULT_FINE_BINS,
+    psi_bins: int = DEFAULT_PSI_BINS,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    *,
+    threads: int = 4,
+    group_bytes: int = GROUP_BYTES,
+    by: Sequence[str] = (),
+    slice_values: int = DEFAULT_SLICE_VALUES,
+    bins_from: str | Path | None = None,
+) -> Comparison:
+    """The :func:`drift_report` of ``current`` against ``reference`` with the sketches it compared
+    (for ``--html``); the same document as fitting and folding the whole tables at once.
 
     ``by``: columns (of any role, or none) to slice by; the report then has ``"slices"``, the
     :func:`slice_report` of the ``slice_values`` most frequent reference values of each and
@@ -171,10 +202,16 @@ def compare_files(
         cur_parts.append(ModelSketch(binning).update(batch, threads=n))
         cur_slices.append(fold_slices(batch, cur_rows, binning, n))
         del batch
-    report = drift_report(ModelSketch.join(ref_parts), ModelSketch.join(cur_parts), thresholds, new)
+    whole_ref, whole_cur = ModelSketch.join(ref_parts), ModelSketch.join(cur_parts)
+    comparison = Comparison(drift_report(whole_ref, whole_cur, thresholds, new), whole_ref, whole_cur)
     if by:
-        report["slices"] = slice_report(join_slices(ref_slices), join_slices(cur_slices), thresholds)
-    return report
+        ref_cut, cur_cut = join_slices(ref_slices), join_slices(cur_slices)
+        comparison.report["slices"] = slice_report(ref_cut, cur_cut, thresholds)
+        comparison.slices = {
+            attr: {value: (ref, cur_cut[attr][value]) for value, ref in by_value.items()}
+            for attr, by_value in ref_cut.items()
+        }
+    return comparison
 
 
 def new_columns(reference: Iterable[str], current: Iterable[str], spec: TableSpec) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -16,10 +17,11 @@ from driftline import query
 from driftline.api.deps import TimeRange, body_chunks, require, service
 from driftline.api.problems import Problem
 from driftline.contract import InvalidEvent, format_ts, parse_ts
-from driftline.detectors.profile import ModelSketch
+from driftline.detectors.profile import Comparison, ModelSketch
 from driftline.detectors.slice_ids import parse_slice_id
 from driftline.detectors.windows import ReferenceKindError, rolling_range
 from driftline.ingest.files import TableError, TableSpec, load_reference
+from driftline.report_html import render_report
 from driftline.service import Service
 from driftline.storage.codec import model_settings, reference_id, reference_rows
 
@@ -354,13 +356,52 @@ def _read_range(svc: Service, model_id: str, window: TimeRange, version: str | N
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "the model has no reference"}}
 
 
+ByQuery = Annotated[
+    str, Query(max_length=1000, examples=["region"], description="also each slice of these attributes")
+]
+AgainstQuery = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        examples=["previous", "trailing:7d", "seasonal:1w"],
+        description="compare with stored traffic instead of the reference: the range before, the "
+        "D before, or the same range P earlier",
+    ),
+]
+RANGE_NOTE = (
+    "Merged from the stored pane sketches. Without `from`/`to`: the last window (the window ending "
+    "with the newest stored pane); with only `to`, the window before it; with only `from`, up to the "
+    "newest pane. One read covers at most `max_range_ms` (7 days by default)."
+)
+
+
+def _comparison(
+    svc: Service, model_id: str, window: TimeRange, version: str | None, by: str, against: str | None
+) -> Comparison:
+    ref = _reference(svc, model_id)
+    start, end = _read_range(svc, model_id, window, version)
+    limits = svc.model_settings[model_id].thresholds
+    try:
+        comparison = query.compare_range(svc.store, ref, model_id, start, end, version, limits, against)
+    except ReferenceKindError as exc:
+        raise Problem(400, f"against: {exc}") from None
+    attrs = [a for a in by.split(",") if a]
+    if attrs:
+        try:
+            pairs = query.slice_pairs(svc.store, svc.references, model_id, attrs, start, end, version)
+        except KeyError as exc:
+            raise Problem(
+                400, f"by: the reference of {model_id!r} holds no slices by {exc.args[0]}"
+            ) from None
+        query.add_slices(comparison, pairs, limits)
+    return comparison
+
+
 @router.get(
     "/{model_id}/drift",
     dependencies=read,
     summary="Drift over a range (same JSON as `driftline stats`)",
-    description="Merged from the stored pane sketches. Without `from`/`to`: the last window (the "
-    "window ending with the newest stored pane); with only `to`, the window before it; with only "
-    "`from`, up to the newest pane. One read covers at most `max_range_ms` (7 days by default).",
+    description=RANGE_NOTE,
     responses=NOT_FOUND,
 )
 def drift(
@@ -368,37 +409,31 @@ def drift(
     svc: Annotated[Service, Depends(service)],
     window: Annotated[TimeRange, Depends()],
     version: Annotated[str | None, Query(max_length=256)] = None,
-    by: Annotated[
-        str, Query(max_length=1000, examples=["region"], description="also each slice of these attributes")
-    ] = "",
-    against: Annotated[
-        str | None,
-        Query(
-            max_length=40,
-            examples=["previous", "trailing:7d", "seasonal:1w"],
-            description="compare with stored traffic instead of the reference: the range before, the "
-            "D before, or the same range P earlier",
-        ),
-    ] = None,
+    by: ByQuery = "",
+    against: AgainstQuery = None,
 ) -> dict[str, Any]:
-    ref = _reference(svc, model_id)
-    start, end = _read_range(svc, model_id, window, version)
-    limits = svc.model_settings[model_id].thresholds
-    try:
-        report = query.range_report(svc.store, ref, model_id, start, end, version, limits, against)
-    except ReferenceKindError as exc:
-        raise Problem(400, f"against: {exc}") from None
-    attrs = [a for a in by.split(",") if a]
-    if attrs:
-        try:
-            report["slices"] = query.slice_reports(
-                svc.store, svc.references, model_id, attrs, start, end, version, limits
-            )
-        except KeyError as exc:
-            raise Problem(
-                400, f"by: the reference of {model_id!r} holds no slices by {exc.args[0]}"
-            ) from None
-    return report
+    return _comparison(svc, model_id, window, version, by, against).report
+
+
+@router.get(
+    "/{model_id}/report",
+    dependencies=read,
+    summary="Drift over a range as one self-contained HTML page (`driftline stats --html`)",
+    description=RANGE_NOTE + ' The page embeds the JSON of `/drift` (`<script id="report-data">`).',
+    response_class=HTMLResponse,
+    responses={**NOT_FOUND, 200: {"content": {"text/html": {}}, "description": "the page"}},
+)
+def report_page(
+    model_id: ModelId,
+    svc: Annotated[Service, Depends(service)],
+    window: Annotated[TimeRange, Depends()],
+    version: Annotated[str | None, Query(max_length=256)] = None,
+    by: ByQuery = "",
+    against: AgainstQuery = None,
+) -> HTMLResponse:
+    comparison = _comparison(svc, model_id, window, version, by, against)
+    facts = [("model", model_id + (f" version {version}" if version else ""))]
+    return HTMLResponse(render_report(comparison, f"Drift report: {model_id}", facts))
 
 
 def _section(report: dict[str, Any], model_id: str, key: str) -> dict[str, Any]:
