@@ -35,7 +35,7 @@ from driftline.detectors.defaults import (
     DEFAULT_SEGMENT_VALUES,
     SEGMENT_VOCABULARY,
 )
-from driftline.detectors.windows import ReferenceKindError, rolling_range
+from driftline.detectors.windows import checked_against
 
 Scope = Literal["ingest", "read", "admin"]
 KafkaValue = str | int | float | bool
@@ -114,12 +114,7 @@ class Settings(BaseSettings):
     @field_validator("against")
     @classmethod
     def _against(cls, against: str | None) -> str | None:
-        if against is not None:
-            try:
-                rolling_range(against, 0, 1)
-            except ReferenceKindError as exc:
-                raise ValueError(str(exc)) from None
-        return against
+        return checked_against(against)
 
     warmup_events: int = Field(
         10_000,

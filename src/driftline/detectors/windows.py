@@ -156,3 +156,13 @@ def rolling_range(against: str, start: int | None, end: int | None) -> tuple[int
             ms = int(span[:-1]) * units[span[-1]]
             return (start - ms, start) if kind == "trailing" else (start - ms, end - ms)
     raise ReferenceKindError(f"{against!r}: expected previous, trailing:7d or seasonal:1w (m, h, d, w)")
+
+
+def checked_against(against: str | None) -> str | None:
+    """``against`` as a setting or registration accepts it (a ValueError names what is expected)."""
+    if against is not None:
+        try:
+            rolling_range(against, 0, 1)
+        except ReferenceKindError as exc:
+            raise ValueError(str(exc)) from None
+    return against

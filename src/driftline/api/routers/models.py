@@ -19,7 +19,7 @@ from driftline.api.problems import Problem
 from driftline.contract import InvalidEvent, format_ts, parse_ts
 from driftline.detectors.profile import Comparison, ModelSketch
 from driftline.detectors.slice_ids import parse_slice_id
-from driftline.detectors.windows import ReferenceKindError, rolling_range
+from driftline.detectors.windows import ReferenceKindError, checked_against
 from driftline.ingest.files import TableError, TableSpec, load_reference
 from driftline.report_html import render_report
 from driftline.service import Service
@@ -121,12 +121,7 @@ class ModelConfig(BaseModel):
     @field_validator("against")
     @classmethod
     def _against(cls, against: str | None) -> str | None:
-        if against is not None:
-            try:
-                rolling_range(against, 0, 1)
-            except ReferenceKindError as exc:
-                raise ValueError(str(exc)) from None
-        return against
+        return checked_against(against)
 
     @field_validator("segments")
     @classmethod
