@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,10 +23,13 @@ from driftline.cli import main
 from driftline.detectors.profile import Batch, Binning, Comparison, ModelSketch, drift_report
 from driftline.ingest.compare import compare_tables
 from driftline.ingest.files import TableSpec
+from driftline.links import LINK_TTL_S, ReportLinks
 from driftline.report_html import COLUMNS, anchor, feature_id, output_id, render_report
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
+
+from .test_api import assert_problem
 
 SPEC = TableSpec(segments=["region", "gender"], prediction="prediction", label="label", latency="latency_ms")
 HOSTILE = [
@@ -147,6 +151,15 @@ def test_the_ks_gap_drawn_is_the_reports(compared: tuple[Comparison, Path, Path]
     assert [name for name, _ in gaps] == [name for name, _ in numeric]
     for (_, gap), (_, f) in zip(gaps, numeric, strict=True):
         assert float(gap) == pytest.approx(f["ks"]["statistic"], abs=1e-12)
+    # the dotted gap joins the two drawn curves: its ends are points of the current and reference lines
+    for svg in re.findall(r'<svg[^>]*class="cdf".*?</svg>', whole):
+        cur, ref = (
+            set(p.split()) for p in re.findall(r'<polyline class="(?:cur|ref) line" points="([^"]+)"', svg)
+        )
+        x, y1, y2 = re.search(
+            r'<line class="gap" x1="([^"]+)" x2="[^"]+" y1="([^"]+)" y2="([^"]+)"', svg
+        ).groups()
+        assert f"{x},{y1}" in ref and f"{x},{y2}" in cur
 
 
 def test_slices_get_a_selector_and_a_view_each(compared: tuple[Comparison, Path, Path]) -> None:
@@ -160,7 +173,9 @@ def test_slices_get_a_selector_and_a_view_each(compared: tuple[Comparison, Path,
         view = page.ids[f"view-{i}"]
         assert view["data-view"] == f"region = {value}" and "hidden" in view
         assert_table_is_the_report(page, f"table-{i}", sliced)
-        assert all(feature_id(name, i) in page.ids for name in sliced["features"])
+        # a slice draws its drifted features (the table has every number): the file stays small
+        drawn = {name for name in sliced["features"] if feature_id(name, i) in page.ids}
+        assert drawn == set(sliced["drifted_features"])
 
 
 def test_nothing_is_fetched_from_anywhere(compared: tuple[Comparison, Path, Path]) -> None:
@@ -290,17 +305,41 @@ ALERT: dict[str, Any] = {
 
 
 def test_notifications_link_the_report_of_the_alerts_window() -> None:
-    url = report_url("https://dl.example.com/", ALERT)
+    open_links = ReportLinks("https://dl.example.com/")  # open mode: no key, no signature
+    url = report_url(open_links, ALERT, 0.0)
     assert url == (
         "https://dl.example.com/v1/models/churn/report?from=2026-01-01T00%3A00%3A00.000Z"
-        "&to=2026-01-01T01%3A00%3A00.000Z#feature-a.20.b"
+        "&to=2026-01-01T01%3A00%3A00.000Z&version=v1#feature-a.20.b"
     )
-    sliced = report_url("https://dl.example.com", ALERT | {"model": "churn[region=south]", "feature": ""})
-    assert sliced is not None and sliced.startswith("https://dl.example.com/v1/models/churn/report?")
-    assert sliced.endswith("&by=region")
-    assert report_url(None, ALERT) is None and with_report_url(ALERT, None) is ALERT
-    event = pagerduty_event("key", with_report_url(ALERT, "https://dl.example.com"))
+    sliced = report_url(open_links, ALERT | {"model": "churn[region=south]", "feature": ""}, 0.0)
+    assert sliced is not None and "&by=region" in sliced and "#" not in sliced
+    fairness = report_url(open_links, ALERT | {"feature": "region=south"}, 0.0)
+    assert fairness is not None and "#" not in fairness  # a group: no feature section to open
+    assert report_url(None, ALERT, 0.0) is None and with_report_url(ALERT, None, 0.0) is ALERT
+    event = pagerduty_event("key", with_report_url(ALERT, open_links, 0.0))
     assert event["links"] == [{"href": url, "text": "drift report"}]
-    message = slack_message([with_report_url(ALERT, "https://dl.example.com")], None)
-    assert f"<{url}|report>" in orjson.dumps(message).decode().replace("\\u003c", "<")
+    message = slack_message([with_report_url(ALERT, open_links, 0.0)], None)
+    assert f"<{url.replace('&', '&amp;')}|report>" in orjson.dumps(message).decode()
     assert "links" not in pagerduty_event("key", ALERT)
+
+
+def test_signed_report_links_open_without_a_key_until_they_expire(api: tuple[TestClient, Service]) -> None:
+    """A link from a notification carries exp and sig; the report route takes it instead of a key,
+    for exactly that model and query, until it expires."""
+    client, service = api
+    assert service.link_key is not None
+    links = ReportLinks("http://testserver", service.link_key)
+    alert = ALERT | {"version": "", "feature": "f00_normal"}
+    url = report_url(links, alert, time.time())
+    assert url is not None and "&exp=" in url and "&sig=" in url
+    path = url.removeprefix("http://testserver").split("#")[0]
+    page = client.get(path)  # no Authorization header: a browser following the link
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    tampered = path.replace("from=2026-01-01T00%3A00", "from=2025-01-01T00%3A00")
+    assert_problem(client.get(tampered), 401, "invalid or expired")
+    other_model = path.replace("/churn/", "/fraud/")
+    assert_problem(client.get(other_model), 401, "invalid or expired")
+    expired = report_url(links, alert, time.time() - LINK_TTL_S - 60)
+    assert expired is not None
+    assert_problem(client.get(expired.removeprefix("http://testserver").split("#")[0]), 401, "expired")
+    assert_problem(client.get("/v1/models/churn/report"), 401, "missing API key")

@@ -34,6 +34,11 @@ def test_demo_fires_the_expected_alerts(tmp_path: Path) -> None:
     finally:
         store.close()
     assert psi[0].status == "ok" and psi[-1].status == "drift"
+    # it ends by writing the HTML report of the traffic and printing where
+    page = Path(text.split("HTML report")[1].split()[0])
+    html = page.read_text()
+    assert page.is_file() and 'id="report-data"' in html and 'id="feature-f00_normal"' in html
+    assert "DRIFT" in html
 
 
 def test_demo_piped_is_not_wrapped_and_removes_its_temp_dir(tmp_path: Path) -> None:

@@ -109,10 +109,14 @@ def _view(
         _performance(report.get("performance")),
         _fairness(report.get("fairness") or {}),
         _latency(i, report.get("latency")),
-        "<h2>Each feature</h2>",
+        "<h2>Each feature</h2>" if i == 0 else "<h2>Drifted features</h2>",
         LEGEND,
     ]
     for name, f in report["features"].items():
+        # a slice draws its drifted features only: pictures of every feature in every slice would
+        # multiply the file by the slices (the table has every number)
+        if i and name not in report["drifted_features"]:
+            continue
         sketches = _pair(ref, cur, name, f)
         parts.append(_feature(feature_id(name, i), name, f, sketches))
     for role in ("prediction", "label"):
@@ -140,6 +144,15 @@ def _pair(
     return ref.features.get(name), cur.features.get(name)
 
 
+def _reference(used: Mapping[str, Any]) -> str:
+    """The reference a range was compared with: a stored one (its source and when it was saved),
+    or a rolling one (the stored traffic of a range, on the reference's bins)."""
+    if "kind" in used:
+        return f"{used['kind']}: the stored traffic {used['from']} – {used['to']} (bins {used.get('bins')})"
+    made = f", saved {used['created_at']}" if used.get("created_at") else ""
+    return f"{used.get('source') or 'unknown source'} ({used['reference_id']}{made})"
+
+
 def _summary(report: Mapping[str, Any], facts: Sequence[tuple[str, str]]) -> str:
     judged = [n for n, f in report["features"].items() if f.get("role") != "segment"]
     dataset = report.get("dataset_drift") or {}
@@ -165,7 +178,10 @@ def _summary(report: Mapping[str, Any], facts: Sequence[tuple[str, str]]) -> str
         )
     used = report.get("reference")
     if used:
-        rows.append(("reference used", ", ".join(f"{k} {v}" for k, v in used.items() if v is not None)))
+        rows.append(("reference used", _reference(used)))
+    if report.get("other_reference_events"):  # a reference was replaced within the range
+        rows.append(("left out", f"{_int(report['other_reference_events'])} events folded on another "
+                     "reference's bins (replaced within the range): not compared"))  # fmt: skip
     if report.get("late_events"):
         rows.append(("late events", _int(report["late_events"])))
     schema = report.get("schema") or {}
@@ -472,13 +488,24 @@ def _cdfs(name: str, ref: NumericSketch, cur: NumericSketch, f: Mapping[str, Any
     span = hi - lo
     px = lambda v: (LEFT + RIGHT) / 2 if span <= 0 else LEFT + (RIGHT - LEFT) * (v - lo) / span  # noqa: E731
     py = lambda p: BOTTOM - (BOTTOM - TOP) * p  # noqa: E731
-    picks = np.unique(np.linspace(0, len(edges) - 1, CDF_POINTS + 1).round().astype(int))
-    lines = []
-    for cls, cdf in (("cur", le2), ("ref", le1)):
-        points = " ".join(f"{px(float(edges[k])):.0f},{py(float(cdf[k])):.0f}" for k in picks)
-        lines.append(f'<polyline class="{cls} line" points="{points}"/>')
     gaps = np.abs(np.stack([lt1 - lt2, le1 - le2]))
     side, at = np.unravel_index(int(np.argmax(gaps)), gaps.shape)
+    # points evenly spaced in the mass of either side (each curve is drawn finely where it rises),
+    # and the KS edge itself, where each line steps from just below the edge to at it
+    last = len(edges) - 1
+    levels = np.linspace(0, 1, CDF_POINTS + 1)
+    picks = np.unique(np.concatenate([
+        np.linspace(0, last, CDF_POINTS + 1).round().astype(int),
+        np.clip(np.searchsorted(le2, levels), 0, last), [at],
+    ]))  # fmt: skip
+    lines = []
+    for cls, lt, le in (("cur", lt2, le2), ("ref", lt1, le1)):
+        points = " ".join(
+            (f"{px(float(edges[k])):.1f},{py(float(lt[k])):.1f} " if k == at else "")
+            + f"{px(float(edges[k])):.1f},{py(float(le[k])):.1f}"
+            for k in picks
+        )
+        lines.append(f'<polyline class="{cls} line" points="{points}"/>')
     a, b = (lt1, lt2) if side == 0 else (le1, le2)
     d = float(gaps[side, at])
     x = px(float(edges[at]))

@@ -28,6 +28,7 @@ from driftline.ingest.labels import LabelConfig, LabelConsumer, LabelJoiner
 from driftline.ingest.panes import WindowSpec
 from driftline.ingest.push import PushIngest
 from driftline.ingest.warmup import Bootstrapper
+from driftline.links import ReportLinks, link_key
 from driftline.query import References
 from driftline.settings import Settings
 from driftline.storage.alerts import AlertStore
@@ -95,6 +96,11 @@ class Service:
         self.references.reload(self.store)
         self._references_saved = self.store.references_saved()
         self.rules = self._rules()
+        # notifications link each alert's HTML report, signed to open without an API key
+        self.link_key = link_key(settings.api_keys) if settings.api_keys and not settings.open_mode else None
+        self.report_links = (
+            ReportLinks(settings.public_base_url, self.link_key) if settings.public_base_url else None
+        )
         self.windows = WindowSpec(
             settings.pane_ms, settings.window_ms, settings.lateness_ms, settings.idle_ms
         )
@@ -117,7 +123,7 @@ class Service:
                 transport,
                 clock,
                 self.model_settings,
-                settings.public_base_url,
+                self.report_links,
             )
             if self.rules is not None
             else None

@@ -28,6 +28,7 @@ from driftline.alerting.stages import (
     group_key,
     retrain_key,
 )
+from driftline.links import ReportLinks
 
 log = logging.getLogger("driftline.alerting")
 
@@ -104,7 +105,7 @@ class Sender:
     on_dead: Callable[[Entry, Attempt], None] = lambda entry, attempt: None
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     max_backoff_s: float = 300.0
-    public_url: str | None = None  # the API's public base URL: alerts link their HTML report
+    links: ReportLinks | None = None  # the API's public base URL: alerts link their HTML report
     _next_slot: dict[str, float] = field(default_factory=dict)  # receiver -> not before
 
     def tick(self, now: float) -> int:
@@ -131,7 +132,7 @@ class Sender:
                 self._next_slot[e.receiver] = now + cfg.slack.min_interval
             try:
                 result = deliver(
-                    cfg, build_requests(cfg, e.id, e.kind, e.payload, now, self.public_url), self.transport
+                    cfg, build_requests(cfg, e.id, e.kind, e.payload, now, self.links), self.transport
                 )
             except Exception as exc:  # a malformed entry must not block everything queued behind it
                 log.exception("notification %s to %s cannot be built", e.id, e.receiver)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -28,6 +28,7 @@ from driftline.alerting.config import ReceiverConfig, WebhookConfig
 from driftline.contract import format_ts
 from driftline.detectors.profile import format_movers
 from driftline.detectors.slice_ids import parse_slice_id
+from driftline.links import ReportLinks
 from driftline.report_html import feature_id
 
 PD_SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
@@ -87,23 +88,26 @@ def _summary(alert: dict[str, Any]) -> str:
     return str(alert["annotations"].get("summary") or default)
 
 
-def report_url(base: str | None, alert: Mapping[str, Any]) -> str | None:
-    """The alert's HTML report (``GET /v1/models/{id}/report``) over its window, at the feature's
-    section; a slice's alert opens its model's report with the slices of its attribute. None
-    without a public base URL."""
-    if not base or alert.get("window_start") is None or alert.get("window_end") is None:
+def report_url(links: ReportLinks | None, alert: Mapping[str, Any], now: float) -> str | None:
+    """The alert's HTML report (``GET /v1/models/{id}/report``) over its window and version, at
+    the feature's section, signed to open without an API key; a slice's alert opens its model's
+    report with the slices of its attribute. None without a public base URL."""
+    if links is None or alert.get("window_start") is None or alert.get("window_end") is None:
         return None
     model, params = alert["model"], {}
     parsed = parse_slice_id(model)
     if parsed:
         model, params["by"] = parsed[0], parsed[1]
     params = {"from": format_ts(alert["window_start"]), "to": format_ts(alert["window_end"])} | params
-    fragment = f"#{feature_id(alert['feature'])}" if alert.get("feature") else ""
-    return f"{base.rstrip('/')}/v1/models/{quote(model, safe='')}/report?{urlencode(params)}{fragment}"
+    if alert.get("version"):
+        params["version"] = alert["version"]
+    feature = alert.get("feature") or ""
+    fragment = f"#{feature_id(feature)}" if feature and "=" not in feature else ""
+    return links.url(model, params, now, fragment)
 
 
-def with_report_url(alert: dict[str, Any], base: str | None) -> dict[str, Any]:
-    url = report_url(base, alert)
+def with_report_url(alert: dict[str, Any], links: ReportLinks | None, now: float) -> dict[str, Any]:
+    url = report_url(links, alert, now)
     return alert if url is None else alert | {"report_url": url}
 
 
@@ -154,6 +158,13 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _slack_link(url: str, text: str) -> str:
+    """``<url|text>`` as Slack's mrkdwn reads it: ``&``, ``<`` and ``>`` escaped (a ``|`` or ``>``
+    of a name would end the link early)."""
+    escaped = url.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "%7C")
+    return f"<{escaped}|{text}>"
+
+
 def slack_message(alerts: list[dict[str, Any]], grafana_url: str | None) -> dict[str, Any]:
     firing = [a for a in alerts if a["status"] == "firing"]
     resolved = [a for a in alerts if a["status"] == "resolved"]
@@ -178,14 +189,12 @@ def slack_message(alerts: list[dict[str, Any]], grafana_url: str | None) -> dict
                 "fields": [{"type": "mrkdwn", "text": f} for f in fields],
             }
         )
-        links = [f"<{a['report_url']}|report>"] if a.get("report_url") else []
+        links = [_slack_link(a["report_url"], "report")] if a.get("report_url") else []
         if grafana_url:
-            links.append(
-                f"<{grafana_url}/d/driftline-feature-drift?var-model={a['model']}&var-feature={a['feature']}"
-                f"|dashboard>"
-            )
+            query = urlencode({"var-model": a["model"], "var-feature": a["feature"]})
+            links.append(_slack_link(f"{grafana_url}/d/driftline-feature-drift?{query}", "dashboard"))
         if runbook := a["annotations"].get("runbook"):
-            links.append(f"<{runbook}|runbook>")
+            links.append(_slack_link(runbook, "runbook"))
         if links:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
     text = f"{title}: " + "; ".join(_summary(a) for a in (firing or resolved)[:5])
@@ -274,17 +283,17 @@ def build_requests(
     kind: str,
     payload: dict[str, Any],
     now: float,
-    public_url: str | None = None,
+    links: ReportLinks | None = None,
 ) -> Request:
-    """The request of a queued notification; with ``public_url`` (the API's public base URL) each
+    """The request of a queued notification; with ``links`` (the API's public base URL) each
     alert carries ``report_url``, its HTML report, which Slack and PagerDuty link."""
     if cfg.pagerduty is not None:
-        alert = with_report_url(payload["alert"], public_url)
+        alert = with_report_url(payload["alert"], links, now)
         event = pagerduty_event(cfg.pagerduty.routing_key.get_secret_value(), alert)
         return Request(cfg.pagerduty.url, orjson.dumps(event), {"content-type": "application/json"})
     if cfg.slack is not None:
         msg = slack_message(
-            [with_report_url(a, public_url) for a in payload["alerts"]], cfg.slack.grafana_url
+            [with_report_url(a, links, now) for a in payload["alerts"]], cfg.slack.grafana_url
         )
         return Request(
             cfg.slack.webhook_url.get_secret_value(), orjson.dumps(msg), {"content-type": "application/json"}
@@ -292,9 +301,9 @@ def build_requests(
     assert cfg.webhook is not None
     if "alert" in payload:
         return webhook_request(
-            cfg.webhook, entry_id, kind, with_report_url(payload["alert"], public_url), now
+            cfg.webhook, entry_id, kind, with_report_url(payload["alert"], links, now), now
         )
-    alerts = [with_report_url(a, public_url) for a in payload["alerts"]]  # a group: one CloudEvent of all
+    alerts = [with_report_url(a, links, now) for a in payload["alerts"]]  # a group: one CloudEvent of all
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     head = alerts[0]
     group = {

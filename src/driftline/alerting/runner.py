@@ -24,6 +24,7 @@ from driftline.alerting.pipeline import Attempt, Dispatcher, Sender
 from driftline.alerting.receivers import Transport, http_transport
 from driftline.alerting.stages import Silence
 from driftline.detectors.profile import ModelRegistry
+from driftline.links import ReportLinks
 from driftline.storage.alerts import AlertStore
 from driftline.storage.errors import StoreError
 from driftline.storage.rows import MetricRow
@@ -40,10 +41,10 @@ class AlertRunner:
         transport: Transport | None = None,
         clock: Callable[[], float] = time.time,
         models: ModelRegistry | None = None,
-        public_url: str | None = None,
+        links: ReportLinks | None = None,
     ) -> None:
         """``models``: the registered settings whose thresholds rules without one compare with;
-        ``public_url``: the API's public base URL, for links to each alert's HTML report."""
+        ``links``: the API's public base URL, for (signed) links to each alert's HTML report."""
         self.config = config
         self.alerts = alerts
         self.clock = clock
@@ -57,7 +58,7 @@ class AlertRunner:
             transport or http_transport(),
             record=self._record,
             on_dead=self._dead,
-            public_url=public_url,
+            links=links,
         )
         self._lock = threading.Lock()
         self._last_staleness = 0.0

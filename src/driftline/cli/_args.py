@@ -231,12 +231,13 @@ def write_html(comparison: Any, args: argparse.Namespace, title: str, facts: lis
 
     path = Path(args.html)
     page = render_report(comparison, title, facts)
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(page, encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        raise UsageError(f"--html {args.html}: {exc.strerror}") from None
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"--html {args.html}: {exc.strerror or exc}") from None
     print(f"HTML report: {path}", file=sys.stderr)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,13 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.concurrency import run_in_threadpool
 
 from driftline import query
-from driftline.api.deps import TimeRange, body_chunks, require, service
+from driftline.api.deps import TimeRange, body_chunks, presented_key, require, service
 from driftline.api.problems import Problem
 from driftline.contract import InvalidEvent, format_ts, parse_ts
 from driftline.detectors.profile import Comparison, ModelSketch
 from driftline.detectors.slice_ids import parse_slice_id
 from driftline.detectors.windows import ReferenceKindError, checked_against
 from driftline.ingest.files import TableError, TableSpec, load_reference
+from driftline.links import verify
 from driftline.report_html import render_report
 from driftline.service import Service
 from driftline.storage.codec import model_settings, reference_id, reference_rows
@@ -410,11 +412,29 @@ def drift(
     return _comparison(svc, model_id, window, version, by, against).report
 
 
+def _read_or_signed_link(
+    request: Request, model_id: ModelId, svc: Annotated[Service, Depends(service)]
+) -> str:
+    """The read scope, or a link a notification carried (``exp`` and ``sig``, see
+    ``driftline/links.py``): a browser following it sends no key."""
+    params = dict(request.query_params)
+    if "sig" in params and presented_key(request) is None and svc.link_key is not None:
+        if verify(svc.link_key, model_id, params, time.time()):
+            return "link"
+        raise Problem(401, "this report link is invalid or expired: open the report with an API key")
+    return require("read")(request, svc)
+
+
+_read_or_signed_link.__name__ = "require_read"  # the read scope (tests/test_api.py checks every route)
+
+
 @router.get(
     "/{model_id}/report",
-    dependencies=read,
+    dependencies=[Depends(_read_or_signed_link)],
     summary="Drift over a range as one self-contained HTML page (`driftline stats --html`)",
-    description=RANGE_NOTE + ' The page embeds the JSON of `/drift` (`<script id="report-data">`).',
+    description=RANGE_NOTE + ' The page embeds the JSON of `/drift` (`<script id="report-data">`). A '
+    "notification's link opens it without a key: it carries `exp` and `sig`, valid for that model and "
+    "query until `exp`.",
     response_class=HTMLResponse,
     responses={**NOT_FOUND, 200: {"content": {"text/html": {}}, "description": "the page"}},
 )
@@ -428,7 +448,11 @@ def report_page(
 ) -> HTMLResponse:
     comparison = _comparison(svc, model_id, window, version, by, against)
     facts = [("model", model_id + (f" version {version}" if version else ""))]
-    return HTMLResponse(render_report(comparison, f"Drift report: {model_id}", facts))
+    page = render_report(comparison, f"Drift report: {model_id}", facts)
+    # the page fetches nothing: the browser enforces it; inline style and script only
+    policy = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
+    headers = {"content-security-policy": policy, "x-content-type-options": "nosniff"}
+    return HTMLResponse(page, headers=headers)
 
 
 def _section(report: dict[str, Any], model_id: str, key: str) -> dict[str, Any]:
