@@ -11,7 +11,9 @@ at-least-once Kafka:
 * offsets are committed to Kafka only after ClickHouse acknowledged, and only after every dead
   letter they cover was acknowledged by the dead-letter topic or spilled to the local file;
 * a consumer that restarts resumes after the stored offsets and restores each partition's
-  event-time watermark from them, then evaluates every window a predecessor left unevaluated.
+  event-time watermark from them, then evaluates every window a predecessor left unevaluated;
+* events of a model without a reference are staged in their partition's insert, and folded once
+  the process's :class:`~driftline.ingest.warmup.Bootstrapper` fitted one (``ingest/warmup.py``).
 """
 
 from __future__ import annotations
