@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -52,14 +53,14 @@ def browser() -> Iterator[Browser]:
 class Opened:
     """A page opened from disk, with every console error and every request it made."""
 
-    def __init__(self, browser: Browser, path: Path, scheme: str = "light") -> None:
+    def __init__(self, browser: Browser, path: Path, scheme: str = "light", fragment: str = "") -> None:
         self.page: Page = browser.new_page(viewport={"width": 1200, "height": 900}, color_scheme=scheme)  # type: ignore[arg-type]
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("request", lambda request: self.requests.append(request.url))
-        self.page.goto(path.as_uri())
+        self.page.goto(path.as_uri() + fragment)
         self.page.wait_for_load_state("load")
 
     def _console(self, message: ConsoleMessage) -> None:
@@ -160,6 +161,18 @@ def test_the_slice_selector_switches_views(
     assert page.locator(f"#{feature_id('f00_normal', 2)} svg").first.is_visible()
     page.select_option("#view", "view-0")
     assert page.locator("#view-0").is_visible() and not page.locator("#view-2").is_visible()
+    assert opened.errors == []
+    page.close()
+
+
+def test_a_slice_link_opens_that_slice(browser: Browser, report_file: tuple[Path, dict[str, Any]]) -> None:
+    """A slice's alert links ``#slice=region%3Dvalue`` (alerting/receivers.py): that view is shown."""
+    path, report = report_file
+    value = list(report["slices"]["region"])[1]
+    opened = Opened(browser, path, fragment="#slice=" + quote(f"region={value}", safe=""))
+    page = opened.page
+    assert page.locator("#view-2").is_visible() and not page.locator("#view-0").is_visible()
+    assert page.eval_on_selector("#view", "s => s.value") == "view-2"
     assert opened.errors == []
     page.close()
 

@@ -625,6 +625,14 @@ JS = """
       for (const view of document.querySelectorAll("section.view")) view.hidden = view.id !== select.value;
     };
     select.addEventListener("change", show);
+    // a link to one slice (#slice=region%3Dsouth, from a slice's alert) opens its view
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    if (wanted.startsWith("slice=")) {
+      const [attr, ...value] = wanted.slice(6).split("=");
+      const label = attr + " = " + value.join("=");
+      const view = [...document.querySelectorAll("section.view")].find((v) => v.dataset.view === label);
+      if (view) select.value = view.id;
+    }
     show();
   }
 })();

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -94,15 +94,17 @@ def report_url(links: ReportLinks | None, alert: Mapping[str, Any], now: float) 
     report with the slices of its attribute. None without a public base URL."""
     if links is None or alert.get("window_start") is None or alert.get("window_end") is None:
         return None
-    model, params = alert["model"], {}
+    model, params, fragment = alert["model"], {}, ""
     parsed = parse_slice_id(model)
-    if parsed:
+    if parsed:  # the model's report with this attribute's slices, opened at this one
         model, params["by"] = parsed[0], parsed[1]
+        fragment = "#slice=" + quote(f"{parsed[1]}={parsed[2]}", safe="")
     params = {"from": format_ts(alert["window_start"]), "to": format_ts(alert["window_end"])} | params
     if alert.get("version"):
         params["version"] = alert["version"]
     feature = alert.get("feature") or ""
-    fragment = f"#{feature_id(feature)}" if feature and "=" not in feature else ""
+    if not fragment and feature and "=" not in feature:  # a fairness group has no section of its own
+        fragment = f"#{feature_id(feature)}"
     return links.url(model, params, now, fragment)
 
 
