@@ -134,6 +134,28 @@ def test_a_model_with_warmup_off_is_not_staged() -> None:
     boot = Bootstrapper(None, {}, models, lambda: None, 10)  # type: ignore[arg-type]
     assert boot.enabled("anything") and not boot.enabled("off") and boot.enabled("ranged")
     assert not Bootstrapper(None, {}, ModelRegistry(), lambda: None, 0).enabled("x")  # type: ignore[arg-type]
+    assert boot.refusal("off") == "no reference registered for model 'off'"
+
+
+def test_only_so_many_models_warm_up_at_once(tmp_path: Path) -> None:
+    """A producer sending random model ids must not fill the store: past warmup_max_models, the
+    events of one more model are refused with the reason (over HTTP: listed; Kafka: dead-lettered)."""
+    boot = Bootstrapper(None, {}, ModelRegistry(), lambda: None, 10, max_models=2)  # type: ignore[arg-type]
+    assert boot.refusal("a") is None and boot.refusal("b") is None and boot.refusal("a") is None
+    assert "2 models are already warming up (warmup_max_models)" in (boot.refusal("c") or "")
+    settings = load_settings(store=f"chdb://{tmp_path / 'store'}", api_keys={"k": ["ingest"]},
+                             warmup_max_models=1)  # fmt: skip
+    service = Service(settings)
+    try:
+        with TestClient(create_app(service)) as client:
+            first = list(events(generate(Traffic(n=3, seed=1, start_ms=START_MS, model_id="one"))))
+            other = list(events(generate(Traffic(n=2, seed=2, start_ms=START_MS, model_id="two"))))
+            out = client.post("/v1/events", headers={"authorization": "Bearer k"}, json=first + other).json()
+        assert (out["accepted"], out["staged"], out["rejected"]) == (3, 3, 2)
+        assert all("warmup_max_models" in e["reason"] for e in out["errors"])
+        assert WarmupStore(service.store).staged_counts() == {"one": 3}
+    finally:
+        service.stop()
 
 
 def test_events_with_mixed_types_fit_as_a_file_would() -> None:

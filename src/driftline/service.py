@@ -114,6 +114,7 @@ class Service:
             tuple(settings.segments),
             self.windows,
             self.keep_predictions_ms,
+            settings.warmup_max_models,
         )
         self.alerting = (
             AlertRunner(

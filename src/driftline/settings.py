@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         "(by event time; kept in the store until then, none dead-lettered); 0: its events are "
         "dead-lettered instead. A model registered with warmup (PUT /v1/models/{id}) uses its own.",
     )
+    warmup_max_models: int = Field(
+        1_000,
+        ge=1,
+        description="Models warming up at once; the events of one more model without a reference are "
+        "dead-lettered (a producer sending random model ids must not fill the store).",
+    )
     segments: list[str] = Field(
         default_factory=list,
         description="Columns of the reference files that are segment attributes (fairness groups), "

@@ -53,10 +53,10 @@ class BatchDecoder:
         max_bytes: int,
         max_future_ms: int | None,
         clock: Callable[[], float] = time.time,
-        warmup: Callable[[str], bool] | None = None,
+        warmup: Callable[[str], str | None] | None = None,
     ) -> None:
-        """``warmup``: whether a model without a reference warms up (its events are staged, see
-        ``ingest/warmup.py``) rather than having them dead-lettered."""
+        """``warmup``: why an event of a model without a reference is dead-lettered, None when the
+        model warms up instead (its events are staged, see ``ingest/warmup.py``)."""
         self.references = references
         self.warmup = warmup
         self.max_bytes = max_bytes
@@ -116,10 +116,11 @@ class BatchDecoder:
         staged = np.zeros(n, bool)
         for i in np.flatnonzero(accepted & ~known[np.where(accepted, scanned.model, 0)]).tolist():
             model = scanned.strings[int(scanned.model[i])]
-            if self.warmup is not None and self.warmup(model):
+            refused = self.warmup(model) if self.warmup else f"no reference registered for model {model!r}"
+            if refused is None:
                 staged[i] = True
             else:
-                reasons[i] = f"model_id: no reference registered for model {model!r}"
+                reasons[i] = f"model_id: {refused}"
             accepted[i] = False
             events.pop(i, None)
         rejected = [

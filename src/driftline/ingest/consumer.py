@@ -205,7 +205,7 @@ class StreamConsumer:
             config.max_message_bytes,
             config.max_future_ms,
             clock,
-            bootstrapper.enabled if bootstrapper else None,
+            bootstrapper.refusal if bootstrapper else None,
         )
         self.writer = FlushWriter(store, config.group, self.folder, config.keep_predictions_ms)
         self.staging = Staging() if bootstrapper else None

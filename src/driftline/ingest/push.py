@@ -118,10 +118,16 @@ class PushIngest:
                 e = decode(raw, self.max_event_bytes, horizon)
                 if e.model_id in self.references:
                     events.append(e)
-                elif self.bootstrapper is not None and self.bootstrapper.enabled(e.model_id):
-                    staged.setdefault(e.model_id, []).append((e, raw))
-                else:
-                    raise InvalidEvent("model_id", f"no reference registered for model {e.model_id!r}")
+                    continue
+                model = e.model_id
+                refused = (
+                    self.bootstrapper.refusal(model)
+                    if self.bootstrapper
+                    else f"no reference registered for model {model!r}"
+                )
+                if refused is not None:
+                    raise InvalidEvent("model_id", refused)
+                staged.setdefault(model, []).append((e, raw))
             except InvalidEvent as exc:
                 result.errors.append({"index": i, "field": exc.field, "reason": exc.reason})
         if result.errors:

@@ -37,6 +37,7 @@ from driftline.storage.warmup import StagedChunk, WarmupStore, drain_token, drai
 log = logging.getLogger("driftline.warmup")
 Partition = tuple[str, int]
 DEFAULT_WARMUP_EVENTS = 10_000
+DEFAULT_MAX_MODELS = 1_000
 
 
 def _decoded(model: str, raws: Iterable[bytes]) -> list[AnyEvent]:
@@ -75,10 +76,13 @@ class Bootstrapper:
         segments: tuple[str, ...] = (),
         spec: WindowSpec | None = None,
         keep_predictions_ms: int | None = None,
+        max_models: int = DEFAULT_MAX_MODELS,
     ) -> None:
         """``reload``: refresh ``references`` from the store (after a reference was stored);
         ``spec``: the panes staged events are folded into; ``keep_predictions_ms``: labels are
-        joined later, keep the folded events' predictions this long."""
+        joined later, keep the folded events' predictions this long; ``max_models``: models that
+        warm up at once (the events of one more are dead-lettered: a producer sending random model
+        ids must not fill the store)."""
         self.store = store
         self.staging = WarmupStore(store)
         self.references = references
@@ -94,11 +98,25 @@ class Bootstrapper:
         self._stamps: dict[str, int] = defaultdict(int)
         self._clean: dict[str, int] = {}
         self._failed: dict[str, int] = {}  # model -> staged events when its fit failed (retry at 2x)
+        self.max_models = max_models
+        self._warming: set[str] = set()  # models warming up (staged, no reference yet)
         self._warned: set[str] = set()
 
     def enabled(self, model: str) -> bool:
         """Does a model without a reference warm up (rather than have its events dead-lettered)?"""
         return self.models[model].warmup_range is not None or self.needed(model) > 0
+
+    def refusal(self, model: str) -> str | None:
+        """Why an event of a model without a reference is dead-lettered rather than staged (None:
+        it is staged)."""
+        if not self.enabled(model):
+            return f"no reference registered for model {model!r}"
+        if model not in self._warming:
+            if len(self._warming) >= self.max_models:
+                return (f"no reference registered for model {model!r}, and {self.max_models} models are "
+                        "already warming up (warmup_max_models)")  # fmt: skip
+            self._warming.add(model)
+        return None
 
     def needed(self, model: str) -> int:
         s = self.models[model]
@@ -117,6 +135,7 @@ class Bootstrapper:
             if self._clean.get(group) == stamp:
                 return []
             counts = self.staging.staged_counts(group)
+            self._warming = {m for m in {*self._warming, *counts} if m not in self.references}
             if not counts:
                 self._clean[group] = stamp
                 return []
