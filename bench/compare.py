@@ -451,7 +451,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--whole-table",
         action="store_true",
-        help="add one run of the pre-compare_files path (whole tables in memory) on the wide file",
+        help="add one run of the pre-compare_tables path (whole tables in memory) on the wide file",
     )
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="where the Parquet files are kept")
     args = p.parse_args(argv)

@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import driftline
 from driftline import simulate
 from driftline.cli import main
+from driftline.ingest.compare import compare_tables
 from driftline.simulate import FILE_DROP, Traffic, generate
 
 SEGMENTS = ",".join(simulate.SEGMENTS)  # region,gender
@@ -45,3 +47,8 @@ def cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Completed
         text=True,
         timeout=600,
     )
+
+
+def compare_files(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`compare_tables`'s report alone, as ``driftline compare --json`` prints it."""
+    return compare_tables(*args, **kwargs).report

@@ -19,7 +19,7 @@ from driftline.api.app import create_app
 from driftline.contract import MAX_EVENT_BYTES
 from driftline.ingest.decode import decode
 from driftline.ingest.panes import PaneFolder
-from driftline.query import range_report
+from driftline.query import compare_range
 from driftline.service import Service
 from driftline.settings import load_settings
 from driftline.simulate import FILE_DROP, Traffic, events, generate
@@ -115,7 +115,11 @@ def test_a_30_day_read_delays_no_flush_by_more_than_a_second(month: tuple[TestCl
     reference = service.references["churn"]
     report, flushes = during_ingest(
         service,
-        lambda: range_report(service.store, reference, "churn", START_MS, START_MS + DAYS * DAY_MS, "past"),
+        lambda: (
+            compare_range(
+                service.store, reference, "churn", START_MS, START_MS + DAYS * DAY_MS, "past"
+            ).report
+        ),
     )
     assert report["n_current"] == (CURRENT + 1) * PER_PANE  # the first pane is the original
     assert report["range"]["panes"] == PANES

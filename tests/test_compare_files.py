@@ -26,11 +26,12 @@ from driftline.detectors.numeric import (
     quantile_edges,
 )
 from driftline.detectors.profile import Binning, ModelSketch, Thresholds, drift_report
-from driftline.ingest.compare import compare_files, new_columns
+from driftline.ingest.compare import new_columns
 from driftline.ingest.files import TableError, TableSpec, load_reference, read_table, to_batch
 from driftline.simulate import FILE_DROP, Traffic, generate
 from driftline.storage.codec import metric_rows
 
+from .helpers import compare_files
 from .test_numeric_stats import oracle_psi
 
 SPEC = TableSpec(segments=["region", "gender"], prediction="prediction", label="label", latency="latency_ms")

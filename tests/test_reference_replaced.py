@@ -59,13 +59,15 @@ def test_a_reference_replaced_mid_stream_keeps_the_history_comparable(tmp_path: 
         assert counts == {a: 600, b: 600}  # every event once, each on the bins in effect
 
         ref = service.references["churn"]
-        old = query.range_report(store, ref, "churn", START_MS, START_MS + 10 * MINUTE)
+        old = query.compare_range(store, ref, "churn", START_MS, START_MS + 10 * MINUTE).report
         assert old["reference"]["reference_id"] == a and old["reference"]["source"] == str(first)
         assert old["n_current"] == 600 and old["other_reference_events"] == 0
-        new = query.range_report(store, ref, "churn", START_MS + 10 * MINUTE, START_MS + 20 * MINUTE)
+        new = query.compare_range(store, ref, "churn", START_MS + 10 * MINUTE, START_MS + 20 * MINUTE).report
         assert new["reference"]["reference_id"] == b and new["n_current"] == 600
         # across the switch: the majority's reference (B: 11 minutes of 16), the rest said
-        across = query.range_report(store, ref, "churn", START_MS + 4 * MINUTE, START_MS + 20 * MINUTE)
+        across = query.compare_range(
+            store, ref, "churn", START_MS + 4 * MINUTE, START_MS + 20 * MINUTE
+        ).report
         assert across["reference"]["reference_id"] == b
         assert (across["n_current"], across["other_reference_events"]) == (600, 360)
 
@@ -103,9 +105,9 @@ def test_panes_of_a_reference_saved_before_the_history_are_left_out_and_said(tmp
         sketch = load_event_reference(tmp_path / "b.parquet", SEGMENTS)
         store.save_reference(reference_rows("churn", sketch, source="b"))
         service.reload_references()
-        report = query.range_report(
+        report = query.compare_range(
             store, service.references["churn"], "churn", START_MS, START_MS + 5 * MINUTE
-        )
+        ).report
         assert report["n_current"] == 0 and report["other_reference_events"] == 300
     finally:
         service.stop()

@@ -27,11 +27,10 @@ from driftline.detectors.categorical import OTHER
 from driftline.detectors.defaults import DEFAULT_SLICE_VALUES
 from driftline.detectors.profile import Binning, ModelSketch, Thresholds
 from driftline.detectors.slices import Slicer, fold_slices, join_slices, slice_report
-from driftline.ingest.compare import compare_files
 from driftline.ingest.files import TableSpec, to_batch
 from driftline.simulate import FILE_DROP, Traffic, generate
 
-from .helpers import ROLES
+from .helpers import ROLES, compare_files
 
 SPEC = TableSpec(segments=["region", "gender"], prediction="prediction", label="label", latency="latency_ms")
 NOT_NUMBERS = 40  # "n/a" entries written into the current file's f03_uniform

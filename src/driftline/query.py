@@ -72,20 +72,6 @@ def range_sketch(
     return merge_rows(reference.binning, itertools.chain.from_iterable(chunks))
 
 
-def range_report(
-    store: Store,
-    reference: ModelSketch,
-    model: str,
-    start: int | None,
-    end: int | None,
-    version: str | None = None,
-    thresholds: Thresholds | None = None,
-    against: str | None = None,
-) -> dict[str, Any]:
-    """The report of :func:`compare_range` (same arguments): what ``driftline stats`` prints."""
-    return compare_range(store, reference, model, start, end, version, thresholds, against).report
-
-
 def compare_range(
     store: Store,
     reference: ModelSketch,

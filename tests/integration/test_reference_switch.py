@@ -66,8 +66,8 @@ def test_a_reference_replaced_mid_stream_loses_nothing(
         time.sleep(1.0)  # nothing more arrives: a double count would show now
         assert store.reference_events("churn", None, None) == {a: 3_000, b: 3_000}
         ref = service.references["churn"]
-        old = query.range_report(store, ref, "churn", START_MS, START_MS + 10 * MINUTE)
-        new = query.range_report(store, ref, "churn", START_MS + 10 * MINUTE, START_MS + 20 * MINUTE)
+        old = query.compare_range(store, ref, "churn", START_MS, START_MS + 10 * MINUTE).report
+        new = query.compare_range(store, ref, "churn", START_MS + 10 * MINUTE, START_MS + 20 * MINUTE).report
         assert (old["reference"]["reference_id"], old["n_current"]) == (a, 3_000)
         assert (new["reference"]["reference_id"], new["n_current"]) == (b, 3_000)
         assert old["other_reference_events"] == new["other_reference_events"] == 0

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -55,36 +54,6 @@ GROUP_BYTES = 128 << 20
 DEFAULT_THRESHOLDS = Thresholds()
 # Width assumed for a column that is not numeric (strings: offsets plus a few characters).
 _TEXT_BYTES = 24
-
-
-def compare_files(
-    reference: str | Path,
-    current: str | Path,
-    spec: TableSpec,
-    fine_bins: int = DEFAULT_FINE_BINS,
-    psi_bins: int = DEFAULT_PSI_BINS,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    *,
-    threads: int = 4,
-    group_bytes: int = GROUP_BYTES,
-    by: Sequence[str] = (),
-    slice_values: int = DEFAULT_SLICE_VALUES,
-    bins_from: str | Path | None = None,
-) -> dict[str, Any]:
-    """The report of :func:`compare_tables` (same arguments): what ``driftline compare`` prints."""
-    return compare_tables(
-        reference,
-        current,
-        spec,
-        fine_bins,
-        psi_bins,
-        thresholds,
-        threads=threads,
-        group_bytes=group_bytes,
-        by=by,
-        slice_values=slice_values,
-        bins_from=bins_from,
-    ).report
 
 
 def compare_tables(

@@ -372,9 +372,18 @@ RANGE_NOTE = (
 )
 
 
+VersionQuery = Annotated[str | None, Query(max_length=256)]
+
+
 def _comparison(
-    svc: Service, model_id: str, window: TimeRange, version: str | None, by: str, against: str | None
+    model_id: ModelId,
+    svc: Annotated[Service, Depends(service)],
+    window: Annotated[TimeRange, Depends()],
+    version: VersionQuery = None,
+    by: ByQuery = "",
+    against: AgainstQuery = None,
 ) -> Comparison:
+    """The range asked for compared with its reference: ``/drift`` as JSON, ``/report`` as a page."""
     ref = _reference(svc, model_id)
     start, end = _read_range(svc, model_id, window, version)
     limits = svc.model_settings[model_id].thresholds
@@ -401,15 +410,8 @@ def _comparison(
     description=RANGE_NOTE,
     responses=NOT_FOUND,
 )
-def drift(
-    model_id: ModelId,
-    svc: Annotated[Service, Depends(service)],
-    window: Annotated[TimeRange, Depends()],
-    version: Annotated[str | None, Query(max_length=256)] = None,
-    by: ByQuery = "",
-    against: AgainstQuery = None,
-) -> dict[str, Any]:
-    return _comparison(svc, model_id, window, version, by, against).report
+def drift(comparison: Annotated[Comparison, Depends(_comparison)]) -> dict[str, Any]:
+    return comparison.report
 
 
 def _read_or_signed_link(
@@ -439,14 +441,8 @@ _read_or_signed_link.__name__ = "require_read"  # the read scope (tests/test_api
     responses={**NOT_FOUND, 200: {"content": {"text/html": {}}, "description": "the page"}},
 )
 def report_page(
-    model_id: ModelId,
-    svc: Annotated[Service, Depends(service)],
-    window: Annotated[TimeRange, Depends()],
-    version: Annotated[str | None, Query(max_length=256)] = None,
-    by: ByQuery = "",
-    against: AgainstQuery = None,
+    model_id: ModelId, comparison: Annotated[Comparison, Depends(_comparison)], version: VersionQuery = None
 ) -> HTMLResponse:
-    comparison = _comparison(svc, model_id, window, version, by, against)
     facts = [("model", model_id + (f" version {version}" if version else ""))]
     page = render_report(comparison, f"Drift report: {model_id}", facts)
     # the page fetches nothing: the browser enforces it; inline style and script only
@@ -469,9 +465,9 @@ def latency(
     model_id: ModelId,
     svc: Annotated[Service, Depends(service)],
     window: Annotated[TimeRange, Depends()],
-    version: Annotated[str | None, Query(max_length=256)] = None,
+    version: VersionQuery = None,
 ) -> dict[str, Any]:
-    return _section(drift(model_id, svc, window, version), model_id, "latency")
+    return _section(_comparison(model_id, svc, window, version).report, model_id, "latency")
 
 
 @router.get(
@@ -484,9 +480,9 @@ def fairness(
     model_id: ModelId,
     svc: Annotated[Service, Depends(service)],
     window: Annotated[TimeRange, Depends()],
-    version: Annotated[str | None, Query(max_length=256)] = None,
+    version: VersionQuery = None,
 ) -> dict[str, Any]:
-    return _section(drift(model_id, svc, window, version), model_id, "fairness")
+    return _section(_comparison(model_id, svc, window, version).report, model_id, "fairness")
 
 
 @router.get("/{model_id}/metrics", dependencies=read, summary="Time series of a drift metric")
