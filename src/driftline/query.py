@@ -123,22 +123,6 @@ def compare_range(
     return Comparison(report, reference, merged)
 
 
-def slice_reports(
-    store: Store,
-    references: Mapping[str, ModelSketch],
-    model: str,
-    by: Sequence[str],
-    start: int | None,
-    end: int | None,
-    version: str | None = None,
-    thresholds: Thresholds | None = None,
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """``report["slices"]`` over stored panes: each stored reference slice of ``by`` compared with
-    the stream's panes of that slice (the same document as ``compare --by``). Raises KeyError for
-    an attribute the model's reference holds no slices of."""
-    return _slice_report(slice_pairs(store, references, model, by, start, end, version), thresholds)
-
-
 def add_slices(comparison: Comparison, pairs: SlicePairs, thresholds: Thresholds | None = None) -> None:
     """``pairs`` (of :func:`slice_pairs`) and their ``report["slices"]`` into ``comparison``."""
     comparison.slices = pairs
@@ -161,7 +145,8 @@ def slice_pairs(
     version: str | None = None,
 ) -> SlicePairs:
     """Each stored reference slice of ``by`` with the stream's panes of that slice merged on its
-    bins: attribute -> value -> (reference, current). KeyError as :func:`slice_reports`."""
+    bins: attribute -> value -> (reference, current). Raises KeyError for an attribute the model's
+    reference holds no slices of."""
     reference: dict[str, dict[str, ModelSketch]] = {}
     current: dict[str, dict[str, ModelSketch]] = {}
     for sid, sketch in references.items():
